@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Sourced by ./landscape-dev: finds or installs libtorch 2.13.0 (the version tch 0.26
+# expects) and the Python packages the tests use, then exports LIBTORCH and PYTHON.
+#
+# - If LIBTORCH is set, it is used as it is (no install).
+# - Otherwise torch==2.13.0 is pip-installed once into a virtual environment in a
+#   per-machine cache directory keyed by version, shared by every clone:
+#   ${TCH_LANDSCAPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-landscape}/torch-2.13.0
+# - A symlink .libtorch in the repository points at it, so plain `cargo build` /
+#   `cargo test` work afterwards (.cargo/config.toml reads LIBTORCH from it).
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_ROOT="${TCH_LANDSCAPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-landscape}"
+VENV="$CACHE_ROOT/torch-$TORCH_VERSION/venv"
+PY_TEST_PACKAGES=(numpy pyarrow duckdb polars scikit-learn)
+
+log() { printf '[landscape-dev] %s\n' "$*" >&2; }
+
+find_python() {
+    for p in python3.11 python3 python; do
+        if command -v "$p" >/dev/null 2>&1; then command -v "$p"; return 0; fi
+    done
+    log "error: Python 3 is needed to install libtorch (pip torch==$TORCH_VERSION); none found on PATH"
+    return 1
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        local py; py="$(find_python)"
+        log "creating $VENV"
+        mkdir -p "$(dirname "$VENV")"
+        "$py" -m venv "$VENV"
+    fi
+    PYTHON="$VENV/bin/python"
+}
+
+ensure_torch() {
+    ensure_venv
+    # The lock serialises concurrent first installs from several clones.
+    exec 9>"$CACHE_ROOT/torch-$TORCH_VERSION/.install.lock"
+    flock 9
+    if ! "$PYTHON" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+        log "installing torch==$TORCH_VERSION into $VENV (once per machine, ~1-2 min, ~5 GB)"
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    fi
+    flock -u 9
+    LIBTORCH="$("$PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
+}
+
+ensure_test_packages() {
+    ensure_venv
+    if ! "$PYTHON" -c 'import numpy, pyarrow, duckdb, polars, sklearn' 2>/dev/null; then
+        log "installing test packages: ${PY_TEST_PACKAGES[*]}"
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check "${PY_TEST_PACKAGES[@]}"
+    fi
+}
+
+setup_libtorch() {
+    if [ -n "${LIBTORCH:-}" ]; then
+        if [ ! -d "$LIBTORCH/lib" ]; then
+            log "error: LIBTORCH=$LIBTORCH has no lib/ directory; expected a libtorch $TORCH_VERSION install"
+            return 1
+        fi
+        log "using LIBTORCH=$LIBTORCH"
+    else
+        ensure_torch
+    fi
+    ln -sfn "$LIBTORCH" "$REPO_ROOT/.libtorch"
+    export LIBTORCH
+}

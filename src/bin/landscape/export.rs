@@ -1,0 +1,30 @@
+//! `landscape export`: a run as zstd Parquet for pyarrow, polars and DuckDB.
+
+use std::path::PathBuf;
+
+use tch_landscape::store::export::{export_parquet, DEFAULT_CHUNK};
+use tch_landscape::Run;
+
+/// Write trajectory.parquet, metrics.parquet and summary.parquet.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  landscape export runs/demo/mlp-digits --out /tmp/export\n  duckdb -c \"select * from '/tmp/export/summary.parquet' limit 5\"")]
+pub struct Args {
+    /// The run directory.
+    run: PathBuf,
+    /// Output directory (default: RUN/export).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Values per trajectory row (tensors larger than this span several rows).
+    #[arg(long, default_value_t = DEFAULT_CHUNK)]
+    chunk: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let run = Run::open(&args.run)?;
+    let out = args.out.unwrap_or_else(|| args.run.join("export"));
+    let s = export_parquet(&run, &out, args.chunk)?;
+    println!("{}", s.trajectory.display());
+    println!("{}", s.metrics.display());
+    println!("{}", s.summary.display());
+    Ok(())
+}

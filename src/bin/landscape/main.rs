@@ -1,0 +1,55 @@
+//! `landscape`: the command-line interface of tch-landscape, a thin shell over
+//! the library. One file per subcommand.
+
+mod demo;
+mod export;
+mod info;
+
+use clap::{Parser, Subcommand};
+
+/// Record and analyse the loss landscape of tch training runs.
+#[derive(Debug, Parser)]
+#[command(name = "landscape", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Demo(demo::Args),
+    Info(info::Args),
+    Export(export::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Export(a) => export::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

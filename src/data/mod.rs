@@ -1,0 +1,4 @@
+//! Real data sets usable offline: the UCI handwritten digits shipped with the
+//! crate (used by the demo, the tests and benchmark W1).
+
+pub mod digits;

@@ -1,0 +1,38 @@
+//! # tch-landscape
+//!
+//! Record the parameter trajectory of a [`tch`] training run and analyse its
+//! loss landscape, after "Visualizing the Loss Landscape of Neural Nets"
+//! (Li, Xu, Taylor, Studer, Goldstein, NeurIPS 2018).
+//!
+//! Attach the hook to an existing loop:
+//!
+//! ```no_run
+//! # fn main() -> tch_landscape::Result<()> {
+//! # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let mut rec = tch_landscape::Recorder::builder("runs/mlp").build(&vs)?; // θ₀
+//! for epoch in 1..=10u64 {
+//!     // ... the user's own training code ...
+//!     rec.on_epoch_end(epoch, &[("train_loss", 0.1)])?;
+//! }
+//! rec.finish()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Then read it back with [`Run::open`], or export it with
+//! `landscape export runs/mlp` (Parquet for pyarrow, polars, DuckDB).
+//!
+//! Data flows one way: training loop → [`Recorder`] → writer thread → run
+//! directory ([`store`]) → analysis → results.
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod demo;
+pub mod error;
+pub mod models;
+pub mod recorder;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use recorder::{Durability, Recorder, RecorderBuilder, RunSummary};
+pub use store::manifest::{Manifest, Role, TensorInfo};
+pub use store::run::{Run, Selection};

@@ -1,0 +1,154 @@
+//! Copying a VarStore's variables to host memory on the training thread.
+//!
+//! `VarStore::variables()` returns shallow clones that share storage with the
+//! live parameters, which the optimizer keeps changing; so every value is
+//! deep-copied into an owned `Vec` before it leaves the training thread.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::store::manifest::{Role, SkippedTensor, StorageDtype, TensorInfo};
+use crate::store::run::kind_name;
+use crate::store::snapshot::HostValues;
+
+/// The live variables of a VarStore (`VarStore::variables_`), shared so the
+/// recorder does not borrow the VarStore.
+pub type SharedVariables = Arc<Mutex<tch::nn::Variables>>;
+
+/// A shallow-cloned, name-sorted view of the variables.
+pub fn sorted_variables(vars: &SharedVariables) -> Vec<(String, Tensor)> {
+    let guard = vars.lock().unwrap_or_else(|p| p.into_inner());
+    let mut v: Vec<(String, Tensor)> = guard
+        .named_variables
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// The tensor list of a new run: recorded tensors (sorted, with offsets), the
+/// skipped ones, and the storage dtype.
+pub fn describe(vars: &[(String, Tensor)]) -> (Vec<TensorInfo>, Vec<SkippedTensor>, StorageDtype) {
+    let mut infos = Vec::new();
+    let mut skipped = Vec::new();
+    let mut offset = 0u64;
+    let mut any_f64 = false;
+    for (name, t) in vars {
+        let kind = t.kind();
+        match kind_name(kind) {
+            Some(dtype) => {
+                let shape = t.size();
+                let numel = shape.iter().product::<i64>() as u64;
+                let trainable = t.requires_grad();
+                any_f64 |= kind == Kind::Double;
+                infos.push(TensorInfo {
+                    name: name.clone(),
+                    role: Role::classify(trainable, shape.len()),
+                    shape,
+                    dtype: dtype.to_string(),
+                    trainable,
+                    numel,
+                    offset,
+                });
+                offset += numel;
+            }
+            None => skipped.push(SkippedTensor {
+                name: name.clone(),
+                dtype: format!("{kind:?}"),
+                reason: "only floating-point variables are recorded".into(),
+            }),
+        }
+    }
+    let dtype = if any_f64 {
+        StorageDtype::Float64
+    } else {
+        StorageDtype::Float32
+    };
+    (infos, skipped, dtype)
+}
+
+/// Deep-copies the recorded variables to host memory, checking that the set
+/// of variables and their shapes still match the manifest.
+pub fn copy_to_host(
+    vars: &SharedVariables,
+    tensors: &[TensorInfo],
+    skipped: &[SkippedTensor],
+    dtype: StorageDtype,
+    context: &str,
+) -> Result<Vec<HostValues>> {
+    let guard = vars.lock().unwrap_or_else(|p| p.into_inner());
+    let named: &HashMap<String, Tensor> = &guard.named_variables;
+    if named.len() != tensors.len() + skipped.len() {
+        let known: std::collections::HashSet<&str> = tensors
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(skipped.iter().map(|s| s.name.as_str()))
+            .collect();
+        let mut added: Vec<String> = named
+            .keys()
+            .filter(|k| !known.contains(k.as_str()))
+            .cloned()
+            .collect();
+        added.sort();
+        let mut removed: Vec<String> = known
+            .iter()
+            .filter(|k| !named.contains_key(**k))
+            .map(|k| k.to_string())
+            .collect();
+        removed.sort();
+        return Err(Error::VariablesChanged { added, removed });
+    }
+    let mut out = Vec::with_capacity(tensors.len());
+    tch::no_grad(|| -> Result<()> {
+        for info in tensors {
+            let t = named.get(&info.name).ok_or_else(|| Error::VariablesChanged {
+                added: vec![],
+                removed: vec![info.name.clone()],
+            })?;
+            let shape = t.size();
+            if shape != info.shape {
+                return Err(Error::ShapeChanged {
+                    tensor: info.name.clone(),
+                    expected: info.shape.clone(),
+                    found: shape,
+                    context: context.to_string(),
+                });
+            }
+            out.push(copy_one(t, info, dtype)?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn copy_one(t: &Tensor, info: &TensorInfo, dtype: StorageDtype) -> Result<HostValues> {
+    let n = info.numel as usize;
+    let err = |e| Error::torch(format!("copying '{}' to host memory", info.name), e);
+    let (kind, storage) = match dtype {
+        StorageDtype::Float32 => (Kind::Float, dtype),
+        StorageDtype::Float64 => (Kind::Double, dtype),
+    };
+    // `to_device`/`to_kind` return the same storage when nothing changes, so
+    // the explicit copy below is always the one deep copy.
+    let src = t
+        .f_to_device(Device::Cpu)
+        .and_then(|t| t.f_to_kind(kind))
+        .and_then(|t| t.f_contiguous())
+        .map_err(err)?;
+    Ok(match storage {
+        StorageDtype::Float32 => {
+            let mut v = vec![0f32; n];
+            src.f_copy_data(&mut v, n).map_err(err)?;
+            HostValues::F32(v)
+        }
+        StorageDtype::Float64 => {
+            let mut v = vec![0f64; n];
+            src.f_copy_data(&mut v, n).map_err(err)?;
+            HostValues::F64(v)
+        }
+    })
+}

@@ -1,0 +1,17 @@
+//! The run directory: on-disk formats, writing and reading.
+//!
+//! ```text
+//! RUN_DIR/
+//!   manifest.json          versioned manifest (schemas/manifest.json)
+//!   metrics.arrow          user metrics, long form (schemas/metrics.json)
+//!   snapshots/000000.arrow one Arrow IPC file per snapshot (schemas/snapshot.json)
+//!   .lock                  held by the recorder while it writes
+//!   export/*.parquet       written by `landscape export`
+//! ```
+
+pub mod export;
+pub mod fsutil;
+pub mod manifest;
+pub mod metrics;
+pub mod run;
+pub mod snapshot;
