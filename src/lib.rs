@@ -25,6 +25,7 @@
 //! directory ([`store`]) → analysis → results.
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod data;
 pub mod demo;
 pub mod error;

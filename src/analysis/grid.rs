@@ -1,0 +1,165 @@
+//! Grids of evaluation points: any nx × ny shape and ranges, x fastest.
+
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One axis of a grid: `n` evenly spaced values from `min` to `max`
+/// inclusive (a single value `min` when `n` is 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Axis {
+    /// First value.
+    pub min: f64,
+    /// Last value.
+    pub max: f64,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl Axis {
+    /// An axis over `range` with `n` points.
+    pub fn new(range: RangeInclusive<f64>, n: usize) -> Axis {
+        Axis {
+            min: *range.start(),
+            max: *range.end(),
+            n,
+        }
+    }
+
+    /// The `i`-th value, computed directly (no accumulated steps).
+    pub fn value(&self, i: usize) -> f64 {
+        if self.n <= 1 {
+            self.min
+        } else {
+            self.min + (self.max - self.min) * i as f64 / (self.n - 1) as f64
+        }
+    }
+
+    /// Spacing between neighbouring values (0 for a single point).
+    pub fn step(&self) -> f64 {
+        if self.n <= 1 {
+            0.0
+        } else {
+            (self.max - self.min) / (self.n - 1) as f64
+        }
+    }
+
+    /// All values.
+    pub fn values(&self) -> Vec<f64> {
+        (0..self.n).map(|i| self.value(i)).collect()
+    }
+
+    fn validate(&self, name: &str) -> Result<()> {
+        if self.n == 0 {
+            return Err(Error::invalid(name, "needs at least 1 point, got 0"));
+        }
+        if !self.min.is_finite() || !self.max.is_finite() {
+            return Err(Error::invalid(name, format!("range {}..={} is not finite", self.min, self.max)));
+        }
+        if self.n > 1 && self.min >= self.max {
+            return Err(Error::invalid(
+                name,
+                format!("range {}..={} is empty or inverted; expected min < max", self.min, self.max),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A 1-D (`y` is `None`) or 2-D grid.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    /// Coefficient of the first direction.
+    pub x: Axis,
+    /// Coefficient of the second direction, for 2-D grids.
+    pub y: Option<Axis>,
+}
+
+/// One point of a grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridPoint {
+    /// Flat index `iy * nx + ix`.
+    pub index: usize,
+    /// Column.
+    pub ix: usize,
+    /// Row (0 for 1-D grids).
+    pub iy: usize,
+    /// x coordinate (α).
+    pub x: f64,
+    /// y coordinate (β; 0 for 1-D grids).
+    pub y: f64,
+}
+
+impl Grid {
+    /// Checks the axes; `n_dirs` is the number of available directions.
+    pub fn validate(&self, n_dirs: usize) -> Result<()> {
+        self.x.validate("x axis")?;
+        if let Some(y) = &self.y {
+            y.validate("y axis")?;
+            if n_dirs < 2 {
+                return Err(Error::invalid("grid", "a 2-D grid needs two directions; these directions have one"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of columns.
+    pub fn nx(&self) -> usize {
+        self.x.n
+    }
+
+    /// Number of rows (1 for 1-D grids).
+    pub fn ny(&self) -> usize {
+        self.y.map_or(1, |a| a.n)
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.nx() * self.ny()
+    }
+
+    /// True for a grid without points (never, once validated).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The point with flat index `index`.
+    pub fn point(&self, index: usize) -> GridPoint {
+        let (ix, iy) = (index % self.nx(), index / self.nx());
+        GridPoint {
+            index,
+            ix,
+            iy,
+            x: self.x.value(ix),
+            y: self.y.map_or(0.0, |a| a.value(iy)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_values_and_errors() {
+        let a = Axis::new(-1.0..=1.0, 5);
+        assert_eq!(a.values(), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
+        assert!(Axis::new(1.0..=-1.0, 3).validate("x").is_err());
+        assert!(Axis::new(0.0..=1.0, 0).validate("x").is_err());
+        assert!(Axis::new(0.0..=f64::NAN, 2).validate("x").is_err());
+        Axis::new(0.5..=0.5, 1).validate("x").unwrap();
+    }
+
+    #[test]
+    fn non_square_grid_indexing() {
+        let g = Grid {
+            x: Axis::new(0.0..=2.0, 3),
+            y: Some(Axis::new(0.0..=1.0, 2)),
+        };
+        assert_eq!(g.len(), 6);
+        let p = g.point(4);
+        assert_eq!((p.ix, p.iy, p.x, p.y), (1, 1, 1.0, 1.0));
+    }
+}

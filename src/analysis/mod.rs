@@ -1,0 +1,9 @@
+//! Analyses of a recorded run or a live model: directions, loss surfaces,
+//! evaluation and sharpness figures.
+
+pub mod directions;
+pub mod evaluator;
+pub mod grid;
+pub mod params;
+pub mod sharpness;
+pub mod surface;
