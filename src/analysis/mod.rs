@@ -5,5 +5,6 @@ pub mod directions;
 pub mod evaluator;
 pub mod grid;
 pub mod params;
+pub mod pca;
 pub mod sharpness;
 pub mod surface;

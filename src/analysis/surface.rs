@@ -83,8 +83,9 @@ pub struct SurfaceSpec {
     pub grid: Grid,
     /// The evaluator's description (model, loss, batch, splits).
     pub evaluator: String,
-    /// ε used for the sharpness figures.
-    pub sharpness_epsilon: f64,
+    /// ε used for the sharpness figures (`None`: no sharpness figures, as
+    /// for curvature maps).
+    pub sharpness_epsilon: Option<f64>,
     /// Shard `(i, n)` when only every n-th point from i was computed.
     pub shard: Option<(usize, usize)>,
     /// When the computation was first started (RFC 3339 UTC).
@@ -184,6 +185,7 @@ pub struct Surface<'a> {
     shard: Option<(usize, usize)>,
     progress: Option<Progress<'a>>,
     stop_after: Option<usize>,
+    with_sharpness: bool,
 }
 
 impl std::fmt::Debug for Surface<'_> {
@@ -212,6 +214,7 @@ impl<'a> Surface<'a> {
             shard: None,
             progress: None,
             stop_after: None,
+            with_sharpness: true,
         }
     }
 
@@ -243,6 +246,13 @@ impl<'a> Surface<'a> {
     /// ε of the sharpness sub-level set (default 0.1, in loss units).
     pub fn sharpness_epsilon(mut self, eps: f64) -> Self {
         self.epsilon = eps;
+        self
+    }
+
+    /// Whether to compute sharpness figures (default true); turn off when the
+    /// evaluator's values are not losses (e.g. curvature maps).
+    pub fn with_sharpness(mut self, on: bool) -> Self {
+        self.with_sharpness = on;
         self
     }
 
@@ -372,7 +382,7 @@ impl<'a> Surface<'a> {
             directions: self.dirs.meta.clone(),
             grid: self.grid,
             evaluator,
-            sharpness_epsilon: self.epsilon,
+            sharpness_epsilon: self.with_sharpness.then_some(self.epsilon),
             shard: self.shard,
             created_utc: rfc3339_utc(std::time::SystemTime::now()),
         };
@@ -429,7 +439,7 @@ impl<'a> Surface<'a> {
         let flush_every = self.flush_every;
         let points_dir = out.join(POINTS_DIR);
         let mut progress = self.progress.take();
-        {
+        let computed_result = {
             let mut sink = |p: PointValue| -> Result<()> {
                 if p.splits.iter().any(|s| !s.loss.is_finite()) {
                     tracing::warn!(ix = p.point.ix, iy = p.point.iy, x = p.point.x, y = p.point.y, "non-finite loss at grid point; recorded as is");
@@ -450,13 +460,15 @@ impl<'a> Surface<'a> {
                 }
                 Ok(())
             };
-            compute(&todo, &mut sink)?;
-        }
+            compute(&todo, &mut sink)
+        };
+        // Points finished before an error are kept, so a retry resumes after them.
         if !pending.is_empty() {
             let path = points_dir.join(format!("{next_seg:06}.arrow"));
             write_segment(&path, &pending)?;
             segments.push((next_seg, path));
         }
+        computed_result?;
         let seconds = t0.elapsed().as_secs_f64();
         let points: Vec<PointValue> = done.into_values().collect();
         let complete = wanted.iter().all(|i| points.iter().any(|p| p.point.index == *i)) && self.stop_after.is_none();
@@ -563,7 +575,9 @@ fn evaluate_points<E: Evaluator + ?Sized>(
 }
 
 fn compute_sharpness(spec: &SurfaceSpec, points: &[PointValue]) -> Vec<Sharpness> {
-    let Some(first) = points.first() else { return Vec::new() };
+    let (Some(first), Some(eps)) = (points.first(), spec.sharpness_epsilon) else {
+        return Vec::new();
+    };
     first
         .splits
         .iter()
@@ -574,7 +588,7 @@ fn compute_sharpness(spec: &SurfaceSpec, points: &[PointValue]) -> Vec<Sharpness
                     loss[p.point.index] = v.loss;
                 }
             }
-            sharpness(&spec.grid, &loss, &s.split, spec.sharpness_epsilon)
+            sharpness(&spec.grid, &loss, &s.split, eps)
         })
         .collect()
 }

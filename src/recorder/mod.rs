@@ -352,7 +352,11 @@ impl Recorder {
         wait: Option<crossbeam_channel::Receiver<std::result::Result<(), String>>>,
     ) -> Result<()> {
         let Some(tx) = &self.tx else {
-            return Err(Error::Writer("was already stopped by finish()".into()));
+            // `close` sets `closed` before dropping `tx`, and `snapshot_now`
+            // checks `closed`: here the writer failed at an earlier call.
+            return Err(Error::Writer(
+                "failed earlier and stopped; its error was returned by an earlier call".into(),
+            ));
         };
         if tx.send(job).is_err() {
             return Err(self.writer_failure());

@@ -4,7 +4,6 @@
 //! Stored as the Arrow IPC file `metrics.arrow`, rewritten atomically after
 //! every report (it is small), so a crash never leaves it half-written.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
 use crate::store::fsutil::write_atomic;
+use crate::store::snapshot::{check_ipc_block, ipc_footer};
 
 /// File name of the metrics table inside a run directory.
 pub const METRICS_FILE: &str = "metrics.arrow";
@@ -76,12 +76,21 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow], fsync: bool) -> Result<()>
 
 /// Reads the metrics table; a missing file is an empty table.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("opening", path, e)),
+        Err(e) => return Err(Error::io("reading", path, e)),
     };
-    let reader = FileReader::try_new(file, None)
+    // Arrow's reader panics on some damaged files: check the structure first.
+    let (footer, trailer_start) = ipc_footer(&bytes).map_err(|r| Error::corrupt(path, r))?;
+    for block in footer.recordBatches().into_iter().flatten() {
+        check_ipc_block(&bytes, block, trailer_start, &metrics_schema())
+            .map_err(|r| Error::corrupt(path, r))?;
+    }
+    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+        return Err(Error::corrupt(path, "unexpected dictionary batches"));
+    }
+    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_slice()), None)
         .map_err(|e| Error::corrupt(path, format!("not an Arrow IPC file ({e})")))?;
     if reader.schema().fields() != metrics_schema().fields() {
         return Err(Error::corrupt(path, "columns differ from the metrics schema"));
