@@ -4,6 +4,7 @@
 pub mod directions;
 pub mod evaluator;
 pub mod grid;
+pub mod hessian;
 pub mod params;
 pub mod pca;
 pub mod sharpness;

@@ -1,0 +1,1 @@
+//! Hessian eigenvalues and curvature summaries (§6, Figure 7). Being written.
