@@ -45,6 +45,19 @@ impl Digits {
         }
     }
 
+    /// Splits into the first `n` samples and the rest (e.g. train / test).
+    pub fn split_at(&self, n: usize) -> Result<(Digits, Digits)> {
+        let total = self.len();
+        if n == 0 || n >= total {
+            return Err(Error::invalid("split point", format!("must be in 1..{total}, got {n}")));
+        }
+        let part = |start: usize, len: usize| Digits {
+            x: self.x.narrow(0, start as i64, len as i64),
+            y: self.y.narrow(0, start as i64, len as i64),
+        };
+        Ok((part(0, n), part(n, total - n)))
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.y.size()[0] as usize
