@@ -125,24 +125,102 @@ pub struct DemoSummary {
     pub export: ExportSummary,
     /// Number of snapshots recorded.
     pub snapshots: usize,
-    /// Final full-data loss.
+    /// Final loss on the training split.
     pub final_loss: f64,
-    /// Final full-data accuracy (%).
+    /// Final accuracy on the training split (%).
     pub final_accuracy: f64,
+    /// Surfaces computed, with their directories.
+    pub surfaces: Vec<(String, PathBuf)>,
+    /// The HTML report.
+    pub report: PathBuf,
 }
 
-/// Runs the demo into `out` (the run goes to `out/mlp-digits`).
-pub fn run(out: &Path, cfg: &TrainConfig) -> Result<DemoSummary> {
+/// Demo settings beyond training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoConfig {
+    /// Training.
+    pub train: TrainConfig,
+    /// Points per axis of the 2-D surfaces.
+    pub grid_2d: usize,
+    /// Points of the 1-D slices.
+    pub grid_1d: usize,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            train: TrainConfig::default(),
+            grid_2d: 25,
+            grid_1d: 101,
+        }
+    }
+}
+
+/// Runs the demo into `out` (the run goes to `out/mlp-digits`): trains with
+/// the hook on 1437 digits (360 held out), exports Parquet, computes the
+/// interpolation from the first to the last snapshot, 1-D and 2-D
+/// filter-normalized slices around the final model (train and test), and
+/// writes the report. `progress(stage, done, total)` is called as points finish.
+pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<DemoSummary> {
+    use crate::analysis::directions::{Directions, Ignore, Normalization};
+    use crate::analysis::evaluator::ClassifierEvaluator;
+    use crate::analysis::params::ParamSet;
+    use crate::analysis::surface::Surface;
+    use crate::report::run_report::{write_report, ReportOptions, SURFACES_DIR};
+
     let data = Digits::load()?;
+    let (train, test) = data.split_at(1437)?;
     let run_dir = out.join("mlp-digits");
-    let (final_loss, final_accuracy) = train_digits(&run_dir, &data, cfg)?;
+    if run_dir.join(SURFACES_DIR).exists() {
+        // A fresh run gets fresh surfaces (their centre changes).
+        std::fs::remove_dir_all(run_dir.join(SURFACES_DIR)).map_err(|e| Error::io("removing", run_dir.join(SURFACES_DIR), e))?;
+    }
+    let (final_loss, final_accuracy) = train_digits(&run_dir, &train, &cfg.train)?;
     let run = Run::open(&run_dir)?;
     let export = export_parquet(&run, &run_dir.join("export"), DEFAULT_CHUNK)?;
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Mlp::new(&vs.root(), &W1_SIZES);
+    let last = run.len() - 1;
+    run.load_into(last, &vs)?;
+    let mut eval = ClassifierEvaluator::new(&model).split("train", &train.x, &train.y)?.split("test", &test.x, &test.y)?;
+    let first_set = ParamSet::from_run(&run, 0)?;
+    let last_set = ParamSet::from_run(&run, last)?;
+    let sdir = run_dir.join(SURFACES_DIR);
+    let mut surfaces = Vec::new();
+
+    let interp = Directions::interpolation(&first_set, &last_set)?.with_description(format!("snapshot 0 → snapshot {last}"));
+    let name = "interpolation";
+    Surface::new(&interp)
+        .line(-0.5..=1.5, cfg.grid_1d)
+        .on_progress(|d, t| progress(name, d, t))
+        .evaluate(&vs, &mut eval, sdir.join(name))?;
+    surfaces.push((name.to_string(), sdir.join(name)));
+
+    let line = Directions::random_line(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?.with_description(format!("final snapshot {last}"));
+    let name = "filter-1d";
+    Surface::new(&line)
+        .line(-1.0..=1.0, cfg.grid_1d)
+        .on_progress(|d, t| progress(name, d, t))
+        .evaluate(&vs, &mut eval, sdir.join(name))?;
+    surfaces.push((name.to_string(), sdir.join(name)));
+
+    let plane = Directions::random_plane(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?.with_description(format!("final snapshot {last}"));
+    let name = "filter-2d";
+    Surface::new(&plane)
+        .grid(-1.0..=1.0, cfg.grid_2d, -1.0..=1.0, cfg.grid_2d)
+        .on_progress(|d, t| progress(name, d, t))
+        .evaluate(&vs, &mut eval, sdir.join(name))?;
+    surfaces.push((name.to_string(), sdir.join(name)));
+
+    let report = write_report(&run_dir, &ReportOptions::default())?;
     Ok(DemoSummary {
         run_dir,
         export,
         snapshots: run.len(),
         final_loss,
         final_accuracy,
+        surfaces,
+        report,
     })
 }

@@ -31,6 +31,7 @@ pub mod demo;
 pub mod error;
 pub mod models;
 pub mod recorder;
+pub mod report;
 pub mod store;
 
 pub use error::{Error, Result};

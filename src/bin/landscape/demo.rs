@@ -1,15 +1,16 @@
-//! `landscape demo`: train the digits MLP with the hook and export the run.
+//! `landscape demo`: train the digits MLP with the hook, compute its
+//! landscape and write the report.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tch_landscape::demo::{self, TrainConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use tch_landscape::demo::{self, DemoConfig, TrainConfig};
 
-/// Train an MLP on the UCI digits with the recorder attached, then export it.
-///
-/// Example: `landscape demo --out runs/demo`
+/// Train an MLP on the UCI digits with the recorder attached, then compute
+/// surfaces and write the HTML report.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  landscape demo --out runs/demo")]
+#[command(after_help = "Example:\n  landscape demo --out runs/demo\n  (then open runs/demo/mlp-digits/report/index.html)")]
 pub struct Args {
     /// Directory for the demo's runs and outputs.
     #[arg(long, default_value = "runs/demo")]
@@ -17,23 +18,40 @@ pub struct Args {
     /// Number of training epochs.
     #[arg(long, default_value_t = 20)]
     epochs: u64,
+    /// Points per axis of the 2-D surfaces.
+    #[arg(long, default_value_t = 25)]
+    grid: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let cfg = TrainConfig {
-        epochs: args.epochs,
-        ..TrainConfig::default()
+    let cfg = DemoConfig {
+        train: TrainConfig {
+            epochs: args.epochs,
+            ..TrainConfig::default()
+        },
+        grid_2d: args.grid,
+        ..DemoConfig::default()
     };
     let t0 = std::time::Instant::now();
-    let s = demo::run(&args.out, &cfg).context("demo failed")?;
+    let pb = ProgressBar::new(0);
+    pb.set_style(ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} points ({per_sec}, eta {eta})")?);
+    let mut progress = |stage: &str, done: usize, total: usize| {
+        pb.set_message(stage.to_string());
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    };
+    let s = demo::run(&args.out, &cfg, &mut progress).context("demo failed")?;
+    pb.finish_and_clear();
     println!(
-        "trained W1's MLP on the UCI digits for {} epochs: loss {:.4}, accuracy {:.1} % ({:.1} s)",
-        cfg.epochs,
-        s.final_loss,
-        s.final_accuracy,
-        t0.elapsed().as_secs_f64()
+        "trained W1's MLP on 1437 UCI digits for {} epochs: train loss {:.4}, accuracy {:.1} %",
+        cfg.train.epochs, s.final_loss, s.final_accuracy
     );
-    println!("run directory: {} ({} snapshots)", s.run_dir.display(), s.snapshots);
+    println!("run directory:  {} ({} snapshots)", s.run_dir.display(), s.snapshots);
     println!("parquet export: {}", s.export.trajectory.parent().unwrap_or(&s.run_dir).display());
+    for (name, dir) in &s.surfaces {
+        println!("surface {name:<14} {}", dir.display());
+    }
+    println!("report:         {}", s.report.display());
+    println!("done in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod demo;
 mod export;
 mod info;
+mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,7 @@ enum Command {
     Demo(demo::Args),
     Info(info::Args),
     Export(export::Args),
+    Report(report::Args),
 }
 
 fn main() {
@@ -32,6 +34,7 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
+        Command::Report(a) => report::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
