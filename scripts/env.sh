@@ -57,6 +57,21 @@ ensure_test_packages() {
     fi
 }
 
+ensure_chromium() {
+    # The report tests open the HTML report in headless Chromium.
+    for b in chromium chromium-browser google-chrome; do
+        command -v "$b" >/dev/null 2>&1 && return 0
+    done
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        log "installing Debian's chromium for the browser tests"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+    else
+        log "error: the report tests need headless Chromium; install it (e.g. sudo apt-get install chromium)"
+        return 1
+    fi
+}
+
 setup_libtorch() {
     if [ -n "${LIBTORCH:-}" ]; then
         if [ ! -d "$LIBTORCH/lib" ]; then

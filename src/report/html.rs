@@ -35,6 +35,14 @@ table{border-collapse:collapse;font-size:14px;margin:8px 0}td,th{border:1px soli
 th{background:#f4f4f4}td.l,th.l{text-align:left}.missing{background:#fff8e1;border:1px solid #ffe082;padding:8px 12px}\
 nav a{margin-right:14px}code{background:#f4f4f4;padding:1px 4px}";
 
+/// Runs in the browser after load: checks that every figure rendered with a
+/// non-empty box and every image loaded, and records the verdict on the
+/// root element (`data-selfcheck`), where tests read it.
+const SELF_CHECK: &str = "window.addEventListener('load',function(){var f=document.querySelectorAll('.fig'),bad=[];\
+f.forEach(function(d){var s=d.querySelector('svg');var r=s?s.getBoundingClientRect():null;if(!r||r.width<50||r.height<50)bad.push(d.dataset.figure);});\
+document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0)bad.push(i.src);});\
+document.documentElement.dataset.selfcheck=(bad.length?'fail '+bad.join(','):'ok')+' figures='+f.length;});";
+
 impl Page {
     /// A page with the given title (escaped).
     pub fn new(title: &str) -> Page {
@@ -110,7 +118,7 @@ impl Page {
             let _ = write!(nav, "<a href=\"#{}\">{}</a>", escape(id), escape(t));
         }
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head>\n<body><h1>{t}</h1><nav>{nav}</nav>\n{}</body></html>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head>\n<body><h1>{t}</h1><nav>{nav}</nav>\n{}<script>{SELF_CHECK}</script></body></html>\n",
             self.body,
             t = escape(&self.title)
         )

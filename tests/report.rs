@@ -1,0 +1,161 @@
+//! The report end to end: a recorded run with surfaces → `landscape report`
+//! → HTML opened in headless Chromium (Debian's `chromium`, installed by
+//! `.ci/run`), plus the CLI's other subcommands and its error handling.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tch::nn::{self, Module, OptimizerConfig, VarStore};
+use tch::{Device, Kind, Tensor};
+use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::evaluator::ClassifierEvaluator;
+use tch_landscape::analysis::params::ParamSet;
+use tch_landscape::analysis::surface::Surface;
+use tch_landscape::models::Mlp;
+use tch_landscape::Recorder;
+
+const EVIL: &str = "<script>alert(1)</script>";
+
+/// A small run with a hostile tensor name and metric name, two surfaces.
+fn make_run(dir: &Path) -> PathBuf {
+    tch::manual_seed(5);
+    let run_dir = dir.join("run");
+    let vs = VarStore::new(Device::Cpu);
+    let model = Mlp::new(&vs.root(), &[64, 16, 10]);
+    let _evil = vs.root().var(EVIL, &[3], nn::Init::Const(0.5));
+    let data = tch_landscape::data::digits::Digits::load().unwrap();
+    let (x, y) = (data.x.narrow(0, 0, 256), data.y.narrow(0, 0, 256));
+    let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.1).unwrap();
+    let mut rec = Recorder::builder(&run_dir).build(&vs).unwrap();
+    for epoch in 1..=4u64 {
+        let loss = model.forward(&x).cross_entropy_for_logits(&y);
+        opt.backward_step(&loss);
+        let l = loss.double_value(&[]);
+        let lr = if epoch <= 2 { 0.1 } else { 0.01 };
+        rec.on_epoch_end(epoch, &[("train_loss", l), ("lr", lr), (EVIL, 1.0)]).unwrap();
+    }
+    rec.finish().unwrap();
+    let centre = ParamSet::from_varstore(&vs).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
+    let plane = Directions::random_plane(&centre, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    Surface::new(&plane).grid(-1.0..=1.0, 9, -1.0..=1.0, 7).evaluate(&vs, &mut eval, run_dir.join("surfaces/plane")).unwrap();
+    let line = Directions::random_line(&centre, 2, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    Surface::new(&line).line(-1.0..=1.0, 15).evaluate(&vs, &mut eval, run_dir.join("surfaces/line")).unwrap();
+    let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+    run_dir
+}
+
+fn landscape(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_landscape")).args(args).output().unwrap()
+}
+
+#[test]
+fn report_is_complete_and_escapes_user_strings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = make_run(tmp.path());
+    let out = landscape(&["report", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let index = run.join("report/index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(!html.contains(EVIL), "unescaped user string in the report");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    for id in ["run", "training", "weights", "surfaces", "sharpness"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "section {id} missing");
+    }
+    for stem in ["training_curves", "weight_norm", "weight_histogram", "plane_train_contour", "plane_train_heat", "line_1d"] {
+        for ext in ["png", "svg"] {
+            let p = run.join(format!("report/{stem}.{ext}"));
+            let bytes = std::fs::read(&p).unwrap_or_else(|_| panic!("{} missing", p.display()));
+            match ext {
+                "png" => assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n"),
+                _ => assert!(String::from_utf8_lossy(&bytes).contains("<svg")),
+            }
+        }
+        assert!(html.contains(&format!("data-figure=\"{stem}\"")), "figure {stem} not in the page");
+    }
+}
+
+/// Loads `page` in headless Chromium; returns (dumped DOM, console errors).
+fn chromium(page: &Path, screenshot: Option<&Path>) -> (String, Vec<String>) {
+    let bin = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is needed for the report tests: apt-get install chromium (./landscape-dev test does it)");
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", page.display());
+    let mut base = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--no-first-run".into(),
+        format!("--user-data-dir={}", profile.path().display()),
+        "--enable-logging=stderr".into(),
+        "--v=0".into(),
+        "--virtual-time-budget=5000".into(),
+    ];
+    if let Some(shot) = screenshot {
+        let mut a = base.clone();
+        a.push(format!("--screenshot={}", shot.display()));
+        a.push("--window-size=1400,5000".into());
+        a.push(url.clone());
+        let o = Command::new(bin).args(&a).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    base.push("--dump-dom".into());
+    base.push(url);
+    let o = Command::new(bin).args(&base).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let errors = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.contains("CONSOLE") && (l.contains("Uncaught") || l.contains("ERROR") || l.contains("error")))
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&o.stdout).into_owned(), errors)
+}
+
+#[test]
+fn report_renders_in_a_real_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = make_run(tmp.path());
+    let index = tch_landscape::report::run_report::write_report(&run, &Default::default()).unwrap();
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("report.png");
+    let (dom, errors) = chromium(&index, Some(&shot));
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    assert!(dom.contains("data-selfcheck=\"ok figures="), "self-check failed: {}", dom.lines().nth(1).unwrap_or(""));
+    let n: usize = dom.split("data-selfcheck=\"ok figures=").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    assert!(n >= 6, "only {n} figures rendered");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot too small");
+
+    // The checker itself catches broken pages: a thrown error and a missing image.
+    let bad = tmp.path().join("bad.html");
+    std::fs::write(&bad, "<html><body><img src=\"missing.png\"><script>throw new Error('boom')</script></body></html>").unwrap();
+    let (_, errors) = chromium(&bad, None);
+    assert!(!errors.is_empty(), "a thrown error was not reported");
+}
+
+#[test]
+fn cli_subcommands_work_and_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = make_run(tmp.path());
+    let r = run.to_str().unwrap();
+    let info = landscape(&["info", r]);
+    assert!(info.status.success());
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("5 snapshots") && text.contains("fc1.weight"), "{text}");
+    let export = landscape(&["export", r, "--out", tmp.path().join("exp").to_str().unwrap()]);
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert!(tmp.path().join("exp/trajectory.parquet").exists());
+    for bad in [vec!["info", "/no/such/run"], vec!["export", tmp.path().to_str().unwrap()], vec!["report", "/no/such/run"]] {
+        let o = landscape(&bad);
+        assert!(!o.status.success(), "{bad:?} succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{bad:?}: {err}");
+    }
+    let help = landscape(&["report", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
+}
