@@ -156,6 +156,22 @@ fn cli_subcommands_work_and_fail_cleanly() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{bad:?}: {err}");
     }
+    // compare: two runs, shared scales; vtk: any grid shape, 2-D only.
+    let run2 = make_run(&tmp.path().join("second"));
+    let cmp = tmp.path().join("cmp");
+    let o = landscape(&["compare", r, run2.to_str().unwrap(), "--out", cmp.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(cmp.join("index.html")).unwrap();
+    assert!(html.contains("data-figure=\"plane_train_0\"") && html.contains("data-figure=\"plane_train_1\""));
+    assert!(!html.contains(EVIL));
+    let vtk = tmp.path().join("plane.vtk");
+    let o = landscape(&["vtk", run.join("surfaces/plane").to_str().unwrap(), "--out", vtk.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&vtk).unwrap();
+    assert!(text.contains("DIMENSIONS 9 7 1") && text.contains("POINTS 63 double") && text.contains("SCALARS train_loss double 1"));
+    assert_eq!(text.lines().filter(|l| l.split(' ').count() == 3 && l.parse::<f64>().is_err()).count() >= 63, true);
+    let o = landscape(&["vtk", run.join("surfaces/line").to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("1-D slice"));
     let help = landscape(&["report", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
 }

@@ -1,10 +1,12 @@
 //! `landscape`: the command-line interface of tch-landscape, a thin shell over
 //! the library. One file per subcommand.
 
+mod compare;
 mod demo;
 mod export;
 mod info;
 mod report;
+mod vtk;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +27,8 @@ enum Command {
     Info(info::Args),
     Export(export::Args),
     Report(report::Args),
+    Compare(compare::Args),
+    Vtk(vtk::Args),
 }
 
 fn main() {
@@ -35,6 +39,8 @@ fn main() {
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
         Command::Report(a) => report::run(a),
+        Command::Compare(a) => compare::run(a),
+        Command::Vtk(a) => vtk::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
