@@ -94,7 +94,10 @@ fn chromium(page: &Path, screenshot: Option<&Path>) -> (String, Vec<String>) {
         format!("--user-data-dir={}", profile.path().display()),
         "--enable-logging=stderr".into(),
         "--v=0".into(),
-        "--virtual-time-budget=5000".into(),
+        "--virtual-time-budget=8000".into(),
+        // WebGL (the 3-D surfaces) in headless mode.
+        "--enable-unsafe-swiftshader".into(),
+        "--use-angle=swiftshader".into(),
     ];
     if let Some(shot) = screenshot {
         let mut a = base.clone();
@@ -127,8 +130,9 @@ fn report_renders_in_a_real_browser() {
     let (dom, errors) = chromium(&index, Some(&shot));
     assert!(errors.is_empty(), "console errors: {errors:?}");
     assert!(dom.contains("data-selfcheck=\"ok figures="), "self-check failed: {}", dom.lines().nth(1).unwrap_or(""));
-    let n: usize = dom.split("data-selfcheck=\"ok figures=").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    let n: usize = dom.split("data-selfcheck=\"ok figures=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(n >= 6, "only {n} figures rendered");
+    assert!(dom.contains("surfaces3d=1\""), "the 3-D surface is missing");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot too small");
 
     // The checker itself catches broken pages: a thrown error and a missing image.

@@ -398,13 +398,18 @@ impl Figure for ContourPlot {
                 // marching squares needs finite values; push NaN far above all levels
                 if s.is_finite() { s } else { f64::MAX / 4.0 }
             }).collect();
+            // contour-rs (like d3-contour) puts sample k at the centre of
+            // cell k, i.e. at k + 0.5 in its coordinates; shift by half a
+            // step so lines sit on the data's coordinates.
+            let (dx, dy) = ((self.xs[nx - 1] - self.xs[0]) / (nx - 1) as f64, (self.ys[ny - 1] - self.ys[0]) / (ny - 1) as f64);
             let builder = contour::ContourBuilder::new(nx, ny, true)
-                .x_origin(self.xs[0])
-                .y_origin(self.ys[0])
-                .x_step((self.xs[nx - 1] - self.xs[0]) / (nx - 1) as f64)
-                .y_step((self.ys[ny - 1] - self.ys[0]) / (ny - 1) as f64);
+                .x_origin(self.xs[0] - dx / 2.0)
+                .y_origin(self.ys[0] - dy / 2.0)
+                .x_step(dx)
+                .y_step(dy);
             let lines = builder.lines(&scaled, &self.levels).map_err(e)?;
-            let (bx0, bx1, by0, by1) = (self.xs[0], self.xs[nx - 1], self.ys[0], self.ys[ny - 1]);
+            // The rings' closing segments run along the outer cell border.
+            let (bx0, bx1, by0, by1) = (self.xs[0] - dx / 2.0, self.xs[nx - 1] + dx / 2.0, self.ys[0] - dy / 2.0, self.ys[ny - 1] + dy / 2.0);
             let tol = 1e-9 * ((bx1 - bx0).abs() + (by1 - by0).abs());
             // Marching squares closes rings along the grid's border; those
             // pieces are not isolines.

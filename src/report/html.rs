@@ -25,9 +25,14 @@ pub struct Page {
     title: String,
     body: String,
     toc: Vec<(String, String)>,
+    plots_3d: usize,
 }
 
-const STYLE: &str = "body{font-family:'DejaVu Sans',Arial,sans-serif;max-width:1500px;margin:0 auto;padding:0 24px 48px;color:#222}\
+/// plotly.js (gl3d bundle, MIT), inlined once into pages with 3-D plots so
+/// the page works offline.
+const PLOTLY_JS: &str = include_str!("../../assets/plotly/plotly-gl3d.min.js");
+
+const STYLE: &str = "body{font-family:'DejaVu Sans',Arial,sans-serif;max-width:1600px;margin:0 auto;padding:0 24px 48px;color:#222}\
 h1{margin-top:24px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:36px}\
 .figs{display:flex;flex-wrap:wrap;gap:16px}.fig{border:1px solid #eee;padding:6px;background:#fff}\
 .fig svg{display:block;max-width:100%;height:auto}.fig .cap{font-size:13px;color:#555;margin-top:4px}\
@@ -38,10 +43,11 @@ nav a{margin-right:14px}code{background:#f4f4f4;padding:1px 4px}";
 /// Runs in the browser after load: checks that every figure rendered with a
 /// non-empty box and every image loaded, and records the verdict on the
 /// root element (`data-selfcheck`), where tests read it.
-const SELF_CHECK: &str = "window.addEventListener('load',function(){var f=document.querySelectorAll('.fig'),bad=[];\
+const SELF_CHECK: &str = "window.addEventListener('load',function(){var f=document.querySelectorAll('[data-figure]'),bad=[];\
 f.forEach(function(d){var s=d.querySelector('svg');var r=s?s.getBoundingClientRect():null;if(!r||r.width<50||r.height<50)bad.push(d.dataset.figure);});\
 document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0)bad.push(i.src);});\
-document.documentElement.dataset.selfcheck=(bad.length?'fail '+bad.join(','):'ok')+' figures='+f.length;});";
+var g=document.querySelectorAll('[data-figure3d]');g.forEach(function(d){if(!d.querySelector('.js-plotly-plot canvas'))bad.push(d.dataset.figure3d);});\
+document.documentElement.dataset.selfcheck=(bad.length?'fail '+bad.join(','):'ok')+' figures='+f.length+' surfaces3d='+g.length;});";
 
 impl Page {
     /// A page with the given title (escaped).
@@ -94,6 +100,27 @@ impl Page {
         );
     }
 
+    /// An interactive 3-D surface (plotly.js, inlined once per page): `z` is
+    /// row-major over `ys` × `xs`; non-finite values are left as gaps.
+    pub fn surface_3d(&mut self, title: &str, xs: &[f64], ys: &[f64], z: &[f64], z_label: &str) {
+        let id = format!("surface3d-{}", self.plots_3d);
+        self.plots_3d += 1;
+        let rows: Vec<Vec<Option<f64>>> = z.chunks(xs.len().max(1)).map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect()).collect();
+        let data = serde_json::json!([{ "type": "surface", "x": xs, "y": ys, "z": rows, "colorscale": "Viridis",
+            "contours": { "z": { "show": true, "usecolormap": true, "project": { "z": true } } } }]);
+        let layout = serde_json::json!({ "title": { "text": title }, "width": 720, "height": 560, "margin": { "l": 0, "r": 0, "t": 40, "b": 0 },
+            "scene": { "xaxis": { "title": { "text": "α" } }, "yaxis": { "title": { "text": "β" } }, "zaxis": { "title": { "text": z_label } } } });
+        // JSON is embedded in a script element: escape '<' so no string can close it.
+        let js = |v: &serde_json::Value| v.to_string().replace('<', "\\u003c");
+        let _ = write!(
+            self.body,
+            "<div class=\"fig\" data-figure3d=\"{id}\"><div id=\"{id}\" style=\"width:720px;height:560px\"></div><div class=\"cap\">{} — drag to rotate</div><script>window.__surfaces3d=(window.__surfaces3d||[]).concat([[\"{id}\",{},{}]]);</script></div>\n",
+            escape(title),
+            js(&data),
+            js(&layout)
+        );
+    }
+
     /// A table; cells are escaped; the first column is left-aligned.
     pub fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
         self.body.push_str("<table><tr>");
@@ -117,8 +144,13 @@ impl Page {
         for (id, t) in &self.toc {
             let _ = write!(nav, "<a href=\"#{}\">{}</a>", escape(id), escape(t));
         }
+        let plotly = if self.plots_3d > 0 {
+            format!("<script>{PLOTLY_JS}</script><script>(window.__surfaces3d||[]).forEach(function(s){{try{{Plotly.newPlot(s[0],s[1],s[2],{{staticPlot:false}});}}catch(e){{document.getElementById(s[0]).dataset.error=String(e);}}}});</script>")
+        } else {
+            String::new()
+        };
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head>\n<body><h1>{t}</h1><nav>{nav}</nav>\n{}<script>{SELF_CHECK}</script></body></html>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head>\n<body><h1>{t}</h1><nav>{nav}</nav>\n{}{plotly}<script>{SELF_CHECK}</script></body></html>\n",
             self.body,
             t = escape(&self.title)
         )

@@ -198,6 +198,11 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
         for svg_and_caption in surface_figures(sname, s, &out, opts)? {
             page.figure(&svg_and_caption.0, &svg_and_caption.1, &svg_and_caption.2);
         }
+        if let (Some(y), Some(split)) = (s.spec.grid.y, s.splits().first()) {
+            let z: Vec<f64> = s.loss(split).into_iter().map(|v| if opts.log_scale { v.log10() } else { v }).collect();
+            let label = if opts.log_scale { "log10 loss" } else { "loss" };
+            page.surface_3d(&format!("{sname}: {split} loss (3-D)"), &s.spec.grid.x.values(), &y.values(), &z, label);
+        }
         page.figs_end();
         for sh in &s.sharpness {
             sharp_rows.push(vec![
