@@ -171,9 +171,11 @@ pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, u
     let data = Digits::load()?;
     let (train, test) = data.split_at(1437)?;
     let run_dir = out.join("mlp-digits");
-    if run_dir.join(SURFACES_DIR).exists() {
-        // A fresh run gets fresh surfaces (their centre changes).
-        std::fs::remove_dir_all(run_dir.join(SURFACES_DIR)).map_err(|e| Error::io("removing", run_dir.join(SURFACES_DIR), e))?;
+    for sub in [SURFACES_DIR, crate::report::run_report::PCA_DIR, crate::report::run_report::CURVATURE_DIR] {
+        // A fresh run gets fresh analyses (their centre changes).
+        if run_dir.join(sub).exists() {
+            std::fs::remove_dir_all(run_dir.join(sub)).map_err(|e| Error::io("removing", run_dir.join(sub), e))?;
+        }
     }
     let (final_loss, final_accuracy) = train_digits(&run_dir, &train, &cfg.train)?;
     let run = Run::open(&run_dir)?;
@@ -209,6 +211,24 @@ pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, u
     let name = "filter-2d";
     Surface::new(&plane)
         .grid(-1.0..=1.0, cfg.grid_2d, -1.0..=1.0, cfg.grid_2d)
+        .on_progress(|d, t| progress(name, d, t))
+        .evaluate(&vs, &mut eval, sdir.join(name))?;
+    surfaces.push((name.to_string(), sdir.join(name)));
+
+    // Trajectory PCA, and the loss on the PCA plane with the path (Fig. 9).
+    let pca = crate::analysis::pca::TrajectoryPca::builder().build()?.fit(&run)?;
+    pca.save(&run, &run_dir.join(crate::report::run_report::PCA_DIR))?;
+    let pca_dirs = pca.directions(&run, false)?;
+    let (xs, ys): (Vec<f64>, Vec<f64>) = pca.path.iter().map(|p| (p.x(), p.y())).unzip();
+    let range = |v: &[f64]| {
+        let (lo, hi) = v.iter().fold((0.0f64, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        let m = 0.15 * (hi - lo).max(1e-3);
+        (lo - m)..=(hi + m)
+    };
+    let name = "pca-plane";
+    Surface::new(&pca_dirs)
+        .grid(range(&xs), cfg.grid_2d, range(&ys), cfg.grid_2d)
+        .with_sharpness(false)
         .on_progress(|d, t| progress(name, d, t))
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));

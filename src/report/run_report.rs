@@ -47,7 +47,11 @@ impl Default for ReportOptions {
 
 /// Lists the finished surfaces under `dir/surfaces`, by name.
 pub fn list_surfaces(run_dir: &Path) -> Result<Vec<(String, SurfaceResult)>> {
-    let dir = run_dir.join(SURFACES_DIR);
+    list_dirs_with_results(&run_dir.join(SURFACES_DIR))
+}
+
+/// The finished surface-format results in the sub-directories of `dir`.
+pub fn list_dirs_with_results(dir: &Path) -> Result<Vec<(String, SurfaceResult)>> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(out) };
     let mut names: Vec<(String, PathBuf)> = entries
@@ -218,6 +222,112 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
             ]);
         }
     }
+    // Trajectory PCA (Fig. 9): explained variance and the path.
+    page.section("pca", "Optimizer path (trajectory PCA)");
+    let pca = read_pca(run_dir)?;
+    match &pca {
+        None => page.missing("No trajectory PCA for this run.", "landscape pca RUN_DIR"),
+        Some(p) => {
+            page.text(&format!(
+                "PC1 and PC2 explain {:.1} % of the variation of the path ({} snapshots, {} parameters).",
+                100.0 * p.ratio.iter().take(2).sum::<f64>(),
+                p.path.len(),
+                p.numel
+            ));
+            page.figs_start();
+            let bars = crate::report::figures::BarPlot {
+                title: "Explained variance".into(),
+                x_label: "principal component".into(),
+                y_label: "explained variance ratio".into(),
+                bars: p.spectrum_ratio.iter().take(10).enumerate().map(|(i, r)| (format!("PC{}", i + 1), *r)).collect(),
+                line: Some(p.cumulative.iter().take(10).copied().collect()),
+            };
+            let svg = render(&bars, &out, "pca_variance")?;
+            page.figure(&svg, "pca_variance", "Explained variance ratio per component (bars) and cumulative (line)");
+            let plane = surfaces.iter().find(|(_, s)| s.spec.directions.kind == DirectionKind::Pca && s.spec.grid.y.is_some());
+            let path: Vec<(f64, f64, bool)> = p.path.iter().map(|q| (q.1, q.2, drops.contains(&q.0))).collect();
+            let (xl, yl) = (format!("PC1: {:.1} %", 100.0 * p.ratio[0]), format!("PC2: {:.1} %", 100.0 * p.ratio.get(1).copied().unwrap_or(0.0)));
+            let fig = match plane {
+                Some((pname, ps)) => {
+                    let split = ps.splits().first().cloned().unwrap_or_default();
+                    let z = ps.loss(&split);
+                    let mut c = ContourPlot {
+                        title: format!("Optimizer path over {pname} ({split} loss)"),
+                        x_label: xl,
+                        y_label: yl,
+                        xs: ps.spec.grid.x.values(),
+                        ys: ps.spec.grid.y.map(|a| a.values()).unwrap_or_default(),
+                        z: z.clone(),
+                        log: opts.log_scale,
+                        z_label: "loss".into(),
+                        path,
+                        filled: false,
+                        ..Default::default()
+                    };
+                    let scaled: Vec<f64> = z.iter().map(|&v| c.scale(v)).collect();
+                    c.levels = ContourPlot::auto_levels(&scaled, opts.levels, opts.log_scale);
+                    c.z_range = scaled.iter().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                    c
+                }
+                None => {
+                    let (xs, ys): (Vec<f64>, Vec<f64>) = path.iter().map(|q| (q.0, q.1)).unzip();
+                    ContourPlot { title: "Optimizer path".into(), x_label: xl, y_label: yl, xs: span(&xs), ys: span(&ys), z: vec![f64::NAN; 4], z_range: (0.0, 1.0), path, ..Default::default() }
+                }
+            };
+            let svg = render(&fig, &out, "pca_path")?;
+            page.figure(&svg, "pca_path", "Projected optimizer path, final model at the origin; red: snapshots where the learning rate dropped (paper Fig. 9)");
+            page.figs_end();
+            if plane.is_none() {
+                page.missing("No loss surface on the PCA plane yet.", "PcaResult::directions(&run, false) → Surface … RUN_DIR/surfaces/pca-plane (the demo does this)");
+            }
+            if !p.tensors.is_empty() {
+                let rows: Vec<Vec<String>> = p.tensors.iter().map(|(n, r)| vec![n.clone(), format!("{:.1} %", 100.0 * r[0]), format!("{:.1} %", 100.0 * r[1]), format!("{:.1} %", 100.0 * (r[0] + r[1]))]).collect();
+                page.text("Per tensor: explained variance ratio of the first two principal components of that tensor's own trajectory (how low-dimensional each layer moves).");
+                page.table(&["tensor", "PC1", "PC2", "PC1+PC2"], &rows);
+            }
+        }
+    }
+
+    // Curvature maps (Fig. 7).
+    page.section("curvature", "Curvature (Hessian eigenvalues)");
+    let maps = list_dirs_with_results(&run_dir.join(CURVATURE_DIR))?;
+    if maps.is_empty() {
+        page.missing("No curvature map for this run.", "CurvatureMap over a grid → RUN_DIR/curvature/NAME (the demo computes a small one)");
+    }
+    for (cname, m) in &maps {
+        page.figs_start();
+        let g = &m.spec.grid;
+        if let Some(y) = g.y {
+            let z = m.loss("abs_ratio");
+            let plot = ContourPlot {
+                title: format!("{cname}: |λmin / λmax|"),
+                x_label: "α".into(),
+                y_label: "β".into(),
+                xs: g.x.values(),
+                ys: y.values(),
+                z,
+                z_range: (0.0, 1.0),
+                z_label: "|λmin/λmax|".into(),
+                filled: true,
+                levels: vec![0.05, 0.1, 0.25, 0.5],
+                ..Default::default()
+            };
+            let stem = format!("{}_ratio", sanitize(cname));
+            let svg = render(&plot, &out, &stem)?;
+            page.figure(&svg, &stem, "Blue (near 0): locally convex; yellow: strong negative curvature (paper Fig. 7)");
+        }
+        page.figs_end();
+        let (lmin, lmax) = (m.loss("lambda_min"), m.loss("lambda_max"));
+        let centre = m.points.iter().min_by(|a, b| (a.point.x.abs() + a.point.y.abs()).total_cmp(&(b.point.x.abs() + b.point.y.abs())));
+        if let Some(c) = centre {
+            let i = c.point.index;
+            page.table(
+                &["at", "λmin", "λmax", "|λmin/λmax|"],
+                &[vec![format!("centre ({}, {})", c.point.x, c.point.y), format!("{:.5}", lmin[i]), format!("{:.5}", lmax[i]), format!("{:.4}", (lmin[i] / lmax[i]).abs())]],
+            );
+        }
+    }
+
     page.section("sharpness", "Sharpness");
     if sharp_rows.is_empty() {
         page.missing("No sharpness figures (they come with 1-D and 2-D surfaces).", "landscape demo");
@@ -300,6 +410,68 @@ pub fn surface_figures(name: &str, s: &SurfaceResult, out: &Path, opts: &ReportO
         }
     }
     Ok(figs)
+}
+
+/// What the report uses of a trajectory PCA (read from `pca/pca.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcaView {
+    /// Explained variance ratio of the returned components.
+    pub ratio: Vec<f64>,
+    /// Ratio of every non-zero component.
+    pub spectrum_ratio: Vec<f64>,
+    /// Cumulative ratio.
+    pub cumulative: Vec<f64>,
+    /// (epoch, x, y) per snapshot.
+    pub path: Vec<(u64, f64, f64)>,
+    /// Selected parameters.
+    pub numel: u64,
+    /// (tensor, own PC1/PC2 ratios).
+    pub tensors: Vec<(String, [f64; 2])>,
+}
+
+/// Reads `RUN_DIR/pca/pca.json` when present.
+pub fn read_pca(run_dir: &Path) -> Result<Option<PcaView>> {
+    let path = run_dir.join(PCA_DIR).join(crate::analysis::pca::SUMMARY_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("reading", &path, e)),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
+    let bad = |what: &str| Error::corrupt(&path, format!("missing or malformed '{what}'"));
+    let floats = |key: &str| -> Result<Vec<f64>> { v[key].as_array().ok_or_else(|| bad(key))?.iter().map(|x| x.as_f64().ok_or_else(|| bad(key))).collect() };
+    let ratio = floats("explained_variance_ratio")?;
+    let cumulative = floats("cumulative_ratio")?;
+    let spectrum_ratio = cumulative.iter().scan(0.0, |prev, &c| {
+        let r = c - *prev;
+        *prev = c;
+        Some(r)
+    }).collect();
+    let mut path_pts = Vec::new();
+    for p in v["path"].as_array().ok_or_else(|| bad("path"))? {
+        let coords = p["coords"].as_array().ok_or_else(|| bad("path.coords"))?;
+        let c = |i: usize| coords.get(i).and_then(|x| x.as_f64()).unwrap_or(0.0);
+        path_pts.push((p["epoch"].as_u64().ok_or_else(|| bad("path.epoch"))?, c(0), c(1)));
+    }
+    let tensors = v["tensors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    let r = t["own_ratio"].as_array()?;
+                    Some((t["name"].as_str()?.to_string(), [r.first()?.as_f64()?, r.get(1)?.as_f64()?]))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(PcaView { ratio, spectrum_ratio, cumulative, path: path_pts, numel: v["numel"].as_u64().unwrap_or(0), tensors }))
+}
+
+fn span(v: &[f64]) -> Vec<f64> {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let m = ((hi - lo) * 0.1).max(1e-6);
+    vec![lo - m, hi + m]
 }
 
 /// A file-name-safe version of a user-supplied name.
