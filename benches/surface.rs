@@ -44,20 +44,37 @@ fn time_raw(eval: &mut dyn Evaluator, n: usize) -> f64 {
 fn run(w: &Workload) {
     let tmp = tempfile::tempdir().unwrap();
     let (vs, mut eval) = (w.make)();
-    let dirs = Directions::random_plane(&ParamSet::from_varstore(&vs).unwrap(), 123, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random_plane(
+        &ParamSet::from_varstore(&vs).unwrap(),
+        123,
+        Normalization::Filter,
+        Ignore::BiasAndBn,
+    )
+    .unwrap();
     let points = w.n * w.n;
     tch::set_num_threads(2);
     eval.evaluate().unwrap(); // warm-up, not timed
-    let raw2 = median((0..w.reps).map(|_| time_raw(eval.as_mut(), 20.min(points))).collect());
+    let raw2 = median(
+        (0..w.reps)
+            .map(|_| time_raw(eval.as_mut(), 20.min(points)))
+            .collect(),
+    );
     let mut one = Vec::new();
     for r in 0..w.reps {
         let out = tmp.path().join(format!("one-{r}"));
         let t0 = Instant::now();
-        Surface::new(&dirs).grid(-1.0..=1.0, w.n, -1.0..=1.0, w.n).evaluate(&vs, eval.as_mut(), &out).unwrap();
+        Surface::new(&dirs)
+            .grid(-1.0..=1.0, w.n, -1.0..=1.0, w.n)
+            .evaluate(&vs, eval.as_mut(), &out)
+            .unwrap();
         one.push(t0.elapsed().as_secs_f64() / points as f64);
     }
     tch::set_num_threads(1);
-    let raw1 = median((0..w.reps).map(|_| time_raw(eval.as_mut(), 20.min(points))).collect());
+    let raw1 = median(
+        (0..w.reps)
+            .map(|_| time_raw(eval.as_mut(), 20.min(points)))
+            .collect(),
+    );
     let mut two = Vec::new();
     for r in 0..w.reps {
         let out = tmp.path().join(format!("two-{r}"));
@@ -70,8 +87,14 @@ fn run(w: &Workload) {
     }
     tch::set_num_threads(2);
     let (one, two) = (median(one), median(two));
-    println!("{} ({}×{} grid, {} reps, median):", w.name, w.n, w.n, w.reps);
-    println!("  raw evaluation, 2 threads          {:>9.2} ms/point", raw2 * 1e3);
+    println!(
+        "{} ({}×{} grid, {} reps, median):",
+        w.name, w.n, w.n, w.reps
+    );
+    println!(
+        "  raw evaluation, 2 threads          {:>9.2} ms/point",
+        raw2 * 1e3
+    );
     println!(
         "  surface, 1 replica × 2 threads     {:>9.2} ms/point  {:>8.1} points/s  overhead {:>+6.1} %  vs reference {:.2}×",
         one * 1e3,
@@ -79,7 +102,10 @@ fn run(w: &Workload) {
         100.0 * (one / raw2 - 1.0),
         w.reference_s / one
     );
-    println!("  raw evaluation, 1 thread           {:>9.2} ms/point (one replica alone)", raw1 * 1e3);
+    println!(
+        "  raw evaluation, 1 thread           {:>9.2} ms/point (one replica alone)",
+        raw1 * 1e3
+    );
     println!(
         "  surface, 2 replicas × 1 thread     {:>9.2} ms/point  {:>8.1} points/s  ({:.2}× the 1-replica rate, vs reference {:.2}×)",
         two * 1e3,
@@ -93,7 +119,11 @@ fn w1() -> Workload {
     // Train W1's run once (10 epochs, SGD 0.1 momentum 0.9, batch 64, seed 0).
     let dir = tempfile::tempdir().unwrap().keep();
     let data = Digits::load().unwrap();
-    let cfg = TrainConfig { epochs: 10, lr_drops: vec![], ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        epochs: 10,
+        lr_drops: vec![],
+        ..TrainConfig::default()
+    };
     let (loss, acc) = train_digits(&dir.join("w1"), &data, &cfg).unwrap();
     println!("W1 training: final full-data loss {loss:.4}, accuracy {acc:.1} %");
     let run = Run::open(dir.join("w1")).unwrap();
@@ -117,7 +147,11 @@ fn w1() -> Workload {
                 }
             });
             let data = Digits::load().unwrap();
-            let eval = ClassifierEvaluator::owning(model).split("train", &data.x, &data.y).unwrap().batch(128).unwrap();
+            let eval = ClassifierEvaluator::owning(model)
+                .split("train", &data.x, &data.y)
+                .unwrap()
+                .batch(128)
+                .unwrap();
             (vs, Box::new(eval) as Box<dyn Evaluator>)
         }),
         n: 21,
@@ -135,7 +169,11 @@ fn w2() -> Workload {
             let model = CifarResNet::resnet20(&vs.root());
             let x = Tensor::randn([512, 3, 32, 32], (Kind::Float, Device::Cpu));
             let y = Tensor::randint(10, [512], (Kind::Int64, Device::Cpu));
-            let eval = ClassifierEvaluator::owning(model).split("train", &x, &y).unwrap().batch(128).unwrap();
+            let eval = ClassifierEvaluator::owning(model)
+                .split("train", &x, &y)
+                .unwrap()
+                .batch(128)
+                .unwrap();
             (vs, Box::new(eval) as Box<dyn Evaluator>)
         }),
         n: 11,

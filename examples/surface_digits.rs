@@ -29,30 +29,54 @@ use tch_landscape::Run;
 
 fn bar(title: &str) -> ProgressBar {
     let pb = ProgressBar::new(0);
-    pb.set_style(ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} points ({per_sec}, eta {eta})").unwrap());
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:>14} [{bar:40}] {pos}/{len} points ({per_sec}, eta {eta})",
+        )
+        .unwrap(),
+    );
     pb.set_message(title.to_string());
     pb
 }
 
 fn report(name: &str, r: &SurfaceResult) {
-    println!("{name}: {} points in {:.2} s ({:.1} points/s) -> {}", r.computed, r.seconds, r.computed as f64 / r.seconds.max(1e-9), r.dir.display());
+    println!(
+        "{name}: {} points in {:.2} s ({:.1} points/s) -> {}",
+        r.computed,
+        r.seconds,
+        r.computed as f64 / r.seconds.max(1e-9),
+        r.dir.display()
+    );
     for s in &r.sharpness {
         println!(
             "  {:<5} L(θ*) = {:.4}  curvature x {:.3}{}  {} = {:.3}{}",
             s.split,
             s.centre_loss,
             s.curvature_x.unwrap_or(f64::NAN),
-            s.curvature_y.map(|c| format!(", y {c:.3}")).unwrap_or_default(),
-            if s.area.is_some() { "area(L < L*+0.1)" } else { "width(L < L*+0.1)" },
+            s.curvature_y
+                .map(|c| format!(", y {c:.3}"))
+                .unwrap_or_default(),
+            if s.area.is_some() {
+                "area(L < L*+0.1)"
+            } else {
+                "width(L < L*+0.1)"
+            },
             s.area.or(s.width).unwrap_or(f64::NAN),
-            if s.bounded { "" } else { " (reaches the grid edge)" }
+            if s.bounded {
+                ""
+            } else {
+                " (reaches the grid edge)"
+            }
         );
     }
 }
 
 fn main() -> Result<()> {
     tch::set_num_threads(2);
-    let out = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("landscape-surface-digits"));
+    let out = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("landscape-surface-digits"));
     let data = Digits::load()?;
     let (train, test) = data.split_at(1437)?;
 
@@ -61,17 +85,26 @@ fn main() -> Result<()> {
     let (loss, acc) = train_digits(&run_dir, &train, &TrainConfig::default())?;
     println!("trained: train loss {loss:.4}, train accuracy {acc:.1} %");
     let run = Run::open(&run_dir)?;
-    let (first, last) = (ParamSet::from_run(&run, 0)?, ParamSet::from_run(&run, run.len() - 1)?);
+    let (first, last) = (
+        ParamSet::from_run(&run, 0)?,
+        ParamSet::from_run(&run, run.len() - 1)?,
+    );
 
     // The user's model and data; its variables are set at each point and
     // restored afterwards.
     let vs = VarStore::new(Device::Cpu);
     let model = Mlp::new(&vs.root(), &W1_SIZES);
     run.load_into(run.len() - 1, &vs)?;
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &train.x, &train.y)?.split("test", &test.x, &test.y)?;
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &train.x, &train.y)?
+        .split("test", &test.x, &test.y)?;
 
     // 2. 1-D interpolation θ(α) = (1-α)·θ₀ + α·θ_final.
-    let interp = Directions::interpolation(&first, &last)?.with_description(format!("snapshot 0 → {} of {}", run.len() - 1, run_dir.display()));
+    let interp = Directions::interpolation(&first, &last)?.with_description(format!(
+        "snapshot 0 → {} of {}",
+        run.len() - 1,
+        run_dir.display()
+    ));
     let pb = bar("interpolation");
     let r = Surface::new(&interp)
         .line(-0.5..=1.5, 401)
@@ -83,10 +116,14 @@ fn main() -> Result<()> {
     pb.finish_and_clear();
     report("interpolation", &r);
     let l = r.loss("train");
-    println!("  train loss at α=0 (θ₀): {:.4}, at α=1 (θ_final): {:.4}", l[100], l[300]);
+    println!(
+        "  train loss at α=0 (θ₀): {:.4}, at α=1 (θ_final): {:.4}",
+        l[100], l[300]
+    );
 
     // 3. 2-D filter-normalized surface around the final snapshot.
-    let dirs = Directions::random_plane(&last, 123, Normalization::Filter, Ignore::BiasAndBn)?.with_description(format!("final snapshot of {}", run_dir.display()));
+    let dirs = Directions::random_plane(&last, 123, Normalization::Filter, Ignore::BiasAndBn)?
+        .with_description(format!("final snapshot of {}", run_dir.display()));
     let pb = bar("2-D surface");
     let r = Surface::new(&dirs)
         .grid(-1.0..=1.0, 21, -1.0..=1.0, 21)

@@ -60,7 +60,12 @@ pub fn evaluate(model: &impl Module, x: &Tensor, y: &Tensor, batch: i64) -> (f64
             let logits = model.forward(&x.narrow(0, start, len));
             let yb = y.narrow(0, start, len);
             loss += logits.cross_entropy_for_logits(&yb).double_value(&[]) * len as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&yb).to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&yb)
+                .to_kind(Kind::Double)
+                .sum(Kind::Double)
+                .double_value(&[]);
             start += len;
         }
         (loss / n as f64, 100.0 * correct / n as f64)
@@ -105,7 +110,10 @@ pub fn train_digits(run_dir: &Path, data: &Digits, cfg: &TrainConfig) -> Result<
             start += len;
         }
         let (loss, acc) = evaluate(&model, &data.x, &data.y, 128);
-        rec.on_epoch_end(epoch, &[("train_loss", loss), ("train_acc", acc), ("lr", lr)])?;
+        rec.on_epoch_end(
+            epoch,
+            &[("train_loss", loss), ("train_acc", acc), ("lr", lr)],
+        )?;
         tracing::info!(epoch, loss, acc, lr, "epoch done");
         if cfg.lr_drops.contains(&epoch) {
             lr *= 0.1;
@@ -161,7 +169,11 @@ impl Default for DemoConfig {
 /// interpolation from the first to the last snapshot, 1-D and 2-D
 /// filter-normalized slices around the final model (train and test), and
 /// writes the report. `progress(stage, done, total)` is called as points finish.
-pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<DemoSummary> {
+pub fn run(
+    out: &Path,
+    cfg: &DemoConfig,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<DemoSummary> {
     use crate::analysis::directions::{Directions, Ignore, Normalization};
     use crate::analysis::evaluator::ClassifierEvaluator;
     use crate::analysis::params::ParamSet;
@@ -171,10 +183,15 @@ pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, u
     let data = Digits::load()?;
     let (train, test) = data.split_at(1437)?;
     let run_dir = out.join("mlp-digits");
-    for sub in [SURFACES_DIR, crate::report::run_report::PCA_DIR, crate::report::run_report::CURVATURE_DIR] {
+    for sub in [
+        SURFACES_DIR,
+        crate::report::run_report::PCA_DIR,
+        crate::report::run_report::CURVATURE_DIR,
+    ] {
         // A fresh run gets fresh analyses (their centre changes).
         if run_dir.join(sub).exists() {
-            std::fs::remove_dir_all(run_dir.join(sub)).map_err(|e| Error::io("removing", run_dir.join(sub), e))?;
+            std::fs::remove_dir_all(run_dir.join(sub))
+                .map_err(|e| Error::io("removing", run_dir.join(sub), e))?;
         }
     }
     let (final_loss, final_accuracy) = train_digits(&run_dir, &train, &cfg.train)?;
@@ -185,13 +202,16 @@ pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, u
     let model = Mlp::new(&vs.root(), &W1_SIZES);
     let last = run.len() - 1;
     run.load_into(last, &vs)?;
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &train.x, &train.y)?.split("test", &test.x, &test.y)?;
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &train.x, &train.y)?
+        .split("test", &test.x, &test.y)?;
     let first_set = ParamSet::from_run(&run, 0)?;
     let last_set = ParamSet::from_run(&run, last)?;
     let sdir = run_dir.join(SURFACES_DIR);
     let mut surfaces = Vec::new();
 
-    let interp = Directions::interpolation(&first_set, &last_set)?.with_description(format!("snapshot 0 → snapshot {last}"));
+    let interp = Directions::interpolation(&first_set, &last_set)?
+        .with_description(format!("snapshot 0 → snapshot {last}"));
     let name = "interpolation";
     Surface::new(&interp)
         .line(-0.5..=1.5, cfg.grid_1d)
@@ -199,7 +219,8 @@ pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, u
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 
-    let line = Directions::random_line(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?.with_description(format!("final snapshot {last}"));
+    let line = Directions::random_line(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?
+        .with_description(format!("final snapshot {last}"));
     let name = "filter-1d";
     Surface::new(&line)
         .line(-1.0..=1.0, cfg.grid_1d)
@@ -207,7 +228,8 @@ pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, u
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 
-    let plane = Directions::random_plane(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?.with_description(format!("final snapshot {last}"));
+    let plane = Directions::random_plane(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?
+        .with_description(format!("final snapshot {last}"));
     let name = "filter-2d";
     Surface::new(&plane)
         .grid(-1.0..=1.0, cfg.grid_2d, -1.0..=1.0, cfg.grid_2d)
@@ -216,12 +238,16 @@ pub fn run(out: &Path, cfg: &DemoConfig, progress: &mut dyn FnMut(&str, usize, u
     surfaces.push((name.to_string(), sdir.join(name)));
 
     // Trajectory PCA, and the loss on the PCA plane with the path (Fig. 9).
-    let pca = crate::analysis::pca::TrajectoryPca::builder().build()?.fit(&run)?;
+    let pca = crate::analysis::pca::TrajectoryPca::builder()
+        .build()?
+        .fit(&run)?;
     pca.save(&run, &run_dir.join(crate::report::run_report::PCA_DIR))?;
     let pca_dirs = pca.directions(&run, false)?;
     let (xs, ys): (Vec<f64>, Vec<f64>) = pca.path.iter().map(|p| (p.x(), p.y())).unzip();
     let range = |v: &[f64]| {
-        let (lo, hi) = v.iter().fold((0.0f64, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        let (lo, hi) = v
+            .iter()
+            .fold((0.0f64, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
         let m = 0.15 * (hi - lo).max(1e-3);
         (lo - m)..=(hi + m)
     };

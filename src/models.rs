@@ -29,14 +29,17 @@ impl Mlp {
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let last = self.layers.len().saturating_sub(1);
-        self.layers.iter().enumerate().fold(xs.shallow_clone(), |h, (i, l)| {
-            let h = l.forward(&h);
-            if i < last {
-                h.relu()
-            } else {
-                h
-            }
-        })
+        self.layers
+            .iter()
+            .enumerate()
+            .fold(xs.shallow_clone(), |h, (i, l)| {
+                let h = l.forward(&h);
+                if i < last {
+                    h.relu()
+                } else {
+                    h
+                }
+            })
     }
 }
 
@@ -73,8 +76,12 @@ fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
 impl BasicBlock {
     /// A block from `cin` to `cout` channels with the given stride.
     pub fn new(p: &nn::Path, cin: i64, cout: i64, stride: i64, skip: bool) -> BasicBlock {
-        let shortcut = (skip && (stride != 1 || cin != cout))
-            .then(|| (conv(p / "shortcut" / "0", cin, cout, 1, stride), bn(p / "shortcut" / "1", cout)));
+        let shortcut = (skip && (stride != 1 || cin != cout)).then(|| {
+            (
+                conv(p / "shortcut" / "0", cin, cout, 1, stride),
+                bn(p / "shortcut" / "1", cout),
+            )
+        });
         BasicBlock {
             conv1: conv(p / "conv1", cin, cout, 3, stride),
             bn1: bn(p / "bn1", cout),

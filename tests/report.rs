@@ -25,28 +25,47 @@ fn make_run(dir: &Path) -> PathBuf {
     let _evil = vs.root().var(EVIL, &[3], nn::Init::Const(0.5));
     let data = tch_landscape::data::digits::Digits::load().unwrap();
     let (x, y) = (data.x.narrow(0, 0, 256), data.y.narrow(0, 0, 256));
-    let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.1).unwrap();
+    let mut opt = nn::Sgd {
+        momentum: 0.9,
+        ..Default::default()
+    }
+    .build(&vs, 0.1)
+    .unwrap();
     let mut rec = Recorder::builder(&run_dir).build(&vs).unwrap();
     for epoch in 1..=4u64 {
         let loss = model.forward(&x).cross_entropy_for_logits(&y);
         opt.backward_step(&loss);
         let l = loss.double_value(&[]);
         let lr = if epoch <= 2 { 0.1 } else { 0.01 };
-        rec.on_epoch_end(epoch, &[("train_loss", l), ("lr", lr), (EVIL, 1.0)]).unwrap();
+        rec.on_epoch_end(epoch, &[("train_loss", l), ("lr", lr), (EVIL, 1.0)])
+            .unwrap();
     }
     rec.finish().unwrap();
     let centre = ParamSet::from_varstore(&vs).unwrap();
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
-    let plane = Directions::random_plane(&centre, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    Surface::new(&plane).grid(-1.0..=1.0, 9, -1.0..=1.0, 7).evaluate(&vs, &mut eval, run_dir.join("surfaces/plane")).unwrap();
-    let line = Directions::random_line(&centre, 2, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    Surface::new(&line).line(-1.0..=1.0, 15).evaluate(&vs, &mut eval, run_dir.join("surfaces/line")).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let plane =
+        Directions::random_plane(&centre, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    Surface::new(&plane)
+        .grid(-1.0..=1.0, 9, -1.0..=1.0, 7)
+        .evaluate(&vs, &mut eval, run_dir.join("surfaces/plane"))
+        .unwrap();
+    let line =
+        Directions::random_line(&centre, 2, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    Surface::new(&line)
+        .line(-1.0..=1.0, 15)
+        .evaluate(&vs, &mut eval, run_dir.join("surfaces/line"))
+        .unwrap();
     let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
     run_dir
 }
 
 fn landscape(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_landscape")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_landscape"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -54,15 +73,29 @@ fn report_is_complete_and_escapes_user_strings() {
     let tmp = tempfile::tempdir().unwrap();
     let run = make_run(tmp.path());
     let out = landscape(&["report", run.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let index = run.join("report/index.html");
     let html = std::fs::read_to_string(&index).unwrap();
     assert!(!html.contains(EVIL), "unescaped user string in the report");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     for id in ["run", "training", "weights", "surfaces", "sharpness"] {
-        assert!(html.contains(&format!("id=\"{id}\"")), "section {id} missing");
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "section {id} missing"
+        );
     }
-    for stem in ["training_curves", "weight_norm", "weight_histogram", "plane_train_contour", "plane_train_heat", "line_1d"] {
+    for stem in [
+        "training_curves",
+        "weight_norm",
+        "weight_histogram",
+        "plane_train_contour",
+        "plane_train_heat",
+        "line_1d",
+    ] {
         for ext in ["png", "svg"] {
             let p = run.join(format!("report/{stem}.{ext}"));
             let bytes = std::fs::read(&p).unwrap_or_else(|_| panic!("{} missing", p.display()));
@@ -71,7 +104,10 @@ fn report_is_complete_and_escapes_user_strings() {
                 _ => assert!(String::from_utf8_lossy(&bytes).contains("<svg")),
             }
         }
-        assert!(html.contains(&format!("data-figure=\"{stem}\"")), "figure {stem} not in the page");
+        assert!(
+            html.contains(&format!("data-figure=\"{stem}\"")),
+            "figure {stem} not in the page"
+        );
     }
 }
 
@@ -113,7 +149,10 @@ fn chromium(page: &Path, screenshot: Option<&Path>) -> (String, Vec<String>) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let errors = String::from_utf8_lossy(&o.stderr)
         .lines()
-        .filter(|l| l.contains("CONSOLE") && (l.contains("Uncaught") || l.contains("ERROR") || l.contains("error")))
+        .filter(|l| {
+            l.contains("CONSOLE")
+                && (l.contains("Uncaught") || l.contains("ERROR") || l.contains("error"))
+        })
         .map(str::to_string)
         .collect();
     (String::from_utf8_lossy(&o.stdout).into_owned(), errors)
@@ -129,11 +168,26 @@ fn report_renders_in_a_real_browser() {
     let shot = artifacts.join("report.png");
     let (dom, errors) = chromium(&index, Some(&shot));
     assert!(errors.is_empty(), "console errors: {errors:?}");
-    assert!(dom.contains("data-selfcheck=\"ok figures="), "self-check failed: {}", dom.lines().nth(1).unwrap_or(""));
-    let n: usize = dom.split("data-selfcheck=\"ok figures=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        dom.contains("data-selfcheck=\"ok figures="),
+        "self-check failed: {}",
+        dom.lines().nth(1).unwrap_or("")
+    );
+    let n: usize = dom
+        .split("data-selfcheck=\"ok figures=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(n >= 6, "only {n} figures rendered");
     assert!(dom.contains("surfaces3d=1\""), "the 3-D surface is missing");
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot too small");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "screenshot too small"
+    );
 
     // The checker itself catches broken pages: a thrown error and a missing image.
     let bad = tmp.path().join("bad.html");
@@ -150,30 +204,72 @@ fn cli_subcommands_work_and_fail_cleanly() {
     let info = landscape(&["info", r]);
     assert!(info.status.success());
     let text = String::from_utf8_lossy(&info.stdout);
-    assert!(text.contains("5 snapshots") && text.contains("fc1.weight"), "{text}");
-    let export = landscape(&["export", r, "--out", tmp.path().join("exp").to_str().unwrap()]);
-    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert!(
+        text.contains("5 snapshots") && text.contains("fc1.weight"),
+        "{text}"
+    );
+    let export = landscape(&[
+        "export",
+        r,
+        "--out",
+        tmp.path().join("exp").to_str().unwrap(),
+    ]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
     assert!(tmp.path().join("exp/trajectory.parquet").exists());
-    for bad in [vec!["info", "/no/such/run"], vec!["export", tmp.path().to_str().unwrap()], vec!["report", "/no/such/run"]] {
+    for bad in [
+        vec!["info", "/no/such/run"],
+        vec!["export", tmp.path().to_str().unwrap()],
+        vec!["report", "/no/such/run"],
+    ] {
         let o = landscape(&bad);
         assert!(!o.status.success(), "{bad:?} succeeded");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{bad:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{bad:?}: {err}"
+        );
     }
     // compare: two runs, shared scales; vtk: any grid shape, 2-D only.
     let run2 = make_run(&tmp.path().join("second"));
     let cmp = tmp.path().join("cmp");
-    let o = landscape(&["compare", r, run2.to_str().unwrap(), "--out", cmp.to_str().unwrap()]);
+    let o = landscape(&[
+        "compare",
+        r,
+        run2.to_str().unwrap(),
+        "--out",
+        cmp.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(cmp.join("index.html")).unwrap();
-    assert!(html.contains("data-figure=\"plane_train_0\"") && html.contains("data-figure=\"plane_train_1\""));
+    assert!(
+        html.contains("data-figure=\"plane_train_0\"")
+            && html.contains("data-figure=\"plane_train_1\"")
+    );
     assert!(!html.contains(EVIL));
     let vtk = tmp.path().join("plane.vtk");
-    let o = landscape(&["vtk", run.join("surfaces/plane").to_str().unwrap(), "--out", vtk.to_str().unwrap()]);
+    let o = landscape(&[
+        "vtk",
+        run.join("surfaces/plane").to_str().unwrap(),
+        "--out",
+        vtk.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(&vtk).unwrap();
-    assert!(text.contains("DIMENSIONS 9 7 1") && text.contains("POINTS 63 double") && text.contains("SCALARS train_loss double 1"));
-    assert_eq!(text.lines().filter(|l| l.split(' ').count() == 3 && l.parse::<f64>().is_err()).count() >= 63, true);
+    assert!(
+        text.contains("DIMENSIONS 9 7 1")
+            && text.contains("POINTS 63 double")
+            && text.contains("SCALARS train_loss double 1")
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.split(' ').count() == 3 && l.parse::<f64>().is_err())
+            .count()
+            >= 63
+    );
     let o = landscape(&["vtk", run.join("surfaces/line").to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("1-D slice"));
     let help = landscape(&["report", "--help"]);

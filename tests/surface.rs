@@ -42,12 +42,22 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
     let (vs, model) = mlp(1, &[64, 16, 10]);
     let (x, y) = digits_subset(200);
     let before = snapshot_bits(&vs);
-    let dirs = Directions::random_plane_at(&vs, 5, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs =
+        Directions::random_plane_at(&vs, 5, Normalization::Filter, Ignore::BiasAndBn).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
-    let r = Surface::new(&dirs).grid(-1.0..=1.0, 4, -1.0..=1.0, 3).evaluate(&vs, &mut eval, tmp.path().join("ok")).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let r = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 4, -1.0..=1.0, 3)
+        .evaluate(&vs, &mut eval, tmp.path().join("ok"))
+        .unwrap();
     assert_eq!(r.points.len(), 12);
-    assert_eq!(snapshot_bits(&vs), before, "parameters differ after a successful surface");
+    assert_eq!(
+        snapshot_bits(&vs),
+        before,
+        "parameters differ after a successful surface"
+    );
 
     struct Failing<'a> {
         inner: ClassifierEvaluator<'a>,
@@ -57,7 +67,10 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
         fn evaluate(&mut self) -> tch_landscape::Result<Vec<SplitResult>> {
             self.calls.set(self.calls.get() + 1);
             if self.calls.get() == 5 {
-                return Err(Error::invalid("test evaluator", "fails on purpose at call 5"));
+                return Err(Error::invalid(
+                    "test evaluator",
+                    "fails on purpose at call 5",
+                ));
             }
             self.inner.evaluate()
         }
@@ -66,15 +79,27 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
         }
     }
     let mut failing = Failing {
-        inner: ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap(),
+        inner: ClassifierEvaluator::new(&model)
+            .split("train", &x, &y)
+            .unwrap(),
         calls: Cell::new(0),
     };
-    let err = Surface::new(&dirs).grid(-1.0..=1.0, 4, -1.0..=1.0, 3).evaluate(&vs, &mut failing, tmp.path().join("fail")).unwrap_err();
+    let err = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 4, -1.0..=1.0, 3)
+        .evaluate(&vs, &mut failing, tmp.path().join("fail"))
+        .unwrap_err();
     assert!(err.to_string().contains("fails on purpose"), "{err}");
-    assert_eq!(snapshot_bits(&vs), before, "parameters differ after a failed surface");
+    assert_eq!(
+        snapshot_bits(&vs),
+        before,
+        "parameters differ after a failed surface"
+    );
     // The 4 points finished before the failure were saved: resuming
     // computes only the other 8.
-    let r2 = Surface::new(&dirs).grid(-1.0..=1.0, 4, -1.0..=1.0, 3).evaluate(&vs, &mut eval, tmp.path().join("fail")).unwrap();
+    let r2 = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 4, -1.0..=1.0, 3)
+        .evaluate(&vs, &mut eval, tmp.path().join("fail"))
+        .unwrap();
     assert_eq!(r2.points.len(), 12);
     assert_eq!(r2.computed, 8);
     assert_eq!(r2.loss("train"), r.loss("train"));
@@ -89,23 +114,45 @@ fn filter_normalized_surface_is_scale_invariant() {
         let (vs, model) = mlp(3, &[64, 32, 32, 10]);
         tch::no_grad(|| {
             let v = vs.variables();
-            let (mut w1, mut b1, mut w2) = (v["fc1.weight"].shallow_clone(), v["fc1.bias"].shallow_clone(), v["fc2.weight"].shallow_clone());
+            let (mut w1, mut b1, mut w2) = (
+                v["fc1.weight"].shallow_clone(),
+                v["fc1.bias"].shallow_clone(),
+                v["fc2.weight"].shallow_clone(),
+            );
             let _ = w1.f_mul_scalar_(scale).unwrap();
             let _ = b1.f_mul_scalar_(scale).unwrap();
             let _ = w2.f_mul_scalar_(1.0 / scale).unwrap();
         });
         let dirs = Directions::random_plane_at(&vs, 123, norm, Ignore::BiasAndBn).unwrap();
-        let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
+        let mut eval = ClassifierEvaluator::new(&model)
+            .split("train", &x, &y)
+            .unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        Surface::new(&dirs).grid(-1.0..=1.0, 5, -1.0..=1.0, 5).evaluate(&vs, &mut eval, tmp.path()).unwrap().loss("train")
+        Surface::new(&dirs)
+            .grid(-1.0..=1.0, 5, -1.0..=1.0, 5)
+            .evaluate(&vs, &mut eval, tmp.path())
+            .unwrap()
+            .loss("train")
     };
-    let max_rel = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / x.abs().max(1e-12)).fold(0.0, f64::max);
+    let max_rel = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1e-12))
+            .fold(0.0, f64::max)
+    };
     let base = surface(1.0, Normalization::Filter);
     let scaled = surface(10.0, Normalization::Filter);
-    assert!(max_rel(&base, &scaled) < 1e-4, "filter-normalized surfaces differ: {}", max_rel(&base, &scaled));
+    assert!(
+        max_rel(&base, &scaled) < 1e-4,
+        "filter-normalized surfaces differ: {}",
+        max_rel(&base, &scaled)
+    );
     let base_raw = surface(1.0, Normalization::None);
     let scaled_raw = surface(10.0, Normalization::None);
-    assert!(max_rel(&base_raw, &scaled_raw) > 1e-2, "un-normalized surfaces should differ");
+    assert!(
+        max_rel(&base_raw, &scaled_raw) > 1e-2,
+        "un-normalized surfaces should differ"
+    );
 }
 
 /// Linear regression with MSE: L(w) = mean((Xw − y)²), known in closed form.
@@ -113,23 +160,51 @@ fn filter_normalized_surface_is_scale_invariant() {
 fn linear_regression_surface_matches_closed_form() {
     tch::manual_seed(11);
     let vs = VarStore::new(Device::Cpu);
-    let lin = nn::linear(vs.root() / "lin", 5, 1, nn::LinearConfig { bias: false, ..Default::default() });
+    let lin = nn::linear(
+        vs.root() / "lin",
+        5,
+        1,
+        nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        },
+    );
     let x = Tensor::randn([64, 5], (Kind::Float, Device::Cpu));
     let y = Tensor::randn([64, 1], (Kind::Float, Device::Cpu));
-    let dirs = Directions::random_plane_at(&vs, 9, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs =
+        Directions::random_plane_at(&vs, 9, Normalization::Filter, Ignore::BiasAndBn).unwrap();
     let module = nn::func(move |xs| lin.forward(xs));
-    let mut eval = ClassifierEvaluator::new(&module).split("train", &x, &y).unwrap().batch(10).unwrap().loss(LossKind::Mse);
+    let mut eval = ClassifierEvaluator::new(&module)
+        .split("train", &x, &y)
+        .unwrap()
+        .batch(10)
+        .unwrap()
+        .loss(LossKind::Mse);
     let tmp = tempfile::tempdir().unwrap();
-    let r = Surface::new(&dirs).grid(-2.0..=1.0, 7, -0.5..=1.5, 4).evaluate(&vs, &mut eval, tmp.path()).unwrap();
+    let r = Surface::new(&dirs)
+        .grid(-2.0..=1.0, 7, -0.5..=1.5, 4)
+        .evaluate(&vs, &mut eval, tmp.path())
+        .unwrap();
     let xd = x.to_kind(Kind::Double);
     let yd = y.to_kind(Kind::Double);
     let w = dirs.centre.tensors[0].tensor.to_kind(Kind::Double);
-    let (d1, d2) = (dirs.dirs[0].tensors[0].tensor.to_kind(Kind::Double), dirs.dirs[1].tensors[0].tensor.to_kind(Kind::Double));
+    let (d1, d2) = (
+        dirs.dirs[0].tensors[0].tensor.to_kind(Kind::Double),
+        dirs.dirs[1].tensors[0].tensor.to_kind(Kind::Double),
+    );
     for p in &r.points {
         let wp = &w + &d1 * p.point.x + &d2 * p.point.y;
-        let expected = (xd.matmul(&wp.tr()) - &yd).square().mean(Kind::Double).double_value(&[]);
+        let expected = (xd.matmul(&wp.tr()) - &yd)
+            .square()
+            .mean(Kind::Double)
+            .double_value(&[]);
         let got = p.splits[0].loss;
-        assert!((got - expected).abs() <= 1e-5 * expected.max(1.0), "({}, {}): {got} vs {expected}", p.point.x, p.point.y);
+        assert!(
+            (got - expected).abs() <= 1e-5 * expected.max(1.0),
+            "({}, {}): {got} vs {expected}",
+            p.point.x,
+            p.point.y
+        );
         assert!(p.splits[0].accuracy.is_none());
     }
 }
@@ -138,9 +213,18 @@ fn linear_regression_surface_matches_closed_form() {
 /// parameters, directions and data (fixture from tests/fixtures/surface/generate.py).
 #[test]
 fn agrees_with_pytorch_fixture() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/surface/surface_reference.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/surface/surface_reference.json"
+    ))
+    .unwrap();
     let f: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let sizes: Vec<i64> = f["sizes"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let sizes: Vec<i64> = f["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     let (vs, model) = mlp(0, &sizes);
     let set = |key: &str| -> ParamSet {
         let mut names: Vec<&String> = f[key].as_object().unwrap().keys().collect();
@@ -150,27 +234,68 @@ fn agrees_with_pytorch_fixture() {
             tensors: names
                 .into_iter()
                 .map(|n| {
-                    let v: Vec<f32> = f[key][n].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+                    let v: Vec<f32> = f[key][n]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                        .collect();
                     let shape = vars[n].size();
-                    NamedTensor { name: n.clone(), role: Role::classify(true, shape.len()), tensor: Tensor::from_slice(&v).reshape(shape) }
+                    NamedTensor {
+                        name: n.clone(),
+                        role: Role::classify(true, shape.len()),
+                        tensor: Tensor::from_slice(&v).reshape(shape),
+                    }
                 })
                 .collect(),
         }
     };
-    let dirs = Directions::custom(set("params"), vec![set("dx"), set("dy")], DirectionKind::Custom, "pytorch fixture").unwrap();
-    let xs: Vec<f32> = f["x"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    let ys: Vec<i64> = f["y"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let dirs = Directions::custom(
+        set("params"),
+        vec![set("dx"), set("dy")],
+        DirectionKind::Custom,
+        "pytorch fixture",
+    )
+    .unwrap();
+    let xs: Vec<f32> = f["x"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let ys: Vec<i64> = f["y"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     let x = Tensor::from_slice(&xs).reshape([ys.len() as i64, sizes[0]]);
     let y = Tensor::from_slice(&ys);
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap().batch(f["batch"].as_i64().unwrap()).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap()
+        .batch(f["batch"].as_i64().unwrap())
+        .unwrap();
     for p in f["points"].as_array().unwrap() {
         let (a, b) = (p["a"].as_f64().unwrap(), p["b"].as_f64().unwrap());
         let tmp = tempfile::tempdir().unwrap();
-        let r = Surface::new(&dirs).grid(a..=a, 1, b..=b, 1).evaluate(&vs, &mut eval, tmp.path()).unwrap();
-        let (loss, acc) = (r.points[0].splits[0].loss, r.points[0].splits[0].accuracy.unwrap());
+        let r = Surface::new(&dirs)
+            .grid(a..=a, 1, b..=b, 1)
+            .evaluate(&vs, &mut eval, tmp.path())
+            .unwrap();
+        let (loss, acc) = (
+            r.points[0].splits[0].loss,
+            r.points[0].splits[0].accuracy.unwrap(),
+        );
         let want = p["loss"].as_f64().unwrap();
-        assert!((loss - want).abs() <= 1e-5 * want.max(1.0), "({a}, {b}): {loss} vs PyTorch {want}");
-        assert!((acc - p["accuracy"].as_f64().unwrap()).abs() < 1e-9, "({a}, {b}): accuracy {acc}");
+        assert!(
+            (loss - want).abs() <= 1e-5 * want.max(1.0),
+            "({a}, {b}): {loss} vs PyTorch {want}"
+        );
+        assert!(
+            (acc - p["accuracy"].as_f64().unwrap()).abs() < 1e-9,
+            "({a}, {b}): accuracy {acc}"
+        );
     }
 }
 
@@ -183,27 +308,56 @@ fn small_setup() -> (VarStore, Mlp, Tensor, Tensor) {
 #[test]
 fn resumes_without_recomputing_and_gives_identical_results() {
     let (vs, model, x, y) = small_setup();
-    let dirs = Directions::random_plane_at(&vs, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs =
+        Directions::random_plane_at(&vs, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap().split("test", &x.narrow(0, 0, 50), &y.narrow(0, 0, 50)).unwrap();
-    let full = Surface::new(&dirs).grid(-1.0..=1.0, 6, -0.5..=0.5, 5).flush_every(4).evaluate(&vs, &mut eval, tmp.path().join("full")).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap()
+        .split("test", &x.narrow(0, 0, 50), &y.narrow(0, 0, 50))
+        .unwrap();
+    let full = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
+        .flush_every(4)
+        .evaluate(&vs, &mut eval, tmp.path().join("full"))
+        .unwrap();
     // Interrupted after 10 points: 8 flushed in two segments survive.
-    let part = Surface::new(&dirs).grid(-1.0..=1.0, 6, -0.5..=0.5, 5).flush_every(4).stop_after(10).evaluate(&vs, &mut eval, tmp.path().join("resumed")).unwrap();
+    let part = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
+        .flush_every(4)
+        .stop_after(10)
+        .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
+        .unwrap();
     assert_eq!(part.computed, 10);
-    let resumed = Surface::new(&dirs).grid(-1.0..=1.0, 6, -0.5..=0.5, 5).flush_every(4).evaluate(&vs, &mut eval, tmp.path().join("resumed")).unwrap();
-    assert!(resumed.computed < 30 && resumed.computed >= 20, "computed {} points again", resumed.computed);
+    let resumed = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
+        .flush_every(4)
+        .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
+        .unwrap();
+    assert!(
+        resumed.computed < 30 && resumed.computed >= 20,
+        "computed {} points again",
+        resumed.computed
+    );
     for split in ["train", "test"] {
         assert_eq!(full.loss(split), resumed.loss(split));
         assert_eq!(full.accuracy(split), resumed.accuracy(split));
     }
     // A finished directory is not recomputed, and loads back.
-    let again = Surface::new(&dirs).grid(-1.0..=1.0, 6, -0.5..=0.5, 5).flush_every(4).evaluate(&vs, &mut eval, tmp.path().join("resumed")).unwrap();
+    let again = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
+        .flush_every(4)
+        .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
+        .unwrap();
     assert_eq!(again.computed, 0);
     let loaded = SurfaceResult::load(tmp.path().join("resumed")).unwrap();
     assert_eq!(loaded.loss("test"), full.loss("test"));
     assert_eq!(loaded.sharpness, full.sharpness);
     // A different grid in the same directory is refused.
-    let err = Surface::new(&dirs).grid(-1.0..=1.0, 7, -0.5..=0.5, 5).evaluate(&vs, &mut eval, tmp.path().join("resumed")).unwrap_err();
+    let err = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 7, -0.5..=0.5, 5)
+        .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
+        .unwrap_err();
     assert!(err.to_string().contains("different surface"), "{err}");
 }
 
@@ -212,8 +366,13 @@ fn non_square_grids_lines_and_metadata() {
     let (vs, model, x, y) = small_setup();
     let dirs = Directions::random_plane_at(&vs, 2, Normalization::Layer, Ignore::Nothing).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
-    let r = Surface::new(&dirs).grid(-2.0..=1.0, 7, 0.0..=0.5, 3).evaluate(&vs, &mut eval, tmp.path().join("g")).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let r = Surface::new(&dirs)
+        .grid(-2.0..=1.0, 7, 0.0..=0.5, 3)
+        .evaluate(&vs, &mut eval, tmp.path().join("g"))
+        .unwrap();
     assert_eq!(r.points.len(), 21);
     let p = &r.points[10];
     assert_eq!((p.point.ix, p.point.iy), (3, 1));
@@ -221,21 +380,42 @@ fn non_square_grids_lines_and_metadata() {
     // Parquet metadata carries directions id, seed and normalization.
     let file = std::fs::File::open(tmp.path().join("g/surface.parquet")).unwrap();
     let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
-    let kv = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata().unwrap().clone();
-    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone()).unwrap();
+    let kv = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .clone();
+    let get = |k: &str| {
+        kv.iter()
+            .find(|e| e.key == k)
+            .and_then(|e| e.value.clone())
+            .unwrap()
+    };
     assert_eq!(get("tch_landscape.seed"), "2");
     assert_eq!(get("tch_landscape.normalization"), "layer");
     assert_eq!(get("tch_landscape.directions_id"), dirs.meta.id);
     // 1-D slice along the first direction, with sharpness figures.
-    let line = Directions::random_line(&ParamSet::from_varstore(&vs).unwrap(), 4, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    let r = Surface::new(&line).line(-1.0..=1.0, 21).evaluate(&vs, &mut eval, tmp.path().join("l")).unwrap();
+    let line = Directions::random_line(
+        &ParamSet::from_varstore(&vs).unwrap(),
+        4,
+        Normalization::Filter,
+        Ignore::BiasAndBn,
+    )
+    .unwrap();
+    let r = Surface::new(&line)
+        .line(-1.0..=1.0, 21)
+        .evaluate(&vs, &mut eval, tmp.path().join("l"))
+        .unwrap();
     assert_eq!(r.points.len(), 21);
     let s = &r.sharpness[0];
     assert!(s.width.unwrap() > 0.0 && s.curvature_x.is_some() && s.area.is_none());
     // Directions load back identically and give the same surface.
     let loaded = Directions::load(&tmp.path().join("l/directions.parquet")).unwrap();
     assert_eq!(loaded.meta, line.meta);
-    let r2 = Surface::new(&loaded).line(-1.0..=1.0, 21).evaluate(&vs, &mut eval, tmp.path().join("l2")).unwrap();
+    let r2 = Surface::new(&loaded)
+        .line(-1.0..=1.0, 21)
+        .evaluate(&vs, &mut eval, tmp.path().join("l2"))
+        .unwrap();
     assert_eq!(r2.loss("train"), r.loss("train"));
 }
 
@@ -246,36 +426,82 @@ fn interpolation_hits_both_end_points() {
     let (vs_b, model_b) = mlp(99, &[64, 12, 10]);
     let b = ParamSet::from_varstore(&vs_b).unwrap();
     let dirs = Directions::interpolation(&a, &b).unwrap();
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let r = Surface::new(&dirs).line(-0.5..=1.5, 9).evaluate(&vs_a, &mut eval, tmp.path()).unwrap();
+    let r = Surface::new(&dirs)
+        .line(-0.5..=1.5, 9)
+        .evaluate(&vs_a, &mut eval, tmp.path())
+        .unwrap();
     let direct_a = eval.evaluate().unwrap()[0].loss;
-    let direct_b = ClassifierEvaluator::new(&model_b).split("train", &x, &y).unwrap().evaluate().unwrap()[0].loss;
+    let direct_b = ClassifierEvaluator::new(&model_b)
+        .split("train", &x, &y)
+        .unwrap()
+        .evaluate()
+        .unwrap()[0]
+        .loss;
     let loss = r.loss("train");
-    assert!((loss[2] - direct_a).abs() < 1e-6, "α=0: {} vs {}", loss[2], direct_a);
-    assert!((loss[6] - direct_b).abs() < 1e-5, "α=1: {} vs {}", loss[6], direct_b);
+    assert!(
+        (loss[2] - direct_a).abs() < 1e-6,
+        "α=0: {} vs {}",
+        loss[2],
+        direct_a
+    );
+    assert!(
+        (loss[6] - direct_b).abs() < 1e-5,
+        "α=1: {} vs {}",
+        loss[6],
+        direct_b
+    );
     assert_eq!(r.spec.directions.bn_stats, "interpolated");
 }
 
 #[test]
 fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
     let (vs, model, x, y) = small_setup();
-    let dirs = Directions::random_plane_at(&vs, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs =
+        Directions::random_plane_at(&vs, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
-    let e = Surface::new(&dirs).grid(1.0..=-1.0, 5, -1.0..=1.0, 5).evaluate(&vs, &mut eval, tmp.path().join("a")).unwrap_err();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let e = Surface::new(&dirs)
+        .grid(1.0..=-1.0, 5, -1.0..=1.0, 5)
+        .evaluate(&vs, &mut eval, tmp.path().join("a"))
+        .unwrap_err();
     assert!(e.to_string().contains("inverted"), "{e}");
-    let e = Surface::new(&dirs).grid(-1.0..=1.0, 0, -1.0..=1.0, 5).evaluate(&vs, &mut eval, tmp.path().join("b")).unwrap_err();
+    let e = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 0, -1.0..=1.0, 5)
+        .evaluate(&vs, &mut eval, tmp.path().join("b"))
+        .unwrap_err();
     assert!(e.to_string().contains("at least 1 point"), "{e}");
-    let line = Directions::random_line(&ParamSet::from_varstore(&vs).unwrap(), 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    let e = Surface::new(&line).grid(-1.0..=1.0, 3, -1.0..=1.0, 3).evaluate(&vs, &mut eval, tmp.path().join("c")).unwrap_err();
+    let line = Directions::random_line(
+        &ParamSet::from_varstore(&vs).unwrap(),
+        1,
+        Normalization::Filter,
+        Ignore::BiasAndBn,
+    )
+    .unwrap();
+    let e = Surface::new(&line)
+        .grid(-1.0..=1.0, 3, -1.0..=1.0, 3)
+        .evaluate(&vs, &mut eval, tmp.path().join("c"))
+        .unwrap_err();
     assert!(e.to_string().contains("two directions"), "{e}");
     // Directions of another model.
     let (other_vs, _) = mlp(1, &[64, 13, 10]);
-    let e = Surface::new(&dirs).grid(-1.0..=1.0, 2, -1.0..=1.0, 2).evaluate(&other_vs, &mut eval, tmp.path().join("d")).unwrap_err();
-    assert!(e.to_string().contains("fc1.bias") || e.to_string().contains("fc1.weight"), "{e}");
+    let e = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 2, -1.0..=1.0, 2)
+        .evaluate(&other_vs, &mut eval, tmp.path().join("d"))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("fc1.bias") || e.to_string().contains("fc1.weight"),
+        "{e}"
+    );
     assert!(matches!(e, Error::ShapeChanged { .. }), "{e:?}");
-    let e = ClassifierEvaluator::new(&model).split("train", &x, &y.narrow(0, 0, 10)).unwrap_err();
+    let e = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y.narrow(0, 0, 10))
+        .unwrap_err();
     assert!(e.to_string().contains("same first dimension"), "{e}");
 
     // NaN at some points: recorded as NaN, computation continues.
@@ -284,27 +510,59 @@ fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
         fn evaluate(&mut self) -> tch_landscape::Result<Vec<SplitResult>> {
             self.1 += 1;
             let mut r = self.0.evaluate()?;
-            if self.1 % 3 == 0 {
+            if self.1.is_multiple_of(3) {
                 r[0].loss = f64::NAN;
             }
             Ok(r)
         }
     }
-    let mut nan = NanAt(ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap(), 0);
-    let r = Surface::new(&dirs).grid(-1.0..=1.0, 3, -1.0..=1.0, 3).evaluate(&vs, &mut nan, tmp.path().join("nan")).unwrap();
+    let mut nan = NanAt(
+        ClassifierEvaluator::new(&model)
+            .split("train", &x, &y)
+            .unwrap(),
+        0,
+    );
+    let r = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 3, -1.0..=1.0, 3)
+        .evaluate(&vs, &mut nan, tmp.path().join("nan"))
+        .unwrap();
     let loss = r.loss("train");
     assert_eq!(loss.iter().filter(|v| v.is_nan()).count(), 3);
-    assert_eq!(SurfaceResult::load(tmp.path().join("nan")).unwrap().loss("train").iter().filter(|v| v.is_nan()).count(), 3);
+    assert_eq!(
+        SurfaceResult::load(tmp.path().join("nan"))
+            .unwrap()
+            .loss("train")
+            .iter()
+            .filter(|v| v.is_nan())
+            .count(),
+        3
+    );
 }
 
 #[test]
 fn parallel_replicas_match_a_single_replica() {
     let (vs, model, x, y) = small_setup();
-    let dirs = Directions::random_plane_at(&vs, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs =
+        Directions::random_plane_at(&vs, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y).unwrap();
-    let single = Surface::new(&dirs).grid(-1.0..=1.0, 5, -1.0..=1.0, 4).evaluate(&vs, &mut eval, tmp.path().join("s")).unwrap();
-    let centre: Vec<(String, Vec<f32>)> = dirs.centre.tensors.iter().map(|t| (t.name.clone(), Vec::<f32>::try_from(t.tensor.flatten(0, -1)).unwrap())).collect();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let single = Surface::new(&dirs)
+        .grid(-1.0..=1.0, 5, -1.0..=1.0, 4)
+        .evaluate(&vs, &mut eval, tmp.path().join("s"))
+        .unwrap();
+    let centre: Vec<(String, Vec<f32>)> = dirs
+        .centre
+        .tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                Vec::<f32>::try_from(t.tensor.flatten(0, -1)).unwrap(),
+            )
+        })
+        .collect();
     let xs = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
     let ys = Vec::<i64>::try_from(&y).unwrap();
     let par = Surface::new(&dirs)

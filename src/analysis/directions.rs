@@ -17,7 +17,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float32Array, Int64Array, ListArray, StringArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, Float32Array, Int64Array, ListArray, StringArray, UInt32Array,
+};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -117,24 +119,48 @@ pub const DIRECTIONS_META_KEY: &str = "tch_landscape.directions";
 
 impl Directions {
     /// Two random directions around `centre` (a plane for 2-D surfaces).
-    pub fn random_plane(centre: &ParamSet, seed: u64, norm: Normalization, ignore: Ignore) -> Result<Directions> {
+    pub fn random_plane(
+        centre: &ParamSet,
+        seed: u64,
+        norm: Normalization,
+        ignore: Ignore,
+    ) -> Result<Directions> {
         Self::random(centre, 2, seed, norm, ignore)
     }
 
     /// One random direction around `centre` (for 1-D slices).
-    pub fn random_line(centre: &ParamSet, seed: u64, norm: Normalization, ignore: Ignore) -> Result<Directions> {
+    pub fn random_line(
+        centre: &ParamSet,
+        seed: u64,
+        norm: Normalization,
+        ignore: Ignore,
+    ) -> Result<Directions> {
         Self::random(centre, 1, seed, norm, ignore)
     }
 
     /// Convenience: a random plane around the current variables of `vs`.
-    pub fn random_plane_at(vs: &tch::nn::VarStore, seed: u64, norm: Normalization, ignore: Ignore) -> Result<Directions> {
+    pub fn random_plane_at(
+        vs: &tch::nn::VarStore,
+        seed: u64,
+        norm: Normalization,
+        ignore: Ignore,
+    ) -> Result<Directions> {
         Self::random_plane(&ParamSet::from_varstore(vs)?, seed, norm, ignore)
     }
 
     /// `n` random directions around `centre`.
-    pub fn random(centre: &ParamSet, n: usize, seed: u64, norm: Normalization, ignore: Ignore) -> Result<Directions> {
+    pub fn random(
+        centre: &ParamSet,
+        n: usize,
+        seed: u64,
+        norm: Normalization,
+        ignore: Ignore,
+    ) -> Result<Directions> {
         if !(1..=2).contains(&n) {
-            return Err(Error::invalid("number of directions", format!("must be 1 or 2, got {n}")));
+            return Err(Error::invalid(
+                "number of directions",
+                format!("must be 1 or 2, got {n}"),
+            ));
         }
         if centre.tensors.is_empty() {
             return Err(Error::invalid("centre", "has no tensors"));
@@ -144,7 +170,9 @@ impl Directions {
         for _ in 0..n {
             dirs.push(centre.map(|t| {
                 let numel = t.tensor.numel();
-                let v: Vec<f32> = (0..numel).map(|_| StandardNormal.sample(&mut rng)).collect();
+                let v: Vec<f32> = (0..numel)
+                    .map(|_| StandardNormal.sample(&mut rng))
+                    .collect();
                 let d = Tensor::from_slice(&v).reshape(t.tensor.size());
                 shape_direction(d, t, norm, ignore)
             }));
@@ -190,9 +218,17 @@ impl Directions {
     }
 
     /// Directions given by the user (checked against `centre`).
-    pub fn custom(centre: ParamSet, dirs: Vec<ParamSet>, kind: DirectionKind, description: impl Into<String>) -> Result<Directions> {
+    pub fn custom(
+        centre: ParamSet,
+        dirs: Vec<ParamSet>,
+        kind: DirectionKind,
+        description: impl Into<String>,
+    ) -> Result<Directions> {
         if !(1..=2).contains(&dirs.len()) {
-            return Err(Error::invalid("directions", format!("need 1 or 2, got {}", dirs.len())));
+            return Err(Error::invalid(
+                "directions",
+                format!("need 1 or 2, got {}", dirs.len()),
+            ));
         }
         for d in &dirs {
             centre.check_compatible(d, "a direction")?;
@@ -253,7 +289,8 @@ impl Directions {
         tch::no_grad(|| {
             for (k, o) in out.tensors.iter_mut().enumerate() {
                 let d: Vec<&Tensor> = self.dirs.iter().map(|d| &d.tensors[k].tensor).collect();
-                o.tensor.copy_(&combine(&self.centre.tensors[k].tensor, &d, alpha, beta));
+                o.tensor
+                    .copy_(&combine(&self.centre.tensors[k].tensor, &d, alpha, beta));
             }
         })
     }
@@ -289,21 +326,28 @@ impl Directions {
             source,
         })?;
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-            .set_key_value_metadata(Some(vec![KeyValue::new(DIRECTIONS_META_KEY.to_string(), meta_json)]))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                DIRECTIONS_META_KEY.to_string(),
+                meta_json,
+            )]))
             .build();
         let pq_err = |source| Error::Parquet {
             path: path.to_path_buf(),
             source,
         };
         crate::store::fsutil::write_atomic(path, true, |w| {
-            let mut writer = ArrowWriter::try_new(w, directions_schema(), Some(props)).map_err(pq_err)?;
+            let mut writer =
+                ArrowWriter::try_new(w, directions_schema(), Some(props)).map_err(pq_err)?;
             let names = ["centre", "x", "y"];
             for (v, set) in std::iter::once(&self.centre).chain(&self.dirs).enumerate() {
                 for t in &set.tensors {
                     let values = Vec::<f32>::try_from(t.tensor.flatten(0, -1))
                         .map_err(|e| Error::torch(format!("reading '{}'", t.name), e))?;
-                    let batch = tensor_rows(names[v], t, values).map_err(|e| Error::arrow(path, e))?;
+                    let batch =
+                        tensor_rows(names[v], t, values).map_err(|e| Error::arrow(path, e))?;
                     writer.write(&batch).map_err(pq_err)?;
                 }
             }
@@ -324,15 +368,19 @@ impl Directions {
             .key_value_metadata()
             .and_then(|kv| kv.iter().find(|k| k.key == DIRECTIONS_META_KEY))
             .and_then(|k| k.value.clone())
-            .ok_or_else(|| corrupt(format!("no '{DIRECTIONS_META_KEY}' metadata: not a directions file")))?;
-        let meta: DirectionsMeta =
-            serde_json::from_str(&meta_json).map_err(|e| corrupt(format!("bad directions metadata ({e})")))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "no '{DIRECTIONS_META_KEY}' metadata: not a directions file"
+                ))
+            })?;
+        let meta: DirectionsMeta = serde_json::from_str(&meta_json)
+            .map_err(|e| corrupt(format!("bad directions metadata ({e})")))?;
         if builder.schema().fields() != directions_schema().fields() {
             return Err(corrupt("columns differ from the directions schema".into()));
         }
         let reader = builder.build().map_err(|e| corrupt(e.to_string()))?;
         // (vector, tensor) -> (role, shape, values in chunk order)
-        let mut sets: [Vec<(String, Role, Vec<i64>, Vec<f32>)>; 3] = Default::default();
+        let mut sets: [Vec<LoadedTensor>; 3] = Default::default();
         for batch in reader {
             let batch = batch.map_err(|e| corrupt(e.to_string()))?;
             let vector = downcast::<StringArray>(&batch, 0);
@@ -349,7 +397,10 @@ impl Directions {
                 };
                 let name = tensor.value(r);
                 let vals = values.value(r);
-                let vals = vals.as_any().downcast_ref::<Float32Array>().ok_or_else(|| corrupt("values are not float32".into()))?;
+                let vals = vals
+                    .as_any()
+                    .downcast_ref::<Float32Array>()
+                    .ok_or_else(|| corrupt("values are not float32".into()))?;
                 let set = &mut sets[v];
                 if set.last().map(|l| l.0.as_str()) != Some(name) {
                     let role = match role.value(r) {
@@ -359,18 +410,27 @@ impl Directions {
                         other => return Err(corrupt(format!("unknown role '{other}'"))),
                     };
                     let shp = shape.value(r);
-                    let shp = shp.as_any().downcast_ref::<Int64Array>().ok_or_else(|| corrupt("shape is not int64".into()))?;
+                    let shp = shp
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .ok_or_else(|| corrupt("shape is not int64".into()))?;
                     set.push((name.to_string(), role, shp.values().to_vec(), Vec::new()));
                 }
-                set.last_mut().expect("pushed above").3.extend_from_slice(vals.values());
+                set.last_mut()
+                    .expect("pushed above")
+                    .3
+                    .extend_from_slice(vals.values());
             }
         }
-        let to_set = |rows: Vec<(String, Role, Vec<i64>, Vec<f32>)>| -> Result<ParamSet> {
+        let to_set = |rows: Vec<LoadedTensor>| -> Result<ParamSet> {
             let mut tensors = Vec::with_capacity(rows.len());
             for (name, role, shape, values) in rows {
                 let numel: i64 = shape.iter().product();
                 if numel as usize != values.len() {
-                    return Err(corrupt(format!("tensor '{name}' has {} values for shape {shape:?}", values.len())));
+                    return Err(corrupt(format!(
+                        "tensor '{name}' has {} values for shape {shape:?}",
+                        values.len()
+                    )));
                 }
                 tensors.push(NamedTensor {
                     name,
@@ -390,12 +450,19 @@ impl Directions {
             centre.check_compatible(d, &format!("directions file {}", path.display()))?;
         }
         if dirs.len() != meta.n_directions {
-            return Err(corrupt(format!("metadata says {} directions, file holds {}", meta.n_directions, dirs.len())));
+            return Err(corrupt(format!(
+                "metadata says {} directions, file holds {}",
+                meta.n_directions,
+                dirs.len()
+            )));
         }
         let loaded = Directions { meta, centre, dirs };
         let id = loaded.content_hash();
         if id != loaded.meta.id {
-            return Err(corrupt(format!("content hash {id} differs from the recorded id {}", loaded.meta.id)));
+            return Err(corrupt(format!(
+                "content hash {id} differs from the recorded id {}",
+                loaded.meta.id
+            )));
         }
         Ok(loaded)
     }
@@ -431,17 +498,30 @@ pub fn combine(c: &Tensor, d: &[&Tensor], alpha: f64, beta: f64) -> Tensor {
     v
 }
 
+/// (name, role, shape, values) of one tensor read from a directions file.
+type LoadedTensor = (String, Role, Vec<i64>, Vec<f32>);
+
 fn downcast<T: 'static>(batch: &RecordBatch, i: usize) -> &T {
-    batch.column(i).as_any().downcast_ref::<T>().expect("schema checked")
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .expect("schema checked")
 }
 
 /// Values per row of a directions file.
 const DIRECTION_CHUNK: usize = 65_536;
 
-fn tensor_rows(vector: &str, t: &NamedTensor, values: Vec<f32>) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+fn tensor_rows(
+    vector: &str,
+    t: &NamedTensor,
+    values: Vec<f32>,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let n = values.len();
     let n_chunks = n.div_ceil(DIRECTION_CHUNK).max(1);
-    let offsets: Vec<i32> = (0..=n_chunks).map(|c| (c * DIRECTION_CHUNK).min(n) as i32).collect();
+    let offsets: Vec<i32> = (0..=n_chunks)
+        .map(|c| (c * DIRECTION_CHUNK).min(n) as i32)
+        .collect();
     let shape = t.tensor.size();
     let shape_offsets: Vec<i32> = (0..=n_chunks).map(|c| (c * shape.len()) as i32).collect();
     let shape_values: Vec<i64> = (0..n_chunks).flat_map(|_| shape.iter().copied()).collect();
@@ -456,7 +536,9 @@ fn tensor_rows(vector: &str, t: &NamedTensor, values: Vec<f32>) -> std::result::
             None,
         )?),
         Arc::new(UInt32Array::from_iter_values(0..n_chunks as u32)),
-        Arc::new(arrow::array::UInt64Array::from_iter_values((0..n_chunks).map(|c| (c * DIRECTION_CHUNK) as u64))),
+        Arc::new(arrow::array::UInt64Array::from_iter_values(
+            (0..n_chunks).map(|c| (c * DIRECTION_CHUNK) as u64),
+        )),
         Arc::new(ListArray::try_new(
             Arc::new(Field::new("item", DataType::Float32, false)),
             OffsetBuffer::new(offsets.into()),
@@ -473,10 +555,18 @@ pub fn directions_schema() -> SchemaRef {
         Field::new("vector", DataType::Utf8, false),
         Field::new("tensor", DataType::Utf8, false),
         Field::new("role", DataType::Utf8, false),
-        Field::new("shape", DataType::List(Arc::new(Field::new("item", DataType::Int64, false))), false),
+        Field::new(
+            "shape",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, false))),
+            false,
+        ),
         Field::new("chunk", DataType::UInt32, false),
         Field::new("offset", DataType::UInt64, false),
-        Field::new("values", DataType::List(Arc::new(Field::new("item", DataType::Float32, false))), false),
+        Field::new(
+            "values",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
+            false,
+        ),
     ]))
 }
 
@@ -512,7 +602,9 @@ pub fn normalize(d: Tensor, theta: &Tensor, norm: Normalization) -> Tensor {
             let t2 = theta.to_kind(Kind::Double).reshape([rows, -1]);
             let tn = t2.norm_scalaropt_dim(2, [1i64].as_slice(), true);
             let dn = d2.norm_scalaropt_dim(2, [1i64].as_slice(), true);
-            (d2 * (tn / (dn + 1e-10))).reshape(shape.as_slice()).to_kind(Kind::Float)
+            (d2 * (tn / (dn + 1e-10)))
+                .reshape(shape.as_slice())
+                .to_kind(Kind::Float)
         }
     }
 }
@@ -525,7 +617,11 @@ mod tests {
         ParamSet {
             tensors: tensors
                 .into_iter()
-                .map(|(n, role, tensor)| NamedTensor { name: n.into(), role, tensor })
+                .map(|(n, role, tensor)| NamedTensor {
+                    name: n.into(),
+                    role,
+                    tensor,
+                })
                 .collect(),
         }
     }
@@ -545,34 +641,75 @@ mod tests {
     #[test]
     fn random_is_seeded_and_policies_apply() {
         let c = set(vec![
-            ("a.bias", Role::Bias, Tensor::ones([4], (Kind::Float, tch::Device::Cpu))),
-            ("a.weight", Role::Weight, Tensor::ones([4, 2], (Kind::Float, tch::Device::Cpu))),
-            ("bn.running_mean", Role::Buffer, Tensor::ones([4], (Kind::Float, tch::Device::Cpu))),
+            (
+                "a.bias",
+                Role::Bias,
+                Tensor::ones([4], (Kind::Float, tch::Device::Cpu)),
+            ),
+            (
+                "a.weight",
+                Role::Weight,
+                Tensor::ones([4, 2], (Kind::Float, tch::Device::Cpu)),
+            ),
+            (
+                "bn.running_mean",
+                Role::Buffer,
+                Tensor::ones([4], (Kind::Float, tch::Device::Cpu)),
+            ),
         ]);
         let d1 = Directions::random_plane(&c, 7, Normalization::Filter, Ignore::BiasAndBn).unwrap();
         let d2 = Directions::random_plane(&c, 7, Normalization::Filter, Ignore::BiasAndBn).unwrap();
         let d3 = Directions::random_plane(&c, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
         assert_eq!(d1.meta.id, d2.meta.id);
         assert_ne!(d1.meta.id, d3.meta.id);
-        assert_eq!(d1.dirs[0].tensors[0].tensor.abs().sum(Kind::Float).double_value(&[]), 0.0);
-        assert_eq!(d1.dirs[0].tensors[2].tensor.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(
+            d1.dirs[0].tensors[0]
+                .tensor
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+        assert_eq!(
+            d1.dirs[0].tensors[2]
+                .tensor
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
         let keep = Directions::random_line(&c, 7, Normalization::Filter, Ignore::Nothing).unwrap();
         assert!(keep.dirs[0].tensors[0].tensor.equal(&c.tensors[0].tensor));
-        assert_eq!(keep.dirs[0].tensors[2].tensor.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(
+            keep.dirs[0].tensors[2]
+                .tensor
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
         // δ and η differ
-        assert!(!d1.dirs[0].tensors[1].tensor.equal(&d1.dirs[1].tensors[1].tensor));
+        assert!(!d1.dirs[0].tensors[1]
+            .tensor
+            .equal(&d1.dirs[1].tensors[1].tensor));
     }
 
     #[test]
     fn save_load_round_trip() {
-        let c = set(vec![("w", Role::Weight, Tensor::randn([70_000, 2], (Kind::Float, tch::Device::Cpu)))]);
+        let c = set(vec![(
+            "w",
+            Role::Weight,
+            Tensor::randn([70_000, 2], (Kind::Float, tch::Device::Cpu)),
+        )]);
         let d = Directions::random_plane(&c, 1, Normalization::Layer, Ignore::BiasAndBn).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.parquet");
         d.save(&p).unwrap();
         let back = Directions::load(&p).unwrap();
         assert_eq!(back.meta, d.meta);
-        assert!(back.dirs[1].tensors[0].tensor.equal(&d.dirs[1].tensors[0].tensor));
+        assert!(back.dirs[1].tensors[0]
+            .tensor
+            .equal(&d.dirs[1].tensors[0].tensor));
         assert!(back.centre.tensors[0].tensor.equal(&c.tensors[0].tensor));
     }
 }

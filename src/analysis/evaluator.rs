@@ -108,7 +108,11 @@ impl<'m> ClassifierEvaluator<'m> {
         if nx.is_none() || nx != ny || nx == Some(0) {
             return Err(Error::invalid(
                 format!("split '{name}'"),
-                format!("inputs {:?} and targets {:?} must be non-empty with the same first dimension", x.size(), y.size()),
+                format!(
+                    "inputs {:?} and targets {:?} must be non-empty with the same first dimension",
+                    x.size(),
+                    y.size()
+                ),
             ));
         }
         self.splits.push(Split {
@@ -122,7 +126,10 @@ impl<'m> ClassifierEvaluator<'m> {
     /// Evaluation batch size (default 128).
     pub fn batch(mut self, batch: i64) -> Result<Self> {
         if batch < 1 {
-            return Err(Error::invalid("batch", format!("must be at least 1, got {batch}")));
+            return Err(Error::invalid(
+                "batch",
+                format!("must be at least 1, got {batch}"),
+            ));
         }
         self.batch = batch;
         Ok(self)
@@ -170,7 +177,8 @@ impl<'m> ClassifierEvaluator<'m> {
         Ok(SplitResult {
             split: s.name.clone(),
             loss: loss_sum / n as f64,
-            accuracy: (self.loss == LossKind::CrossEntropy).then(|| 100.0 * correct as f64 / n as f64),
+            accuracy: (self.loss == LossKind::CrossEntropy)
+                .then(|| 100.0 * correct as f64 / n as f64),
         })
     }
 }
@@ -178,7 +186,10 @@ impl<'m> ClassifierEvaluator<'m> {
 impl Evaluator for ClassifierEvaluator<'_> {
     fn evaluate(&mut self) -> Result<Vec<SplitResult>> {
         if self.splits.is_empty() {
-            return Err(Error::invalid("evaluator", "has no data split; add one with .split(name, x, y)"));
+            return Err(Error::invalid(
+                "evaluator",
+                "has no data split; add one with .split(name, x, y)",
+            ));
         }
         tch::no_grad(|| self.splits.iter().map(|s| self.evaluate_split(s)).collect())
     }
@@ -189,6 +200,11 @@ impl Evaluator for ClassifierEvaluator<'_> {
             .iter()
             .map(|s| format!("{} ({} samples)", s.name, s.x.size()[0]))
             .collect();
-        format!("{:?} loss, batch {}, splits: {}", self.loss, self.batch, splits.join(", "))
+        format!(
+            "{:?} loss, batch {}, splits: {}",
+            self.loss,
+            self.batch,
+            splits.join(", ")
+        )
     }
 }

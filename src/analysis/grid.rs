@@ -56,12 +56,18 @@ impl Axis {
             return Err(Error::invalid(name, "needs at least 1 point, got 0"));
         }
         if !self.min.is_finite() || !self.max.is_finite() {
-            return Err(Error::invalid(name, format!("range {}..={} is not finite", self.min, self.max)));
+            return Err(Error::invalid(
+                name,
+                format!("range {}..={} is not finite", self.min, self.max),
+            ));
         }
         if self.n > 1 && self.min >= self.max {
             return Err(Error::invalid(
                 name,
-                format!("range {}..={} is empty or inverted; expected min < max", self.min, self.max),
+                format!(
+                    "range {}..={} is empty or inverted; expected min < max",
+                    self.min, self.max
+                ),
             ));
         }
         Ok(())
@@ -99,7 +105,10 @@ impl Grid {
         if let Some(y) = &self.y {
             y.validate("y axis")?;
             if n_dirs < 2 {
-                return Err(Error::invalid("grid", "a 2-D grid needs two directions; these directions have one"));
+                return Err(Error::invalid(
+                    "grid",
+                    "a 2-D grid needs two directions; these directions have one",
+                ));
             }
         }
         Ok(())

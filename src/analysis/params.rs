@@ -158,7 +158,13 @@ impl ParamSet {
     pub fn norm(&self) -> f64 {
         self.tensors
             .iter()
-            .map(|t| t.tensor.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[]))
+            .map(|t| {
+                t.tensor
+                    .to_kind(Kind::Double)
+                    .square()
+                    .sum(Kind::Double)
+                    .double_value(&[])
+            })
             .sum::<f64>()
             .sqrt()
     }
@@ -182,7 +188,12 @@ impl ParamSet {
         let sum = self
             .tensors
             .iter()
-            .map(|t| t.tensor.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]))
+            .map(|t| {
+                t.tensor
+                    .to_kind(Kind::Double)
+                    .sum(Kind::Double)
+                    .double_value(&[])
+            })
             .sum();
         [self.norm(), sum]
     }

@@ -67,7 +67,10 @@ pub fn sharpness(grid: &Grid, loss: &[f64], split: &str, epsilon: f64) -> Option
         )
     });
     let level = l0 + epsilon;
-    let max_increase = loss.iter().filter(|v| !v.is_nan()).fold(f64::NEG_INFINITY, |m, &v| m.max(v - l0));
+    let max_increase = loss
+        .iter()
+        .filter(|v| !v.is_nan())
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v - l0));
     let (width, area, bounded) = if grid.y.is_none() {
         let (w, b) = width_1d(&grid.x.values(), loss, cx, level);
         (Some(w), None, b)
@@ -98,7 +101,11 @@ fn width_1d(xs: &[f64], loss: &[f64], c: usize, level: f64) -> (f64, bool) {
     // interpolate the crossing between it and its inner neighbour.
     let crossing = |inner: usize, outer: usize| {
         let (l1, l2) = (loss[inner], loss[outer]);
-        let t = if l2.is_nan() || l2 == l1 { 0.5 } else { ((level - l1) / (l2 - l1)).clamp(0.0, 1.0) };
+        let t = if l2.is_nan() || l2 == l1 {
+            0.5
+        } else {
+            ((level - l1) / (l2 - l1)).clamp(0.0, 1.0)
+        };
         xs[inner] + t * (xs[outer] - xs[inner])
     };
     let mut i = c;
@@ -162,7 +169,10 @@ mod tests {
 
     #[test]
     fn parabola_1d() {
-        let grid = Grid { x: Axis::new(-1.0..=1.0, 41), y: None };
+        let grid = Grid {
+            x: Axis::new(-1.0..=1.0, 41),
+            y: None,
+        };
         let loss: Vec<f64> = grid.x.values().iter().map(|x| 3.0 * x * x + 1.0).collect();
         let s = sharpness(&grid, &loss, "train", 0.75).unwrap();
         assert!((s.curvature_x.unwrap() - 6.0).abs() < 1e-9);
@@ -186,14 +196,21 @@ mod tests {
             .collect();
         let s = sharpness(&grid, &loss, "train", 0.25).unwrap();
         // disc of radius 0.5: area π/4
-        assert!((s.area.unwrap() - std::f64::consts::FRAC_PI_4).abs() < 0.03, "{:?}", s.area);
+        assert!(
+            (s.area.unwrap() - std::f64::consts::FRAC_PI_4).abs() < 0.03,
+            "{:?}",
+            s.area
+        );
         assert!((s.curvature_y.unwrap() - 2.0).abs() < 1e-9);
         assert!(s.bounded);
     }
 
     #[test]
     fn centre_outside_grid() {
-        let grid = Grid { x: Axis::new(0.5..=1.0, 3), y: None };
+        let grid = Grid {
+            x: Axis::new(0.5..=1.0, 3),
+            y: None,
+        };
         assert!(sharpness(&grid, &[1.0, 2.0, 3.0], "t", 0.1).is_none());
     }
 }

@@ -159,7 +159,12 @@ impl SurfaceResult {
     /// Reads a finished surface directory.
     pub fn load(dir: impl AsRef<Path>) -> Result<SurfaceResult> {
         let dir = dir.as_ref();
-        let spec = read_spec(dir)?.ok_or_else(|| Error::invalid("surface directory", format!("{} has no {SPEC_FILE}", dir.display())))?;
+        let spec = read_spec(dir)?.ok_or_else(|| {
+            Error::invalid(
+                "surface directory",
+                format!("{} has no {SPEC_FILE}", dir.display()),
+            )
+        })?;
         let points = read_points_parquet(&dir.join(RESULT_FILE), &spec.grid)?;
         let sharpness = compute_sharpness(&spec, &points);
         Ok(SurfaceResult {
@@ -219,7 +224,13 @@ impl<'a> Surface<'a> {
     }
 
     /// A 2-D grid of `nx` × `ny` points over the given ranges.
-    pub fn grid(mut self, x: RangeInclusive<f64>, nx: usize, y: RangeInclusive<f64>, ny: usize) -> Self {
+    pub fn grid(
+        mut self,
+        x: RangeInclusive<f64>,
+        nx: usize,
+        y: RangeInclusive<f64>,
+        ny: usize,
+    ) -> Self {
         self.grid = Grid {
             x: Axis::new(x, nx),
             y: Some(Axis::new(y, ny)),
@@ -283,11 +294,25 @@ impl<'a> Surface<'a> {
     /// Computes the surface with one model: sets each point into the
     /// variables of `vs` and calls `eval`, writing into `out`. Resumes from
     /// what `out` already holds.
-    pub fn evaluate<E: Evaluator + ?Sized>(self, vs: &tch::nn::VarStore, eval: &mut E, out: impl AsRef<Path>) -> Result<SurfaceResult> {
+    pub fn evaluate<E: Evaluator + ?Sized>(
+        self,
+        vs: &tch::nn::VarStore,
+        eval: &mut E,
+        out: impl AsRef<Path>,
+    ) -> Result<SurfaceResult> {
         let description = eval.describe();
         let (dirs, grid) = (self.dirs, self.grid);
         self.run(out.as_ref(), description, |todo, sink| {
-            evaluate_points(dirs, &grid, vs, eval, todo, &AtomicUsize::new(0), &AtomicBool::new(false), sink)
+            evaluate_points(
+                dirs,
+                &grid,
+                vs,
+                eval,
+                todo,
+                &AtomicUsize::new(0),
+                &AtomicBool::new(false),
+                sink,
+            )
         })
     }
 
@@ -297,7 +322,12 @@ impl<'a> Surface<'a> {
     /// builds one replica (its own VarStore and an evaluator owning its
     /// model) on the thread that uses it; libtorch's intra-op thread pool is
     /// shared, so set `tch::set_num_threads` to cores / replicas.
-    pub fn evaluate_parallel<F>(self, replicas: usize, factory: F, out: impl AsRef<Path>) -> Result<SurfaceResult>
+    pub fn evaluate_parallel<F>(
+        self,
+        replicas: usize,
+        factory: F,
+        out: impl AsRef<Path>,
+    ) -> Result<SurfaceResult>
     where
         F: Fn() -> Result<(tch::nn::VarStore, Box<dyn Evaluator>)> + Sync,
     {
@@ -322,16 +352,29 @@ impl<'a> Surface<'a> {
                         .name(format!("landscape-replica-{r}"))
                         .spawn_scoped(s, move || -> Result<()> {
                             let r = factory().and_then(|(vs, mut eval)| {
-                                evaluate_points(&dirs, &grid, &vs, eval.as_mut(), todo, next, stop, &mut |p| {
-                                    tx.send(p).map_err(|_| Error::invalid("surface", "result writer stopped"))
-                                })
+                                evaluate_points(
+                                    &dirs,
+                                    &grid,
+                                    &vs,
+                                    eval.as_mut(),
+                                    todo,
+                                    next,
+                                    stop,
+                                    &mut |p| {
+                                        tx.send(p).map_err(|_| {
+                                            Error::invalid("surface", "result writer stopped")
+                                        })
+                                    },
+                                )
                             });
                             if r.is_err() {
                                 stop.store(true, Ordering::Relaxed);
                             }
                             r
                         })
-                        .map_err(|e| Error::invalid("replicas", format!("cannot start thread: {e}")))?;
+                        .map_err(|e| {
+                            Error::invalid("replicas", format!("cannot start thread: {e}"))
+                        })?;
                     handles.push(handle);
                 }
                 drop(tx);
@@ -346,7 +389,9 @@ impl<'a> Surface<'a> {
                 }
                 let mut first_err = sink_err;
                 for h in handles {
-                    let r = h.join().unwrap_or_else(|_| Err(Error::invalid("replicas", "a replica thread panicked")));
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(Error::invalid("replicas", "a replica thread panicked"))
+                    });
                     if let (Err(e), None) = (r, &first_err) {
                         first_err = Some(e);
                     }
@@ -369,11 +414,17 @@ impl<'a> Surface<'a> {
         }
         if let Some((i, n)) = self.shard {
             if n == 0 || i >= n {
-                return Err(Error::invalid("shard", format!("{i}/{n}: expected 0 ≤ i < n")));
+                return Err(Error::invalid(
+                    "shard",
+                    format!("{i}/{n}: expected 0 ≤ i < n"),
+                ));
             }
         }
-        if !(self.epsilon > 0.0) {
-            return Err(Error::invalid("sharpness epsilon", format!("must be > 0, got {}", self.epsilon)));
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
+            return Err(Error::invalid(
+                "sharpness epsilon",
+                format!("must be > 0, got {}", self.epsilon),
+            ));
         }
         std::fs::create_dir_all(out.join(POINTS_DIR)).map_err(|e| Error::io("creating", out, e))?;
         let spec = SurfaceSpec {
@@ -424,13 +475,22 @@ impl<'a> Surface<'a> {
         let wanted: Vec<usize> = (0..spec.grid.len())
             .filter(|i| self.shard.is_none_or(|(s, n)| i % n == s))
             .collect();
-        let mut todo: Vec<usize> = wanted.iter().copied().filter(|i| !done.contains_key(i)).collect();
+        let mut todo: Vec<usize> = wanted
+            .iter()
+            .copied()
+            .filter(|i| !done.contains_key(i))
+            .collect();
         if let Some(n) = self.stop_after {
             todo.truncate(n);
         }
         let total = wanted.len();
         let mut done_count = wanted.iter().filter(|i| done.contains_key(i)).count();
-        tracing::info!(total, resumed = done_count, todo = todo.len(), "surface points");
+        tracing::info!(
+            total,
+            resumed = done_count,
+            todo = todo.len(),
+            "surface points"
+        );
 
         let t0 = Instant::now();
         let mut next_seg = segments.last().map_or(0, |s| s.0 + 1);
@@ -442,7 +502,13 @@ impl<'a> Surface<'a> {
         let computed_result = {
             let mut sink = |p: PointValue| -> Result<()> {
                 if p.splits.iter().any(|s| !s.loss.is_finite()) {
-                    tracing::warn!(ix = p.point.ix, iy = p.point.iy, x = p.point.x, y = p.point.y, "non-finite loss at grid point; recorded as is");
+                    tracing::warn!(
+                        ix = p.point.ix,
+                        iy = p.point.iy,
+                        x = p.point.x,
+                        y = p.point.y,
+                        "non-finite loss at grid point; recorded as is"
+                    );
                 }
                 pending.push(p.clone());
                 done.insert(p.point.index, p);
@@ -471,8 +537,15 @@ impl<'a> Surface<'a> {
         computed_result?;
         let seconds = t0.elapsed().as_secs_f64();
         let points: Vec<PointValue> = done.into_values().collect();
-        let complete = wanted.iter().all(|i| points.iter().any(|p| p.point.index == *i)) && self.stop_after.is_none();
-        let sharpness = if complete { compute_sharpness(&spec, &points) } else { Vec::new() };
+        let complete = wanted
+            .iter()
+            .all(|i| points.iter().any(|p| p.point.index == *i))
+            && self.stop_after.is_none();
+        let sharpness = if complete {
+            compute_sharpness(&spec, &points)
+        } else {
+            Vec::new()
+        };
         if complete {
             write_points_parquet(&out.join(RESULT_FILE), &spec, &points)?;
             write_json(&out.join(SHARPNESS_FILE), &sharpness)?;
@@ -482,7 +555,12 @@ impl<'a> Surface<'a> {
             }
         }
         if computed > 0 {
-            tracing::info!(computed, seconds, points_per_second = computed as f64 / seconds.max(1e-9), "surface computed");
+            tracing::info!(
+                computed,
+                seconds,
+                points_per_second = computed as f64 / seconds.max(1e-9),
+                "surface computed"
+            );
         }
         Ok(SurfaceResult {
             dir: out.to_path_buf(),
@@ -545,8 +623,18 @@ fn evaluate_points<E: Evaluator + ?Sized>(
     dirs.check_model(vs)?;
     let device = vs.device();
     let vars = vs.variables();
-    let targets: Vec<Tensor> = dirs.centre.tensors.iter().map(|t| vars[&t.name].shallow_clone()).collect();
-    let on_device = |set: &ParamSet| -> Vec<Tensor> { set.tensors.iter().map(|t| t.tensor.to_device(device)).collect() };
+    let targets: Vec<Tensor> = dirs
+        .centre
+        .tensors
+        .iter()
+        .map(|t| vars[&t.name].shallow_clone())
+        .collect();
+    let on_device = |set: &ParamSet| -> Vec<Tensor> {
+        set.tensors
+            .iter()
+            .map(|t| t.tensor.to_device(device))
+            .collect()
+    };
     let centre = on_device(&dirs.centre);
     let d: Vec<Vec<Tensor>> = dirs.dirs.iter().map(on_device).collect();
     let _guard = RestoreGuard::new(vs);
@@ -555,7 +643,9 @@ fn evaluate_points<E: Evaluator + ?Sized>(
             return Ok(());
         }
         let k = next.fetch_add(1, Ordering::Relaxed);
-        let Some(&index) = todo.get(k) else { return Ok(()) };
+        let Some(&index) = todo.get(k) else {
+            return Ok(());
+        };
         let point = grid.point(index);
         let _span = tracing::debug_span!("point", ix = point.ix, iy = point.iy).entered();
         tch::no_grad(|| {
@@ -563,9 +653,9 @@ fn evaluate_points<E: Evaluator + ?Sized>(
                 let dir: Vec<&Tensor> = d.iter().map(|v| &v[i]).collect();
                 let v = combine(&centre[i], &dir, point.x, point.y);
                 let mut target = target.shallow_clone();
-                target
-                    .f_copy_(&v)
-                    .map_err(|e| Error::torch(format!("setting '{}'", dirs.centre.tensors[i].name), e))?;
+                target.f_copy_(&v).map_err(|e| {
+                    Error::torch(format!("setting '{}'", dirs.centre.tensors[i].name), e)
+                })?;
             }
             Ok::<(), Error>(())
         })?;
@@ -594,14 +684,21 @@ fn compute_sharpness(spec: &SurfaceSpec, points: &[PointValue]) -> Vec<Sharpness
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
-    write_atomic(path, true, |w| std::io::Write::write_all(w, &bytes).map_err(|e| Error::io("writing", path, e)))
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, true, |w| {
+        std::io::Write::write_all(w, &bytes).map_err(|e| Error::io("writing", path, e))
+    })
 }
 
 fn read_spec(dir: &Path) -> Result<Option<SurfaceSpec>> {
     let path = dir.join(SPEC_FILE);
     match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|source| Error::Json { path, source }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| Error::Json { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("reading", &path, e)),
     }
@@ -621,34 +718,72 @@ pub fn points_schema() -> SchemaRef {
     ]))
 }
 
-fn points_batch(points: &[PointValue]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    let rows: Vec<(&GridPoint, &SplitResult)> = points.iter().flat_map(|p| p.splits.iter().map(move |s| (&p.point, s))).collect();
+fn points_batch(
+    points: &[PointValue],
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let rows: Vec<(&GridPoint, &SplitResult)> = points
+        .iter()
+        .flat_map(|p| p.splits.iter().map(move |s| (&p.point, s)))
+        .collect();
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0.index as u32))),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0.ix as u32))),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0.iy as u32))),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.0.index as u32),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.0.ix as u32),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.0.iy as u32),
+        )),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0.x))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0.y))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.split.as_str()))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1.loss))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.1.split.as_str()),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.1.loss),
+        )),
         Arc::new(rows.iter().map(|r| r.1.accuracy).collect::<Float64Array>()),
     ];
     RecordBatch::try_new(points_schema(), cols)
 }
 
-fn batch_points(batch: &RecordBatch, grid: &Grid, path: &Path, out: &mut Vec<PointValue>) -> Result<()> {
+fn batch_points(
+    batch: &RecordBatch,
+    grid: &Grid,
+    path: &Path,
+    out: &mut Vec<PointValue>,
+) -> Result<()> {
     if batch.schema().fields() != points_schema().fields() {
-        return Err(Error::corrupt(path, "columns differ from the surface points schema"));
+        return Err(Error::corrupt(
+            path,
+            "columns differ from the surface points schema",
+        ));
     }
     let col = |i: usize| batch.column(i);
-    let index = col(0).as_any().downcast_ref::<UInt32Array>().expect("schema checked");
-    let split = col(5).as_any().downcast_ref::<StringArray>().expect("schema checked");
-    let loss = col(6).as_any().downcast_ref::<Float64Array>().expect("schema checked");
-    let acc = col(7).as_any().downcast_ref::<Float64Array>().expect("schema checked");
+    let index = col(0)
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .expect("schema checked");
+    let split = col(5)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("schema checked");
+    let loss = col(6)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .expect("schema checked");
+    let acc = col(7)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .expect("schema checked");
     for r in 0..batch.num_rows() {
         let i = index.value(r) as usize;
         if i >= grid.len() {
-            return Err(Error::corrupt(path, format!("point index {i} outside the {}-point grid", grid.len())));
+            return Err(Error::corrupt(
+                path,
+                format!("point index {i} outside the {}-point grid", grid.len()),
+            ));
         }
         let s = SplitResult {
             split: split.value(r).to_string(),
@@ -657,7 +792,10 @@ fn batch_points(batch: &RecordBatch, grid: &Grid, path: &Path, out: &mut Vec<Poi
         };
         match out.last_mut() {
             Some(p) if p.point.index == i => p.splits.push(s),
-            _ => out.push(PointValue { point: grid.point(i), splits: vec![s] }),
+            _ => out.push(PointValue {
+                point: grid.point(i),
+                splits: vec![s],
+            }),
         }
     }
     Ok(())
@@ -672,7 +810,10 @@ fn list_segments(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
             let _ = std::fs::remove_file(entry.path());
             continue;
         }
-        if let Some(n) = name.strip_suffix(".arrow").and_then(|s| s.parse::<usize>().ok()) {
+        if let Some(n) = name
+            .strip_suffix(".arrow")
+            .and_then(|s| s.parse::<usize>().ok())
+        {
             v.push((n, entry.path()));
         }
     }
@@ -683,7 +824,8 @@ fn list_segments(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
 fn write_segment(path: &Path, points: &[PointValue]) -> Result<()> {
     let batch = points_batch(points).map_err(|e| Error::arrow(path, e))?;
     write_atomic(path, true, |w| {
-        let mut writer = FileWriter::try_new(w, &batch.schema()).map_err(|e| Error::arrow(path, e))?;
+        let mut writer =
+            FileWriter::try_new(w, &batch.schema()).map_err(|e| Error::arrow(path, e))?;
         writer.write(&batch).map_err(|e| Error::arrow(path, e))?;
         writer.finish().map_err(|e| Error::arrow(path, e))
     })
@@ -691,7 +833,8 @@ fn write_segment(path: &Path, points: &[PointValue]) -> Result<()> {
 
 fn read_segment(path: &Path, grid: &Grid) -> Result<Vec<PointValue>> {
     let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let reader = FileReader::try_new(file, None).map_err(|e| Error::corrupt(path, format!("not an Arrow IPC file ({e})")))?;
+    let reader = FileReader::try_new(file, None)
+        .map_err(|e| Error::corrupt(path, format!("not an Arrow IPC file ({e})")))?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
@@ -702,15 +845,28 @@ fn read_segment(path: &Path, grid: &Grid) -> Result<Vec<PointValue>> {
 
 fn write_points_parquet(path: &Path, spec: &SurfaceSpec, points: &[PointValue]) -> Result<()> {
     let batch = points_batch(points).map_err(|e| Error::arrow(path, e))?;
-    let spec_json = serde_json::to_string(spec).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+    let spec_json = serde_json::to_string(spec).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let d = &spec.directions;
     let mut kv = vec![KeyValue::new(SURFACE_META_KEY.to_string(), spec_json)];
     // Flat copies of the most asked-for settings, for tools that show metadata.
     let flat: HashMap<&str, String> = HashMap::from([
         ("directions_id", d.id.clone()),
         ("seed", d.seed.map(|s| s.to_string()).unwrap_or_default()),
-        ("normalization", d.normalization.map(|n| format!("{n:?}").to_lowercase()).unwrap_or_default()),
-        ("ignore", d.ignore.map(|n| format!("{n:?}").to_lowercase()).unwrap_or_default()),
+        (
+            "normalization",
+            d.normalization
+                .map(|n| format!("{n:?}").to_lowercase())
+                .unwrap_or_default(),
+        ),
+        (
+            "ignore",
+            d.ignore
+                .map(|n| format!("{n:?}").to_lowercase())
+                .unwrap_or_default(),
+        ),
         ("bn_stats", d.bn_stats.clone()),
         ("centre", d.description.clone()),
     ]);
@@ -718,10 +874,15 @@ fn write_points_parquet(path: &Path, spec: &SurfaceSpec, points: &[PointValue]) 
         kv.push(KeyValue::new(format!("tch_landscape.{k}"), v));
     }
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_key_value_metadata(Some(kv))
         .build();
-    let pq_err = |source| Error::Parquet { path: path.to_path_buf(), source };
+    let pq_err = |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
     write_atomic(path, true, |w| {
         let mut writer = ArrowWriter::try_new(w, points_schema(), Some(props)).map_err(pq_err)?;
         writer.write(&batch).map_err(pq_err)?;

@@ -49,7 +49,10 @@ impl Digits {
     pub fn split_at(&self, n: usize) -> Result<(Digits, Digits)> {
         let total = self.len();
         if n == 0 || n >= total {
-            return Err(Error::invalid("split point", format!("must be in 1..{total}, got {n}")));
+            return Err(Error::invalid(
+                "split point",
+                format!("must be in 1..{total}, got {n}"),
+            ));
         }
         let part = |start: usize, len: usize| Digits {
             x: self.x.narrow(0, start as i64, len as i64),
@@ -87,13 +90,27 @@ fn parse_csv(text: &str, path: &Path) -> Result<Digits> {
     };
     let mut xs = Vec::with_capacity(N_SAMPLES * N_FEATURES);
     let mut ys = Vec::with_capacity(N_SAMPLES);
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != N_FEATURES + 1 {
-            return Err(bad(i + 1, format!("expected {} comma-separated values, found {}", N_FEATURES + 1, fields.len())));
+            return Err(bad(
+                i + 1,
+                format!(
+                    "expected {} comma-separated values, found {}",
+                    N_FEATURES + 1,
+                    fields.len()
+                ),
+            ));
         }
         for f in &fields[..N_FEATURES] {
-            let v: f32 = f.trim().parse().map_err(|_| bad(i + 1, format!("pixel '{f}' is not a number")))?;
+            let v: f32 = f
+                .trim()
+                .parse()
+                .map_err(|_| bad(i + 1, format!("pixel '{f}' is not a number")))?;
             xs.push(v / 16.0);
         }
         let label: i64 = fields[N_FEATURES]
@@ -101,7 +118,12 @@ fn parse_csv(text: &str, path: &Path) -> Result<Digits> {
             .parse()
             .ok()
             .filter(|l| (0..N_CLASSES as i64).contains(l))
-            .ok_or_else(|| bad(i + 1, format!("label '{}' is not an integer 0..9", fields[N_FEATURES])))?;
+            .ok_or_else(|| {
+                bad(
+                    i + 1,
+                    format!("label '{}' is not an integer 0..9", fields[N_FEATURES]),
+                )
+            })?;
         ys.push(label);
     }
     if ys.is_empty() {
@@ -112,7 +134,9 @@ fn parse_csv(text: &str, path: &Path) -> Result<Digits> {
     }
     let n = ys.len() as i64;
     Ok(Digits {
-        x: Tensor::from_slice(&xs).reshape([n, N_FEATURES as i64]).to_kind(Kind::Float),
+        x: Tensor::from_slice(&xs)
+            .reshape([n, N_FEATURES as i64])
+            .to_kind(Kind::Float),
         y: Tensor::from_slice(&ys),
     })
 }

@@ -105,10 +105,12 @@ pub fn copy_to_host(
     let mut out = Vec::with_capacity(tensors.len());
     tch::no_grad(|| -> Result<()> {
         for info in tensors {
-            let t = named.get(&info.name).ok_or_else(|| Error::VariablesChanged {
-                added: vec![],
-                removed: vec![info.name.clone()],
-            })?;
+            let t = named
+                .get(&info.name)
+                .ok_or_else(|| Error::VariablesChanged {
+                    added: vec![],
+                    removed: vec![info.name.clone()],
+                })?;
             let shape = t.size();
             if shape != info.shape {
                 return Err(Error::ShapeChanged {

@@ -14,7 +14,9 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::store::manifest::StorageDtype;
 use crate::store::metrics::{write_metrics, MetricRow, METRICS_FILE};
-use crate::store::snapshot::{snapshot_file_name, write_snapshot, HostValues, SnapshotMeta, SNAPSHOT_DIR};
+use crate::store::snapshot::{
+    snapshot_file_name, write_snapshot, HostValues, SnapshotMeta, SNAPSHOT_DIR,
+};
 
 /// Acknowledgement channel: the writer answers once the work is on disk.
 pub type Ack = Sender<std::result::Result<(), String>>;

@@ -13,13 +13,18 @@ use crate::report::run_report::{list_surfaces, sanitize, ReportOptions};
 use crate::store::run::Run;
 
 fn run_label(dir: &Path) -> String {
-    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string())
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
 }
 
 /// Writes a comparison page of `runs` into `out`; returns `out/index.html`.
 pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<PathBuf> {
     if runs.len() < 2 {
-        return Err(Error::invalid("compare", "needs at least two run directories"));
+        return Err(Error::invalid(
+            "compare",
+            "needs at least two run directories",
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
     let mut page = Page::new("Loss landscape comparison");
@@ -43,7 +48,14 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
         .iter()
         .zip(&labels)
         .zip(runs)
-        .map(|((r, l), d)| vec![l.clone(), d.display().to_string(), r.len().to_string(), r.manifest().total_numel().to_string()])
+        .map(|((r, l), d)| {
+            vec![
+                l.clone(),
+                d.display().to_string(),
+                r.len().to_string(),
+                r.manifest().total_numel().to_string(),
+            ]
+        })
         .collect();
     page.table(&["run", "directory", "snapshots", "values"], &rows);
 
@@ -53,15 +65,28 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
     for (i, r) in opened.iter().enumerate() {
         let mut per: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for m in r.metrics()? {
-            per.entry(m.name).or_default().push((m.epoch as f64, m.value));
+            per.entry(m.name)
+                .or_default()
+                .push((m.epoch as f64, m.value));
         }
         for (n, pts) in per {
-            names.entry(n).or_default().push(Series { name: labels[i].clone(), points: pts, color: i, dashed: false });
+            names.entry(n).or_default().push(Series {
+                name: labels[i].clone(),
+                points: pts,
+                color: i,
+                dashed: false,
+            });
         }
     }
     page.figs_start();
     for (k, (metric, series)) in names.into_iter().enumerate() {
-        let plot = LinePlot { title: metric.clone(), x_label: "epoch".into(), y_label: metric.clone(), series, ..Default::default() };
+        let plot = LinePlot {
+            title: metric.clone(),
+            x_label: "epoch".into(),
+            y_label: metric.clone(),
+            series,
+            ..Default::default()
+        };
         let stem = format!("metric_{k}");
         let svg = render(&plot, out, &stem)?;
         page.figure(&svg, &stem, &format!("{metric} of every run"));
@@ -70,10 +95,20 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
 
     // Surfaces present in every run, on shared scales.
     page.section("surfaces", "Loss surfaces (shared scales)");
-    let per_run: Vec<BTreeMap<String, SurfaceResult>> = runs.iter().map(|r| list_surfaces(r).map(|v| v.into_iter().collect())).collect::<Result<_>>()?;
-    let common: Vec<String> = per_run[0].keys().filter(|k| per_run.iter().all(|m| m.contains_key(*k))).cloned().collect();
+    let per_run: Vec<BTreeMap<String, SurfaceResult>> = runs
+        .iter()
+        .map(|r| list_surfaces(r).map(|v| v.into_iter().collect()))
+        .collect::<Result<_>>()?;
+    let common: Vec<String> = per_run[0]
+        .keys()
+        .filter(|k| per_run.iter().all(|m| m.contains_key(*k)))
+        .cloned()
+        .collect();
     if common.is_empty() {
-        page.missing("No surface name is present in every run.", "compute e.g. RUN/surfaces/filter-2d for each run");
+        page.missing(
+            "No surface name is present in every run.",
+            "compute e.g. RUN/surfaces/filter-2d for each run",
+        );
     }
     for name in &common {
         let surfs: Vec<&SurfaceResult> = per_run.iter().map(|m| &m[name]).collect();
@@ -85,17 +120,45 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
                     let series = surfs
                         .iter()
                         .enumerate()
-                        .map(|(i, s)| Series { name: labels[i].clone(), points: s.spec.grid.x.values().into_iter().zip(s.loss(sp)).collect(), color: i, dashed: false })
+                        .map(|(i, s)| Series {
+                            name: labels[i].clone(),
+                            points: s.spec.grid.x.values().into_iter().zip(s.loss(sp)).collect(),
+                            color: i,
+                            dashed: false,
+                        })
                         .collect();
-                    let plot = LinePlot { title: format!("{name}: {sp} loss"), x_label: "α".into(), y_label: "loss".into(), series, log_y: opts.log_scale, ..Default::default() };
+                    let plot = LinePlot {
+                        title: format!("{name}: {sp} loss"),
+                        x_label: "α".into(),
+                        y_label: "loss".into(),
+                        series,
+                        log_y: opts.log_scale,
+                        ..Default::default()
+                    };
                     let stem = format!("{}_{}_1d", sanitize(name), sanitize(sp));
                     let svg = render(&plot, out, &stem)?;
-                    page.figure(&svg, &stem, &format!("{name}, {sp}: every run on the same axes"));
+                    page.figure(
+                        &svg,
+                        &stem,
+                        &format!("{name}, {sp}: every run on the same axes"),
+                    );
                 }
                 Some(_) => {
-                    let base = ContourPlot { log: opts.log_scale, ..Default::default() };
-                    let all: Vec<f64> = surfs.iter().flat_map(|s| s.loss(sp)).map(|v| base.scale(v)).filter(|v| v.is_finite()).collect();
-                    let z_range = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                    let base = ContourPlot {
+                        log: opts.log_scale,
+                        ..Default::default()
+                    };
+                    let all: Vec<f64> = surfs
+                        .iter()
+                        .flat_map(|s| s.loss(sp))
+                        .map(|v| base.scale(v))
+                        .filter(|v| v.is_finite())
+                        .collect();
+                    let z_range = all
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                            (a.min(v), b.max(v))
+                        });
                     let levels = ContourPlot::auto_levels(&all, opts.levels, opts.log_scale);
                     for (i, s) in surfs.iter().enumerate() {
                         let g = &s.spec.grid;
@@ -115,7 +178,14 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
                         };
                         let stem = format!("{}_{}_{}", sanitize(name), sanitize(sp), i);
                         let svg = render(&plot, out, &stem)?;
-                        page.figure(&svg, &stem, &format!("{} — {name}, {sp}; shared colour scale and levels", labels[i]));
+                        page.figure(
+                            &svg,
+                            &stem,
+                            &format!(
+                                "{} — {name}, {sp}; shared colour scale and levels",
+                                labels[i]
+                            ),
+                        );
                     }
                 }
             }
@@ -132,14 +202,26 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
                         sh.split.clone(),
                         format!("{:.4}", sh.centre_loss),
                         sh.curvature_x.map_or("–".into(), |c| format!("{c:.4}")),
-                        sh.width.or(sh.area).map_or("–".into(), |c| format!("{c:.4}")),
+                        sh.width
+                            .or(sh.area)
+                            .map_or("–".into(), |c| format!("{c:.4}")),
                         format!("{:.4}", sh.max_increase),
                     ]
                 })
             })
             .collect();
         if !rows.is_empty() {
-            page.table(&["run", "split", "L(θ*)", "d²L/dα²", "width / area", "max increase"], &rows);
+            page.table(
+                &[
+                    "run",
+                    "split",
+                    "L(θ*)",
+                    "d²L/dα²",
+                    "width / area",
+                    "max increase",
+                ],
+                &rows,
+            );
         }
     }
     let index = out.join("index.html");

@@ -61,7 +61,12 @@ impl Page {
     /// Starts a section with an anchor for the table of contents.
     pub fn section(&mut self, id: &str, title: &str) {
         self.toc.push((id.to_string(), title.to_string()));
-        let _ = write!(self.body, "<h2 id=\"{}\">{}</h2>\n", escape(id), escape(title));
+        let _ = writeln!(
+            self.body,
+            "<h2 id=\"{}\">{}</h2>",
+            escape(id),
+            escape(title)
+        );
     }
 
     /// A paragraph of text (escaped).
@@ -72,7 +77,12 @@ impl Page {
     /// A note that a section's data is absent, with how to compute it
     /// (both escaped).
     pub fn missing(&mut self, what: &str, how: &str) {
-        let _ = writeln!(self.body, "<div class=\"missing\">{} <code>{}</code></div>", escape(what), escape(how));
+        let _ = writeln!(
+            self.body,
+            "<div class=\"missing\">{} <code>{}</code></div>",
+            escape(what),
+            escape(how)
+        );
     }
 
     /// Trusted HTML produced by this crate (figures' SVG).
@@ -93,9 +103,9 @@ impl Page {
     /// A figure: inline SVG plus links to its PNG and SVG files.
     pub fn figure(&mut self, svg: &str, file_stem: &str, caption: &str) {
         let stem = escape(file_stem);
-        let _ = write!(
+        let _ = writeln!(
             self.body,
-            "<div class=\"fig\" data-figure=\"{stem}\">{svg}<div class=\"cap\">{} — <a href=\"{stem}.png\">PNG</a> · <a href=\"{stem}.svg\">SVG</a></div></div>\n",
+            "<div class=\"fig\" data-figure=\"{stem}\">{svg}<div class=\"cap\">{} — <a href=\"{stem}.png\">PNG</a> · <a href=\"{stem}.svg\">SVG</a></div></div>",
             escape(caption)
         );
     }
@@ -105,16 +115,19 @@ impl Page {
     pub fn surface_3d(&mut self, title: &str, xs: &[f64], ys: &[f64], z: &[f64], z_label: &str) {
         let id = format!("surface3d-{}", self.plots_3d);
         self.plots_3d += 1;
-        let rows: Vec<Vec<Option<f64>>> = z.chunks(xs.len().max(1)).map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect()).collect();
+        let rows: Vec<Vec<Option<f64>>> = z
+            .chunks(xs.len().max(1))
+            .map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect())
+            .collect();
         let data = serde_json::json!([{ "type": "surface", "x": xs, "y": ys, "z": rows, "colorscale": "Viridis",
             "contours": { "z": { "show": true, "usecolormap": true, "project": { "z": true } } } }]);
         let layout = serde_json::json!({ "title": { "text": title }, "width": 720, "height": 560, "margin": { "l": 0, "r": 0, "t": 40, "b": 0 },
             "scene": { "xaxis": { "title": { "text": "α" } }, "yaxis": { "title": { "text": "β" } }, "zaxis": { "title": { "text": z_label } } } });
         // JSON is embedded in a script element: escape '<' so no string can close it.
         let js = |v: &serde_json::Value| v.to_string().replace('<', "\\u003c");
-        let _ = write!(
+        let _ = writeln!(
             self.body,
-            "<div class=\"fig\" data-figure3d=\"{id}\"><div id=\"{id}\" style=\"width:720px;height:560px\"></div><div class=\"cap\">{} — drag to rotate</div><script>window.__surfaces3d=(window.__surfaces3d||[]).concat([[\"{id}\",{},{}]]);</script></div>\n",
+            "<div class=\"fig\" data-figure3d=\"{id}\"><div id=\"{id}\" style=\"width:720px;height:560px\"></div><div class=\"cap\">{} — drag to rotate</div><script>window.__surfaces3d=(window.__surfaces3d||[]).concat([[\"{id}\",{},{}]]);</script></div>",
             escape(title),
             js(&data),
             js(&layout)
@@ -125,13 +138,23 @@ impl Page {
     pub fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
         self.body.push_str("<table><tr>");
         for (i, h) in header.iter().enumerate() {
-            let _ = write!(self.body, "<th{}>{}</th>", if i == 0 { " class=\"l\"" } else { "" }, escape(h));
+            let _ = write!(
+                self.body,
+                "<th{}>{}</th>",
+                if i == 0 { " class=\"l\"" } else { "" },
+                escape(h)
+            );
         }
         self.body.push_str("</tr>\n");
         for r in rows {
             self.body.push_str("<tr>");
             for (i, c) in r.iter().enumerate() {
-                let _ = write!(self.body, "<td{}>{}</td>", if i == 0 { " class=\"l\"" } else { "" }, escape(c));
+                let _ = write!(
+                    self.body,
+                    "<td{}>{}</td>",
+                    if i == 0 { " class=\"l\"" } else { "" },
+                    escape(c)
+                );
             }
             self.body.push_str("</tr>\n");
         }
@@ -163,7 +186,10 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+        assert_eq!(
+            escape("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
         let mut p = Page::new("<b>run</b>");
         p.section("s", "<i>");
         p.table(&["name"], &[vec!["<script>".into()]]);

@@ -15,25 +15,51 @@ use crate::error::{Error, Result};
 pub fn write_vtk(surface: &SurfaceResult, path: &Path, height_split: Option<&str>) -> Result<()> {
     let grid = &surface.spec.grid;
     let Some(y) = grid.y else {
-        return Err(Error::invalid("vtk export", format!("{} is a 1-D slice; VTK export needs a 2-D surface", surface.dir.display())));
+        return Err(Error::invalid(
+            "vtk export",
+            format!(
+                "{} is a 1-D slice; VTK export needs a 2-D surface",
+                surface.dir.display()
+            ),
+        ));
     };
     let splits = surface.splits();
     let height = match height_split {
         Some(s) if splits.iter().any(|x| x == s) => s.to_string(),
-        Some(s) => return Err(Error::invalid("split", format!("'{s}' is not in the surface (it has {splits:?})"))),
-        None => splits.first().cloned().ok_or_else(|| Error::invalid("vtk export", "the surface has no points"))?,
+        Some(s) => {
+            return Err(Error::invalid(
+                "split",
+                format!("'{s}' is not in the surface (it has {splits:?})"),
+            ))
+        }
+        None => splits
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::invalid("vtk export", "the surface has no points"))?,
     };
     let z = surface.loss(&height);
-    let zmax = z.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let zmax = z
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
     let zmax = if zmax.is_finite() { zmax } else { 0.0 };
     let (nx, ny) = (grid.nx(), y.n);
     let mut s = String::new();
     let _ = writeln!(s, "# vtk DataFile Version 3.0");
-    let _ = writeln!(s, "tch-landscape surface {} (height: {height} loss)", surface.spec.directions.id);
-    let _ = writeln!(s, "ASCII\nDATASET STRUCTURED_GRID\nDIMENSIONS {nx} {ny} 1\nPOINTS {} double", nx * ny);
-    for i in 0..nx * ny {
+    let _ = writeln!(
+        s,
+        "tch-landscape surface {} (height: {height} loss)",
+        surface.spec.directions.id
+    );
+    let _ = writeln!(
+        s,
+        "ASCII\nDATASET STRUCTURED_GRID\nDIMENSIONS {nx} {ny} 1\nPOINTS {} double",
+        nx * ny
+    );
+    for (i, zi) in z.iter().enumerate() {
         let p = grid.point(i);
-        let h = if z[i].is_finite() { z[i] } else { zmax };
+        let h = if zi.is_finite() { *zi } else { zmax };
         let _ = writeln!(s, "{} {} {}", p.x, p.y, h);
     }
     let _ = writeln!(s, "POINT_DATA {}", nx * ny);
@@ -43,10 +69,16 @@ pub fn write_vtk(surface: &SurfaceResult, path: &Path, height_split: Option<&str
             let _ = writeln!(s, "{}", if v.is_finite() { *v } else { zmax });
         }
     };
-    let valid: Vec<f64> = z.iter().map(|v| if v.is_finite() { 1.0 } else { 0.0 }).collect();
+    let valid: Vec<f64> = z
+        .iter()
+        .map(|v| if v.is_finite() { 1.0 } else { 0.0 })
+        .collect();
     field(&mut s, "valid", &valid);
     for sp in &splits {
-        let clean: String = sp.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let clean: String = sp
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         field(&mut s, &format!("{clean}_loss"), &surface.loss(sp));
         let acc = surface.accuracy(sp);
         if acc.iter().any(|v| v.is_finite()) {

@@ -74,7 +74,8 @@ pub fn remove_temp_files(dir: &Path) -> Result<usize> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
         if is_temp_name(&entry.file_name().to_string_lossy()) {
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io("removing", entry.path(), e))?;
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io("removing", entry.path(), e))?;
             removed += 1;
         }
     }
@@ -135,7 +136,9 @@ mod tests {
     fn atomic_write_leaves_no_temp_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.bin");
-        let r = write_atomic(&p, false, |_| Err(Error::invalid("test", "fail on purpose")));
+        let r = write_atomic(&p, false, |_| {
+            Err(Error::invalid("test", "fail on purpose"))
+        });
         assert!(r.is_err());
         assert!(!p.exists());
         assert!(!temp_path(&p).exists());
@@ -150,7 +153,10 @@ mod tests {
     fn lock_is_exclusive_and_released_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let l = DirLock::acquire(dir.path()).unwrap();
-        assert!(matches!(DirLock::acquire(dir.path()), Err(Error::Locked { .. })));
+        assert!(matches!(
+            DirLock::acquire(dir.path()),
+            Err(Error::Locked { .. })
+        ));
         drop(l);
         DirLock::acquire(dir.path()).unwrap();
     }

@@ -208,7 +208,10 @@ impl Manifest {
         let mut offset = 0u64;
         for (i, t) in self.tensors.iter().enumerate() {
             if i > 0 && self.tensors[i - 1].name >= t.name {
-                return Err(Error::corrupt(path, "tensors are not sorted by unique name"));
+                return Err(Error::corrupt(
+                    path,
+                    "tensors are not sorted by unique name",
+                ));
             }
             let numel: i64 = t.shape.iter().product();
             if t.shape.iter().any(|&d| d < 0) || numel as u64 != t.numel || t.offset != offset {
@@ -255,7 +258,10 @@ mod tests {
     fn rfc3339_known_dates() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_770_375_123);
         assert_eq!(rfc3339_utc(t), "2026-11-27T09:06:15.123Z");
-        assert_eq!(rfc3339_utc(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_utc(std::time::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
         let leap = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
         assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00.000Z");
     }

@@ -50,16 +50,26 @@ pub fn metrics_schema() -> SchemaRef {
 }
 
 /// Builds the metrics table as one record batch.
-pub fn metrics_batch(rows: &[MetricRow]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+pub fn metrics_batch(
+    rows: &[MetricRow],
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(
         metrics_schema(),
         vec![
             Arc::new(rows.iter().map(|r| r.snapshot).collect::<UInt32Array>()),
             Arc::new(rows.iter().map(|r| Some(r.epoch)).collect::<UInt64Array>()),
             Arc::new(rows.iter().map(|r| r.step).collect::<UInt64Array>()),
-            Arc::new(rows.iter().map(|r| Some(r.name.as_str())).collect::<StringArray>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.name.as_str()))
+                    .collect::<StringArray>(),
+            ),
             Arc::new(rows.iter().map(|r| Some(r.value)).collect::<Float64Array>()),
-            Arc::new(rows.iter().map(|r| Some(r.unix_time)).collect::<Float64Array>()),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.unix_time))
+                    .collect::<Float64Array>(),
+            ),
         ],
     )
 }
@@ -68,7 +78,8 @@ pub fn metrics_batch(rows: &[MetricRow]) -> std::result::Result<RecordBatch, arr
 pub fn write_metrics(path: &Path, rows: &[MetricRow], fsync: bool) -> Result<()> {
     let batch = metrics_batch(rows).map_err(|e| Error::arrow(path, e))?;
     write_atomic(path, fsync, |w| {
-        let mut writer = FileWriter::try_new(w, &batch.schema()).map_err(|e| Error::arrow(path, e))?;
+        let mut writer =
+            FileWriter::try_new(w, &batch.schema()).map_err(|e| Error::arrow(path, e))?;
         writer.write(&batch).map_err(|e| Error::arrow(path, e))?;
         writer.finish().map_err(|e| Error::arrow(path, e))
     })
@@ -93,18 +104,39 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
     let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_slice()), None)
         .map_err(|e| Error::corrupt(path, format!("not an Arrow IPC file ({e})")))?;
     if reader.schema().fields() != metrics_schema().fields() {
-        return Err(Error::corrupt(path, "columns differ from the metrics schema"));
+        return Err(Error::corrupt(
+            path,
+            "columns differ from the metrics schema",
+        ));
     }
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
         let col = |i: usize| batch.column(i);
-        let snapshot = col(0).as_any().downcast_ref::<UInt32Array>().expect("schema checked");
-        let epoch = col(1).as_any().downcast_ref::<UInt64Array>().expect("schema checked");
-        let step = col(2).as_any().downcast_ref::<UInt64Array>().expect("schema checked");
-        let name = col(3).as_any().downcast_ref::<StringArray>().expect("schema checked");
-        let value = col(4).as_any().downcast_ref::<Float64Array>().expect("schema checked");
-        let time = col(5).as_any().downcast_ref::<Float64Array>().expect("schema checked");
+        let snapshot = col(0)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .expect("schema checked");
+        let epoch = col(1)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("schema checked");
+        let step = col(2)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("schema checked");
+        let name = col(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("schema checked");
+        let value = col(4)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("schema checked");
+        let time = col(5)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("schema checked");
         for i in 0..batch.num_rows() {
             rows.push(MetricRow {
                 snapshot: snapshot.is_valid(i).then(|| snapshot.value(i)),

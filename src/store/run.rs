@@ -86,7 +86,8 @@ impl Run {
         let manifest = Manifest::read(&dir)?;
         let snap_dir = dir.join(SNAPSHOT_DIR);
         let mut files = Vec::new();
-        let entries = std::fs::read_dir(&snap_dir).map_err(|e| Error::io("listing", &snap_dir, e))?;
+        let entries =
+            std::fs::read_dir(&snap_dir).map_err(|e| Error::io("listing", &snap_dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("listing", &snap_dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -95,7 +96,9 @@ impl Run {
             }
             match parse_snapshot_file_name(&name) {
                 Some(index) => files.push((index, entry.path())),
-                None => tracing::warn!(file = %entry.path().display(), "ignoring unexpected file in snapshot directory"),
+                None => {
+                    tracing::warn!(file = %entry.path().display(), "ignoring unexpected file in snapshot directory")
+                }
             }
         }
         files.sort();
@@ -105,7 +108,10 @@ impl Run {
             if snap.meta().index != index {
                 return Err(Error::corrupt(
                     &path,
-                    format!("file name says snapshot {index}, its metadata says {}", snap.meta().index),
+                    format!(
+                        "file name says snapshot {index}, its metadata says {}",
+                        snap.meta().index
+                    ),
                 ));
             }
             snapshots.push(snap);
@@ -238,10 +244,16 @@ fn tensor_from_snapshot(snap: &SnapshotFile, k: usize, info: &TensorInfo) -> Res
     } else if let Some(v) = snap.f64_values(k) {
         Tensor::from_slice(v)
     } else {
-        return Err(Error::corrupt(snap.path(), "values are neither float32 nor float64"));
+        return Err(Error::corrupt(
+            snap.path(),
+            "values are neither float32 nor float64",
+        ));
     };
     let kind = kind_from_name(&info.dtype).ok_or_else(|| {
-        Error::corrupt(snap.path(), format!("tensor '{}' has unknown dtype '{}'", info.name, info.dtype))
+        Error::corrupt(
+            snap.path(),
+            format!("tensor '{}' has unknown dtype '{}'", info.name, info.dtype),
+        )
     })?;
     t.f_reshape(info.shape.as_slice())
         .and_then(|t| t.f_to_kind(kind))

@@ -17,8 +17,8 @@ use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::convert::try_fb_to_schema;
 use arrow::ipc::reader::{read_footer_length, FileDecoder};
-use arrow::ipc::{root_as_footer, root_as_message, Block, Footer};
 use arrow::ipc::writer::FileWriter;
+use arrow::ipc::{root_as_footer, root_as_message, Block, Footer};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -140,8 +140,10 @@ pub fn write_snapshot(
         source,
     })?;
     let schema = Arc::new(
-        snapshot_schema(dtype)
-            .with_metadata(std::collections::HashMap::from([(SNAPSHOT_META_KEY.to_string(), meta_json)])),
+        snapshot_schema(dtype).with_metadata(std::collections::HashMap::from([(
+            SNAPSHOT_META_KEY.to_string(),
+            meta_json,
+        )])),
     );
     let mut bytes = 0;
     write_atomic(path, fsync, |w| {
@@ -159,8 +161,8 @@ pub fn write_snapshot(
                     ))
                 }
             };
-            let batch =
-                RecordBatch::try_new(schema.clone(), vec![array]).map_err(|e| Error::arrow(path, e))?;
+            let batch = RecordBatch::try_new(schema.clone(), vec![array])
+                .map_err(|e| Error::arrow(path, e))?;
             writer.write(&batch).map_err(|e| Error::arrow(path, e))?;
         }
         writer.finish().map_err(|e| Error::arrow(path, e))?;
@@ -329,7 +331,10 @@ impl SnapshotFile {
 /// reason the file is not a readable IPC file.
 pub(crate) fn ipc_footer(buffer: &[u8]) -> std::result::Result<(Footer<'_>, usize), String> {
     if buffer.len() < 8 + 10 {
-        return Err(format!("{} bytes is too short for an Arrow IPC file", buffer.len()));
+        return Err(format!(
+            "{} bytes is too short for an Arrow IPC file",
+            buffer.len()
+        ));
     }
     if buffer[..6] != ARROW_MAGIC {
         return Err("does not start with the Arrow IPC magic 'ARROW1'".into());
@@ -372,14 +377,17 @@ pub(crate) fn check_ipc_block(
     schema: &Schema,
 ) -> std::result::Result<(usize, usize), String> {
     let (offset, meta_len, body_len) = (block.offset(), block.metaDataLength(), block.bodyLength());
-    let outside = || format!("block (offset {offset}, {meta_len} + {body_len} bytes) lies outside the file");
+    let outside =
+        || format!("block (offset {offset}, {meta_len} + {body_len} bytes) lies outside the file");
     if offset < 8 || meta_len < 8 || body_len < 0 {
         return Err(outside());
     }
     // The IPC format aligns messages and buffers to 8 bytes (this crate's
     // writer to 64); arrow's validation panics on misaligned offsets.
     if offset % 8 != 0 || meta_len % 8 != 0 {
-        return Err(format!("block (offset {offset}, metadata {meta_len} bytes) is not 8-byte aligned"));
+        return Err(format!(
+            "block (offset {offset}, metadata {meta_len} bytes) is not 8-byte aligned"
+        ));
     }
     let (start, meta_len, body_len) = (offset as usize, meta_len as usize, body_len as u64);
     let len = usize::try_from(body_len)
@@ -389,7 +397,11 @@ pub(crate) fn check_ipc_block(
         .ok_or_else(outside)?;
     let data = &buffer[start..start + meta_len];
     // Encapsulated message: [0xFFFFFFFF] <int32 size> <flatbuffer Message>.
-    let fb = if data[..4] == [0xff; 4] { &data[8..] } else { &data[4..] };
+    let fb = if data[..4] == [0xff; 4] {
+        &data[8..]
+    } else {
+        &data[4..]
+    };
     let message = root_as_message(fb).map_err(|e| format!("unreadable message header ({e})"))?;
     let batch = message
         .header_as_record_batch()
@@ -399,12 +411,18 @@ pub(crate) fn check_ipc_block(
     }
     let nodes = batch.nodes().map_or(0, |n| n.len());
     if nodes != schema.fields().len() {
-        return Err(format!("{nodes} field nodes for {} columns", schema.fields().len()));
+        return Err(format!(
+            "{nodes} field nodes for {} columns",
+            schema.fields().len()
+        ));
     }
     let widths = buffer_widths(schema).unwrap_or_default();
     let buffers = batch.buffers().map_or(0, |b| b.len());
     if !widths.is_empty() && buffers != widths.len() {
-        return Err(format!("{buffers} buffers, the schema needs {}", widths.len()));
+        return Err(format!(
+            "{buffers} buffers, the schema needs {}",
+            widths.len()
+        ));
     }
     for node in batch.nodes().into_iter().flatten() {
         if node.length() < 0 || node.null_count() < 0 || node.null_count() > node.length() {
@@ -419,7 +437,9 @@ pub(crate) fn check_ipc_block(
         let width = widths.get(i).copied().unwrap_or(1) as i64;
         let inside = b.offset() >= 0
             && b.length() >= 0
-            && (b.offset() as u64).checked_add(b.length() as u64).is_some_and(|e| e <= body_len);
+            && (b.offset() as u64)
+                .checked_add(b.length() as u64)
+                .is_some_and(|e| e <= body_len);
         if !inside || b.offset() % 8 != 0 || b.length() % width != 0 {
             return Err(format!(
                 "buffer {i} at {} + {} bytes is misaligned or lies outside the {body_len}-byte message body",

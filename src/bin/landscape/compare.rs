@@ -7,7 +7,9 @@ use tch_landscape::report::run_report::ReportOptions;
 
 /// Put the same figures of several runs side by side, with identical colour scale, contour levels and axes.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  landscape compare runs/small-batch runs/large-batch --out runs/compare")]
+#[command(
+    after_help = "Example:\n  landscape compare runs/small-batch runs/large-batch --out runs/compare"
+)]
 pub struct Args {
     /// Two or more run directories.
     #[arg(required = true, num_args = 2..)]
@@ -24,7 +26,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let opts = ReportOptions { log_scale: args.log, levels: args.levels, out: None };
+    let opts = ReportOptions {
+        log_scale: args.log,
+        levels: args.levels,
+        out: None,
+    };
     let index = write_comparison(&args.runs, &args.out, &opts)?;
     println!("{}", index.display());
     Ok(())

@@ -10,7 +10,9 @@ use tch_landscape::demo::{self, DemoConfig, TrainConfig};
 /// Train an MLP on the UCI digits with the recorder attached, then compute
 /// surfaces and write the HTML report.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  landscape demo --out runs/demo\n  (then open runs/demo/mlp-digits/report/index.html)")]
+#[command(
+    after_help = "Example:\n  landscape demo --out runs/demo\n  (then open runs/demo/mlp-digits/report/index.html)"
+)]
 pub struct Args {
     /// Directory for the demo's runs and outputs.
     #[arg(long, default_value = "runs/demo")]
@@ -34,7 +36,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let t0 = std::time::Instant::now();
     let pb = ProgressBar::new(0);
-    pb.set_style(ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} points ({per_sec}, eta {eta})")?);
+    pb.set_style(ProgressStyle::with_template(
+        "{msg:>14} [{bar:40}] {pos}/{len} points ({per_sec}, eta {eta})",
+    )?);
     let mut progress = |stage: &str, done: usize, total: usize| {
         pb.set_message(stage.to_string());
         pb.set_length(total as u64);
@@ -46,8 +50,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "trained W1's MLP on 1437 UCI digits for {} epochs: train loss {:.4}, accuracy {:.1} %",
         cfg.train.epochs, s.final_loss, s.final_accuracy
     );
-    println!("run directory:  {} ({} snapshots)", s.run_dir.display(), s.snapshots);
-    println!("parquet export: {}", s.export.trajectory.parent().unwrap_or(&s.run_dir).display());
+    println!(
+        "run directory:  {} ({} snapshots)",
+        s.run_dir.display(),
+        s.snapshots
+    );
+    println!(
+        "parquet export: {}",
+        s.export.trajectory.parent().unwrap_or(&s.run_dir).display()
+    );
     for (name, dir) in &s.surfaces {
         println!("surface {name:<14} {}", dir.display());
     }

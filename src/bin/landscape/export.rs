@@ -7,7 +7,9 @@ use tch_landscape::Run;
 
 /// Write trajectory.parquet, metrics.parquet and summary.parquet.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  landscape export runs/demo/mlp-digits --out /tmp/export\n  duckdb -c \"select * from '/tmp/export/summary.parquet' limit 5\"")]
+#[command(
+    after_help = "Example:\n  landscape export runs/demo/mlp-digits --out /tmp/export\n  duckdb -c \"select * from '/tmp/export/summary.parquet' limit 5\""
+)]
 pub struct Args {
     /// The run directory.
     run: PathBuf,

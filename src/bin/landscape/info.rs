@@ -21,11 +21,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         m.created_utc,
         m.crate_version,
         m.schema_version,
-        if m.finished { "finished" } else { "not finished (recorder did not call finish)" }
+        if m.finished {
+            "finished"
+        } else {
+            "not finished (recorder did not call finish)"
+        }
     );
-    println!("{} tensors, {} values per snapshot ({:?})", m.tensors.len(), m.total_numel(), m.storage_dtype);
+    println!(
+        "{} tensors, {} values per snapshot ({:?})",
+        m.tensors.len(),
+        m.total_numel(),
+        m.storage_dtype
+    );
     for t in &m.tensors {
-        println!("  {:<40} {:>14} {:?} {}", t.name, format!("{:?}", t.shape), t.role, t.dtype);
+        println!(
+            "  {:<40} {:>14} {:?} {}",
+            t.name,
+            format!("{:?}", t.shape),
+            t.role,
+            t.dtype
+        );
     }
     for s in &m.skipped {
         println!("  {:<40} skipped ({}): {}", s.name, s.dtype, s.reason);
@@ -33,12 +48,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("{} snapshots", run.len());
     for s in run.snapshots() {
         let meta = s.meta();
-        println!("  #{:<5} epoch {:<5} step {:<8} {:?}", meta.index, meta.epoch,
-            meta.step.map(|s| s.to_string()).unwrap_or_else(|| "-".into()), meta.trigger);
+        println!(
+            "  #{:<5} epoch {:<5} step {:<8} {:?}",
+            meta.index,
+            meta.epoch,
+            meta.step
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            meta.trigger
+        );
     }
     let mut names: Vec<String> = run.metrics()?.into_iter().map(|r| r.name).collect();
     names.sort();
     names.dedup();
-    println!("metrics: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
+    println!(
+        "metrics: {}",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
     Ok(())
 }

@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod export;
 mod info;
+mod pca;
 mod report;
 mod vtk;
 
@@ -26,6 +27,7 @@ enum Command {
     Demo(demo::Args),
     Info(info::Args),
     Export(export::Args),
+    Pca(pca::Args),
     Report(report::Args),
     Compare(compare::Args),
     Vtk(vtk::Args),
@@ -38,6 +40,7 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
+        Command::Pca(a) => pca::run(a),
         Command::Report(a) => report::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Vtk(a) => vtk::run(a),

@@ -7,7 +7,9 @@ use tch_landscape::report::vtk::write_vtk;
 
 /// Export a computed 2-D surface (a directory with surface.parquet) to legacy VTK.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  landscape vtk runs/demo/mlp-digits/surfaces/filter-2d --out filter-2d.vtk")]
+#[command(
+    after_help = "Example:\n  landscape vtk runs/demo/mlp-digits/surfaces/filter-2d --out filter-2d.vtk"
+)]
 pub struct Args {
     /// The surface directory.
     surface: PathBuf,
