@@ -121,11 +121,9 @@ impl RecorderBuilder {
             if !self.overwrite {
                 return Err(Error::AlreadyExists { path: dir });
             }
-            for sub in [SNAPSHOT_DIR] {
-                let p = dir.join(sub);
-                if p.exists() {
-                    std::fs::remove_dir_all(&p).map_err(|e| Error::io("removing", &p, e))?;
-                }
+            let p = dir.join(SNAPSHOT_DIR);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(|e| Error::io("removing", &p, e))?;
             }
             for f in [METRICS_FILE, MANIFEST_FILE] {
                 let p = dir.join(f);
@@ -259,7 +257,7 @@ impl Recorder {
     pub fn on_step_end(&mut self, epoch: u64, step: u64, metrics: &[(&str, f64)]) -> Result<()> {
         self.last_step = Some(step);
         let snapshot = match self.every_n_steps() {
-            Some(n) if step % n == 0 => Some(self.snapshot_now(epoch, Trigger::StepEnd)?),
+            Some(n) if step.is_multiple_of(n) => Some(self.snapshot_now(epoch, Trigger::StepEnd)?),
             _ => None,
         };
         self.record_metrics(snapshot, epoch, metrics)
@@ -314,7 +312,12 @@ impl Recorder {
         Ok(index)
     }
 
-    fn record_metrics(&mut self, snapshot: Option<u32>, epoch: u64, metrics: &[(&str, f64)]) -> Result<()> {
+    fn record_metrics(
+        &mut self,
+        snapshot: Option<u32>,
+        epoch: u64,
+        metrics: &[(&str, f64)],
+    ) -> Result<()> {
         if metrics.is_empty() {
             return Ok(());
         }
@@ -334,7 +337,12 @@ impl Recorder {
         self.send(Job::Metrics { rows, ack }, rx)
     }
 
-    fn ack_pair(&self) -> (Option<Ack>, Option<crossbeam_channel::Receiver<std::result::Result<(), String>>>) {
+    fn ack_pair(
+        &self,
+    ) -> (
+        Option<Ack>,
+        Option<crossbeam_channel::Receiver<std::result::Result<(), String>>>,
+    ) {
         match self.durability {
             Durability::Written => {
                 let (tx, rx) = crossbeam_channel::bounded(1);
@@ -424,6 +432,9 @@ fn unix_now() -> f64 {
 }
 
 fn new_run_id(now: SystemTime) -> String {
-    let nanos = now.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{:x}-{:x}", nanos, std::process::id())
 }

@@ -41,6 +41,9 @@ pub struct ExportSummary {
     pub trajectory_rows: u64,
 }
 
+/// (snapshot index, epoch, tensor position, [L2 norm, mean, std, min, max]).
+type StatsRow = (u32, u64, usize, [f64; 5]);
+
 /// Schema of `trajectory.parquet`.
 pub fn trajectory_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -76,7 +79,9 @@ pub fn summary_schema() -> SchemaRef {
 
 fn props(run: &Run) -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
             "tch_landscape.run_id".to_string(),
             run.manifest().run_id.clone(),
@@ -113,7 +118,7 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
     let trajectory = out_dir.join("trajectory.parquet");
     let mut w = parquet_writer(&trajectory, trajectory_schema(), run)?;
     let mut rows = 0u64;
-    let mut stats_rows: Vec<(u32, u64, usize, [f64; 5])> = Vec::new();
+    let mut stats_rows: Vec<StatsRow> = Vec::new();
     for snap in run.snapshots() {
         let meta = snap.meta();
         for (k, info) in manifest.tensors.iter().enumerate() {
@@ -151,17 +156,25 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
 
     let summary = out_dir.join("summary.parquet");
     let mut w = parquet_writer(&summary, summary_schema(), run)?;
-    let col = |f: fn(&(u32, u64, usize, [f64; 5])) -> f64| -> ArrayRef {
+    let col = |f: fn(&StatsRow) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(stats_rows.iter().map(f)))
     };
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(UInt32Array::from_iter_values(stats_rows.iter().map(|r| r.0))),
-        Arc::new(UInt64Array::from_iter_values(stats_rows.iter().map(|r| r.1))),
-        Arc::new(StringArray::from_iter_values(
-            stats_rows.iter().map(|r| manifest.tensors[r.2].name.as_str()),
+        Arc::new(UInt32Array::from_iter_values(
+            stats_rows.iter().map(|r| r.0),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            stats_rows.iter().map(|r| r.1),
         )),
         Arc::new(StringArray::from_iter_values(
-            stats_rows.iter().map(|r| manifest.tensors[r.2].role.as_str()),
+            stats_rows
+                .iter()
+                .map(|r| manifest.tensors[r.2].name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            stats_rows
+                .iter()
+                .map(|r| manifest.tensors[r.2].role.as_str()),
         )),
         Arc::new(UInt64Array::from_iter_values(
             stats_rows.iter().map(|r| manifest.tensors[r.2].numel),
@@ -172,7 +185,8 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
         col(|r| r.3[3]),
         col(|r| r.3[4]),
     ];
-    let batch = RecordBatch::try_new(summary_schema(), cols).map_err(|e| Error::arrow(&summary, e))?;
+    let batch =
+        RecordBatch::try_new(summary_schema(), cols).map_err(|e| Error::arrow(&summary, e))?;
     w.write(&batch).map_err(pq(&summary))?;
     w.close().map_err(pq(&summary))?;
 

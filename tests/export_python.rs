@@ -1,0 +1,307 @@
+//! The Parquet export read from Python with pyarrow, polars and DuckDB, and
+//! a snapshot file read with pyarrow's IPC reader: row counts, column names
+//! and types, and values bit-equal to what the Rust reader sees.
+//!
+//! Needs the test Python (numpy, pyarrow, duckdb, polars): the interpreter
+//! in $TCH_LANDSCAPE_PYTHON, else the one `./landscape-dev setup` installs.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use common::*;
+use tch_landscape::store::export::export_parquet;
+use tch_landscape::Run;
+
+const DEFAULT_PYTHON: &str = "/root/.cache/tch-landscape/torch-2.13.0/venv/bin/python";
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "TCH_LANDSCAPE_PYTHON={} does not exist; run ./landscape-dev setup",
+            p.display()
+        );
+        return p;
+    }
+    // The venv of scripts/env.sh, under the default cache directory.
+    let cache = std::env::var_os("TCH_LANDSCAPE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("tch-landscape"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tch-landscape"))
+        });
+    let candidates: Vec<PathBuf> = cache
+        .map(|c| c.join("torch-2.13.0/venv/bin/python"))
+        .into_iter()
+        .chain([PathBuf::from(DEFAULT_PYTHON)])
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no test Python found (looked at $TCH_LANDSCAPE_PYTHON and {candidates:?}); \
+             run ./landscape-dev setup to install numpy, pyarrow, duckdb and polars"
+            )
+        })
+}
+
+fn u32s(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected an array, got {v}"))
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn python_reads_the_export_and_snapshots() {
+    let py = python();
+    let dir = tempdir();
+    let run_dir = dir.path().join("run");
+    let copies = record_bn_run(&run_dir, 3, 21);
+    let run = Run::open(&run_dir).unwrap();
+    assert_eq!(run.len(), 4);
+    let chunk = 100;
+    let exp = export_parquet(&run, &dir.path().join("export"), chunk).unwrap();
+    let m = run.manifest();
+    let tensors = &m.tensors;
+    let rows_per_snapshot: u64 = tensors.iter().map(|t| t.numel.div_ceil(chunk as u64)).sum();
+    assert_eq!(exp.trajectory_rows, rows_per_snapshot * run.len() as u64);
+    let metrics = run.metrics().unwrap();
+
+    // Probes: the Rust reader's values, also checked against the training
+    // loop's own copies.
+    let probe_list = [
+        ("fc1.weight", 2usize),
+        ("bn.running_var", 3),
+        ("fc2.bias", 0),
+        ("bn.weight", 1),
+    ];
+    let mut probes = Vec::new();
+    for (name, s) in probe_list {
+        let k = tensors.iter().position(|t| t.name == name).unwrap();
+        let v = run.snapshot(s).unwrap().f32_values(k).unwrap().to_vec();
+        assert_bits_eq(&v, &copies[s][name].values, name);
+        probes.push(json!({"tensor": name, "snapshot": s, "bits": bits(&v)}));
+    }
+    let snapshot_index = 2;
+    let snapshot_file = run.snapshot(snapshot_index).unwrap().path().to_path_buf();
+    let expected = json!({
+        "trajectory": exp.trajectory,
+        "summary": exp.summary,
+        "metrics": exp.metrics,
+        "snapshot_file": snapshot_file,
+        "probes": probes,
+    });
+    let expected_path = dir.path().join("expected.json");
+    std::fs::write(
+        &expected_path,
+        serde_json::to_vec_pretty(&expected).unwrap(),
+    )
+    .unwrap();
+
+    let script = repo_root().join("tests/fixtures/check_export.py");
+    let output = Command::new(&py)
+        .arg(&script)
+        .arg(&expected_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} {} failed ({}):\n{}\n(if a module is missing, run ./landscape-dev setup)",
+        py.display(),
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "Python printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    eprintln!("python versions: {}", got["versions"]);
+
+    // pyarrow: row counts, and columns exactly as documented in schemas/.
+    let n_rows = [
+        ("trajectory", exp.trajectory_rows as usize),
+        ("summary", run.len() * tensors.len()),
+        ("metrics", metrics.len()),
+    ];
+    for (name, rows) in n_rows {
+        let t = &got["pyarrow"][name];
+        assert_eq!(t["rows"].as_u64(), Some(rows as u64), "pyarrow {name} rows");
+        let doc: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join(format!("schemas/{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let documented: Vec<Value> = doc["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let mut d =
+                    json!({"name": f["name"], "type": f["type"], "nullable": f["nullable"]});
+                if let Some(item) = f.get("item") {
+                    d["item"] = item.clone();
+                }
+                d
+            })
+            .collect();
+        assert_eq!(
+            t["fields"].as_array().unwrap(),
+            &documented,
+            "pyarrow's view of {name}.parquet"
+        );
+        assert_eq!(
+            t["run_id"].as_str(),
+            Some(m.run_id.as_str()),
+            "{name} run id metadata"
+        );
+    }
+
+    // polars: same shapes, its own dtype names.
+    let polars_dtypes = [
+        (
+            "trajectory",
+            vec![
+                "UInt32",
+                "UInt64",
+                "UInt64",
+                "String",
+                "UInt32",
+                "UInt64",
+                "List(Float32)",
+            ],
+        ),
+        (
+            "summary",
+            vec![
+                "UInt32", "UInt64", "String", "String", "UInt64", "Float64", "Float64", "Float64",
+                "Float64", "Float64",
+            ],
+        ),
+        (
+            "metrics",
+            vec!["UInt32", "UInt64", "UInt64", "String", "Float64", "Float64"],
+        ),
+    ];
+    for ((name, rows), (_, dtypes)) in n_rows.iter().zip(&polars_dtypes) {
+        let p = &got["polars"][name];
+        assert_eq!(p["rows"].as_u64(), Some(*rows as u64), "polars {name} rows");
+        let d: Vec<&str> = p["dtypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        assert_eq!(&d, dtypes, "polars {name} dtypes");
+        let cols: Vec<&str> = p["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            cols,
+            got["pyarrow"][name]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap())
+                .collect::<Vec<_>>()
+        );
+    }
+
+    // Probe values: bit-equal through pyarrow, polars and DuckDB.
+    for (p, want) in got["probes"].as_array().unwrap().iter().zip(&probes) {
+        let what = format!("{} @ snapshot {}", p["tensor"], p["snapshot"]);
+        let want_bits = u32s(&want["bits"]);
+        for reader in ["pyarrow_bits", "polars_bits", "duckdb_bits"] {
+            assert_eq!(u32s(&p[reader]), want_bits, "{what}: {reader}");
+        }
+        assert_eq!(p["python_says_equal"], true, "{what}");
+        let n_chunks = want_bits.len().div_ceil(chunk);
+        let chunks: Vec<u64> = (0..n_chunks as u64).collect();
+        let offsets: Vec<u64> = (0..n_chunks as u64).map(|c| c * chunk as u64).collect();
+        assert_eq!(p["chunks"], json!(chunks), "{what}");
+        assert_eq!(p["offsets"], json!(offsets), "{what}");
+    }
+
+    // Summary statistics agree with numpy on the exported values.
+    let s = &got["summary_check"];
+    assert_eq!(s["rows"].as_u64(), Some((run.len() * tensors.len()) as u64));
+    assert!(s["max_rel_l2_diff"].as_f64().unwrap() < 1e-12, "{s}");
+    assert!(s["max_abs_mean_diff"].as_f64().unwrap() < 1e-12, "{s}");
+    assert!(s["max_abs_std_diff"].as_f64().unwrap() < 1e-9, "{s}");
+    assert_eq!(s["min_max_equal"], true, "{s}");
+    assert_eq!(s["numel_equal"], true, "{s}");
+
+    // DuckDB aggregates.
+    let d = &got["duckdb"];
+    for t in tensors {
+        let rows = t.numel.div_ceil(chunk as u64) * run.len() as u64;
+        assert_eq!(
+            d["rows_per_tensor"][&t.name].as_u64(),
+            Some(rows),
+            "duckdb rows of {}",
+            t.name
+        );
+        assert_eq!(
+            d["values_per_tensor"][&t.name].as_u64(),
+            Some(t.numel),
+            "duckdb values of {}",
+            t.name
+        );
+    }
+    assert_eq!(
+        d["rows_per_tensor"].as_object().unwrap().len(),
+        tensors.len()
+    );
+    assert_eq!(d["snapshots"], json!((0..run.len()).collect::<Vec<_>>()));
+    assert_eq!(
+        d["summary_rows"].as_u64(),
+        Some((run.len() * tensors.len()) as u64)
+    );
+    assert_eq!(d["buffer_rows"].as_u64(), Some(2 * run.len() as u64));
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for r in &metrics {
+        *counts.entry(r.name.clone()).or_default() += 1;
+    }
+    assert_eq!(d["metric_counts"], json!(counts));
+
+    // The snapshot file through pyarrow.ipc.open_file.
+    let ipc = &got["ipc"];
+    assert_eq!(ipc["num_batches"].as_u64(), Some(tensors.len() as u64));
+    assert_eq!(
+        ipc["fields"],
+        json!([{"name": "values", "type": "Float32", "nullable": false}])
+    );
+    let snap = run.snapshot(snapshot_index).unwrap();
+    for (k, t) in tensors.iter().enumerate() {
+        assert_eq!(ipc["rows"][k].as_u64(), Some(t.numel), "{}", t.name);
+        assert_eq!(
+            u32s(&ipc["bits"][k]),
+            bits(snap.f32_values(k).unwrap()),
+            "pyarrow ipc {}",
+            t.name
+        );
+    }
+    assert_eq!(ipc["meta"]["index"].as_u64(), Some(snapshot_index as u64));
+    assert_eq!(ipc["meta"]["run_id"].as_str(), Some(m.run_id.as_str()));
+    assert_eq!(ipc["meta"]["trigger"], "epoch_end");
+    assert_eq!(ipc["meta"]["epoch"].as_u64(), Some(2));
+}
