@@ -152,6 +152,8 @@ pub struct DemoConfig {
     pub grid_2d: usize,
     /// Points of the 1-D slices.
     pub grid_1d: usize,
+    /// Points per axis of the curvature map.
+    pub grid_curvature: usize,
 }
 
 impl Default for DemoConfig {
@@ -160,6 +162,7 @@ impl Default for DemoConfig {
             train: TrainConfig::default(),
             grid_2d: 25,
             grid_1d: 101,
+            grid_curvature: 5,
         }
     }
 }
@@ -167,8 +170,9 @@ impl Default for DemoConfig {
 /// Runs the demo into `out` (the run goes to `out/mlp-digits`): trains with
 /// the hook on 1437 digits (360 held out), exports Parquet, computes the
 /// interpolation from the first to the last snapshot, 1-D and 2-D
-/// filter-normalized slices around the final model (train and test), and
-/// writes the report. `progress(stage, done, total)` is called as points finish.
+/// filter-normalized slices around the final model (train and test), the
+/// trajectory PCA with the loss on the PCA plane, a small |λmin/λmax| map,
+/// and writes the report. `progress(stage, done, total)` is called as points finish.
 pub fn run(
     out: &Path,
     cfg: &DemoConfig,
@@ -258,6 +262,15 @@ pub fn run(
         .on_progress(|d, t| progress(name, d, t))
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
+
+    // A small |λmin/λmax| map around the final model (Fig. 7), train split.
+    let name = "filter-2d";
+    let objective = crate::analysis::hessian::SupervisedObjective::new(&model, &train.x, &train.y)?.batch(512)?;
+    let cdir = run_dir.join(crate::report::run_report::CURVATURE_DIR).join(name);
+    crate::analysis::hessian::Curvature::new(&plane)
+        .grid(-0.5..=0.5, cfg.grid_curvature, -0.5..=0.5, cfg.grid_curvature)
+        .on_progress(|d, t| progress("curvature", d, t))
+        .evaluate(&vs, objective, &cdir)?;
 
     let report = write_report(&run_dir, &ReportOptions::default())?;
     Ok(DemoSummary {
