@@ -269,6 +269,8 @@ pub fn run(
     let cdir = run_dir.join(crate::report::run_report::CURVATURE_DIR).join(name);
     crate::analysis::hessian::Curvature::new(&plane)
         .grid(-0.5..=0.5, cfg.grid_curvature, -0.5..=0.5, cfg.grid_curvature)
+        // The reference's tolerance: enough for a ratio map, and quick.
+        .lanczos(crate::analysis::hessian::LanczosOptions { tol: 1e-2, ..Default::default() })
         .on_progress(|d, t| progress("curvature", d, t))
         .evaluate(&vs, objective, &cdir)?;
 
