@@ -18,9 +18,12 @@
 //!   snapshot's distance to the PC1/PC2 plane.
 //!
 //! Memory is O(n² + n·chunk) whatever the parameter count P: no pass ever
-//! holds a whole snapshot. Only [`PcaResult::components`] and
+//! holds a whole snapshot (a tensor's own Gram matrix is dropped once its
+//! last chunk is in). A second thread reads and centres the next chunk while
+//! the current one is multiplied. Only [`PcaResult::components`] and
 //! [`PcaResult::directions`] materialise components (P floats each), because
-//! a surface needs them anyway.
+//! a surface needs them anyway. Values are read as float32 ([`Run::stream`]),
+//! also from float64 runs; all arithmetic is float64.
 //!
 //! Conventions, chosen to match scikit-learn (the reference code uses
 //! `sklearn.decomposition.PCA(2)`):
@@ -67,7 +70,7 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use crate::analysis::directions::{normalize, DirectionKind, Directions, Normalization};
+use crate::analysis::directions::{combine, normalize, DirectionKind, Directions, Normalization};
 use crate::analysis::evaluator::Evaluator;
 use crate::analysis::params::ParamSet;
 use crate::error::{Error, Result};
@@ -91,6 +94,8 @@ pub const SUMMARY_FILE: &str = "pca.json";
 pub const DIRECTIONS_RAW_FILE: &str = "directions-raw.parquet";
 /// Filter-normalized PCA directions written by [`PcaResult::save`].
 pub const DIRECTIONS_FILTER_FILE: &str = "directions-filter.parquet";
+/// Suggested name of the [`plane_check`] table in a PCA output directory.
+pub const PLANE_CHECK_FILE: &str = "plane-check.parquet";
 /// Parquet metadata key holding the PCA settings (JSON).
 pub const PCA_META_KEY: &str = "tch_landscape.pca";
 
@@ -118,7 +123,8 @@ impl PcaBuilder {
     }
 
     /// Values per tensor chunk read from each snapshot (default
-    /// [`DEFAULT_CHUNK`], at least 1). Memory is about 12·n·chunk bytes.
+    /// [`DEFAULT_CHUNK`], at least 1). Memory is about 40·n·chunk bytes (a
+    /// few chunks in flight) plus O(n²).
     pub fn chunk(mut self, n: usize) -> Self {
         self.chunk = n;
         self
@@ -141,15 +147,23 @@ impl PcaBuilder {
     /// Checks the options.
     pub fn build(self) -> Result<TrajectoryPca> {
         if self.components == 0 {
-            return Err(Error::invalid("pca components", "must be at least 1, got 0"));
+            return Err(Error::invalid(
+                "pca components",
+                "must be at least 1, got 0",
+            ));
         }
         if self.chunk == 0 {
-            return Err(Error::invalid("pca chunk", "must be at least 1 value, got 0"));
+            return Err(Error::invalid(
+                "pca chunk",
+                "must be at least 1 value, got 0",
+            ));
         }
         let threads = match self.threads {
             Some(0) => return Err(Error::invalid("pca threads", "must be at least 1, got 0")),
             Some(t) => t,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8),
         };
         Ok(TrajectoryPca {
             components: self.components,
@@ -313,7 +327,7 @@ impl TrajectoryPca {
             self.gram_pass(run, &selected, m)?
         };
         let trace: f64 = pass1.tensors.iter().map(|t| t.trace).sum();
-        if !(trace > 0.0) {
+        if trace.is_nan() || trace <= 0.0 {
             return Err(Error::invalid(
                 "pca",
                 format!(
@@ -325,21 +339,24 @@ impl TrajectoryPca {
         }
         let eig = SymmetricEigen::new(pass1.gram.to_full());
         let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            eig.eigenvalues[b]
+                .total_cmp(&eig.eigenvalues[a])
+                .then(a.cmp(&b))
+        });
         let lambda: Vec<f64> = order.iter().map(|&i| eig.eigenvalues[i].max(0.0)).collect();
         let total: f64 = lambda.iter().sum();
         // Eigenvalues of G are exact to about ε·‖G‖; smaller ones are zero.
         let tol = lambda[0] * m as f64 * f64::EPSILON * 16.0;
+        // trace > 0, so λ₁ > 0 and rank ≥ 1.
         let rank = lambda.iter().take_while(|&&l| l > tol).count();
-        if rank == 0 || !(total > 0.0) {
-            return Err(Error::invalid(
-                "pca",
-                format!("the trajectory of run {} has no variation above rounding error", manifest.run_id),
-            ));
-        }
         let ncomp = self.components.min(rank);
         if ncomp < self.components {
-            tracing::warn!(requested = self.components, rank, "the trajectory has fewer non-zero principal components than requested");
+            tracing::warn!(
+                requested = self.components,
+                rank,
+                "the trajectory has fewer non-zero principal components than requested"
+            );
         }
         let dof = (m - 1) as f64;
         let mut weights: Vec<Vec<f64>> = Vec::with_capacity(ncomp);
@@ -348,7 +365,13 @@ impl TrajectoryPca {
             let v = eig.eigenvectors.column(col);
             let s = lambda[k].sqrt();
             // ⟨Δᵢ, pc_k⟩ = ⟨Mcᵢ, pc_k⟩ + ⟨μ, pc_k⟩ = √λ v_ki + (Mc μ)·v_k / √λ.
-            let offset = pass1.w.iter().zip(v.iter()).map(|(a, b)| a * b).sum::<f64>() / s;
+            let offset = pass1
+                .w
+                .iter()
+                .zip(v.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                / s;
             for i in 0..m {
                 coords[i][k] = s * v[i] + offset;
             }
@@ -372,7 +395,11 @@ impl TrajectoryPca {
             .iter()
             .enumerate()
             .map(|(i, snap)| {
-                let (r2, d2) = if i < m { (pass2.residual2[i], pass1.norms2[i]) } else { (0.0, 0.0) };
+                let (r2, d2) = if i < m {
+                    (pass2.residual2[i], pass1.norms2[i])
+                } else {
+                    (0.0, 0.0)
+                };
                 PathPoint {
                     snapshot: snap.meta().index,
                     epoch: snap.meta().epoch,
@@ -433,71 +460,73 @@ impl TrajectoryPca {
     }
 
     fn gram_pass(&self, run: &Run, selected: &[Selected], m: usize) -> Result<Pass1> {
-        let mut global = Gram::new(m);
+        let mut gram = Gram::new(m);
+        let mut tensors = Vec::with_capacity(selected.len());
+        let (mut norms2, mut w) = (vec![0.0; m], vec![0.0; m]);
+        // A tensor's chunks arrive together: its Gram is decomposed (for its
+        // own ratios) and added to the global one as soon as it is complete.
         let mut current: Option<(usize, Gram)> = None;
-        let mut out = Pass1 {
-            gram: Gram::new(m),
-            tensors: Vec::with_capacity(selected.len()),
-            norms2: vec![0.0; m],
-            w: vec![0.0; m],
-        };
-        let finish = |tensor: usize, gram: Gram, global: &mut Gram, out: &mut Vec<TensorPass1>| {
-            let full = gram.to_full();
-            let trace = full.trace();
-            let mut ev: Vec<f64> = full.symmetric_eigenvalues().iter().map(|l| l.max(0.0)).collect();
-            ev.sort_by(|a, b| b.total_cmp(a));
-            let ratio = |i: usize| if trace > 0.0 { ev.get(i).map_or(0.0, |l| l / trace) } else { 0.0 };
-            out.push(TensorPass1 {
-                tensor,
-                trace,
-                own_ratio: [ratio(0), ratio(1)],
-            });
-            global.add_gram(&gram);
-        };
-        let (mut mc, mut mu) = (Vec::new(), Vec::new());
-        for_each_chunk(run, &self.selection, self.chunk, |c| {
+        let finish =
+            |(tensor, g): (usize, Gram), gram: &mut Gram, tensors: &mut Vec<TensorPass1>| {
+                let full = g.to_full();
+                let trace = full.trace();
+                let mut ev: Vec<f64> = full
+                    .symmetric_eigenvalues()
+                    .iter()
+                    .map(|l| l.max(0.0))
+                    .collect();
+                ev.sort_by(|a, b| b.total_cmp(a));
+                let ratio = |i: usize| {
+                    if trace > 0.0 {
+                        ev.get(i).map_or(0.0, |l| l / trace)
+                    } else {
+                        0.0
+                    }
+                };
+                tensors.push(TensorPass1 {
+                    tensor,
+                    trace,
+                    own_ratio: [ratio(0), ratio(1)],
+                });
+                gram.add_gram(&g);
+            };
+        for_each_centred(run, &self.selection, self.chunk, m, |c| {
             if current.as_ref().is_none_or(|(t, _)| *t != c.tensor) {
-                if let Some((t, g)) = current.take() {
-                    finish(t, g, &mut global, &mut out.tensors);
+                if let Some(done) = current.replace((c.tensor, Gram::new(m))) {
+                    finish(done, &mut gram, &mut tensors);
                 }
-                current = Some((c.tensor, Gram::new(m)));
             }
-            centre_chunk(&c, m, &mut mc, &mut mu);
-            let len = c.len;
-            for i in 0..m {
-                let row = &mc[i * len..(i + 1) * len];
-                let (mut d2, mut w) = (0.0, 0.0);
-                for (x, u) in row.iter().zip(&mu) {
-                    d2 += (x + u) * (x + u);
-                    w += x * u;
+            for (col, &u) in c.xt.chunks_exact(m).zip(&c.mu) {
+                for ((x, d2), w) in col.iter().zip(norms2.iter_mut()).zip(w.iter_mut()) {
+                    *d2 += (x + u) * (x + u);
+                    *w += x * u;
                 }
-                out.norms2[i] += d2;
-                out.w[i] += w;
             }
             if let Some((_, g)) = current.as_mut() {
-                g.add(&mc, len, self.threads);
+                g.add(&c.xt, c.len, self.threads);
             }
             Ok(())
         })?;
-        if let Some((t, g)) = current.take() {
-            finish(t, g, &mut global, &mut out.tensors);
+        if let Some(done) = current.take() {
+            finish(done, &mut gram, &mut tensors);
         }
-        // A selected tensor with no element yields no chunk: list it anyway.
-        if out.tensors.len() != selected.len() {
-            let seen: Vec<usize> = out.tensors.iter().map(|t| t.tensor).collect();
-            for s in selected {
-                if !seen.contains(&s.tensor) {
-                    out.tensors.push(TensorPass1 {
-                        tensor: s.tensor,
-                        trace: 0.0,
-                        own_ratio: [0.0; 2],
-                    });
-                }
+        // A selected tensor without elements yields no chunk: list it anyway.
+        for s in selected {
+            if !tensors.iter().any(|t| t.tensor == s.tensor) {
+                tensors.push(TensorPass1 {
+                    tensor: s.tensor,
+                    trace: 0.0,
+                    own_ratio: [0.0; 2],
+                });
             }
-            out.tensors.sort_by_key(|t| t.tensor);
         }
-        out.gram = global;
-        Ok(out)
+        tensors.sort_by_key(|t| t.tensor);
+        Ok(Pass1 {
+            gram,
+            tensors,
+            norms2,
+            w,
+        })
     }
 }
 
@@ -537,10 +566,20 @@ impl PcaResult {
     pub fn components(&self, run: &Run) -> Result<Vec<Vec<f32>>> {
         self.check_run(run)?;
         let _span = tracing::debug_span!("pca components").entered();
-        let mut store: Vec<Vec<f32>> = (0..self.weights.len()).map(|_| vec![0f32; self.numel as usize]).collect();
+        let mut store: Vec<Vec<f32>> = (0..self.weights.len())
+            .map(|_| vec![0f32; self.numel as usize])
+            .collect();
         let m = self.path.len() - 1;
         let coords: Vec<Vec<f64>> = self.path.iter().map(|p| p.coords.clone()).collect();
-        project_pass(run, &self.selection, self.chunk, m, &self.weights, &coords, Some(&mut store))?;
+        project_pass(
+            run,
+            &self.selection,
+            self.chunk,
+            m,
+            &self.weights,
+            &coords,
+            Some(&mut store),
+        )?;
         Ok(store)
     }
 
@@ -561,12 +600,22 @@ impl PcaResult {
         self.directions_from(run, &comps, filter_normalized)
     }
 
-    fn directions_from(&self, run: &Run, comps: &[Vec<f32>], filter_normalized: bool) -> Result<Directions> {
+    fn directions_from(
+        &self,
+        run: &Run,
+        comps: &[Vec<f32>],
+        filter_normalized: bool,
+    ) -> Result<Directions> {
         let last = run.len() - 1;
         let centre = ParamSet::from_run(run, last)?;
         let offsets: HashMap<String, (usize, usize)> = selected_tensors(run, &self.selection)?
             .into_iter()
-            .map(|s| (run.manifest().tensors[s.tensor].name.clone(), (s.offset, s.numel)))
+            .map(|s| {
+                (
+                    run.manifest().tensors[s.tensor].name.clone(),
+                    (s.offset, s.numel),
+                )
+            })
             .collect();
         let dirs = comps
             .iter()
@@ -599,11 +648,22 @@ impl PcaResult {
         let extra = &mut d.meta.extra;
         extra.insert(
             "pca.normalization".into(),
-            if filter_normalized { "filter" } else { "raw_unit_norm" }.into(),
+            if filter_normalized {
+                "filter"
+            } else {
+                "raw_unit_norm"
+            }
+            .into(),
         );
         let two = self.explained_variance.len().min(2);
-        extra.insert("pca.explained_variance".into(), json(&self.explained_variance[..two]));
-        extra.insert("pca.explained_variance_ratio".into(), json(&self.explained_variance_ratio[..two]));
+        extra.insert(
+            "pca.explained_variance".into(),
+            json(&self.explained_variance[..two]),
+        );
+        extra.insert(
+            "pca.explained_variance_ratio".into(),
+            json(&self.explained_variance_ratio[..two]),
+        );
         extra.insert("pca.run_id".into(), self.run_id.clone());
         extra.insert("pca.selection".into(), selection_label(&self.selection));
         Ok(d)
@@ -670,11 +730,14 @@ impl PcaResult {
             source,
         })?;
         write_atomic(&files.summary, true, |w| {
-            std::io::Write::write_all(w, &summary).map_err(|e| Error::io("writing", &files.summary, e))
+            std::io::Write::write_all(w, &summary)
+                .map_err(|e| Error::io("writing", &files.summary, e))
         })?;
         let comps = self.components(run)?;
-        self.directions_from(run, &comps, false)?.save(&files.directions_raw)?;
-        self.directions_from(run, &comps, true)?.save(&files.directions_filter)?;
+        self.directions_from(run, &comps, false)?
+            .save(&files.directions_raw)?;
+        self.directions_from(run, &comps, true)?
+            .save(&files.directions_filter)?;
         Ok(files)
     }
 
@@ -684,7 +747,9 @@ impl PcaResult {
         let cols: Vec<ArrayRef> = vec![
             Arc::new(UInt32Array::from_iter_values(1..=n as u32)),
             Arc::new(Float64Array::from(self.spectrum.clone())),
-            Arc::new(Float64Array::from_iter_values(self.spectrum.iter().map(|v| v / dof_total))),
+            Arc::new(Float64Array::from_iter_values(
+                self.spectrum.iter().map(|v| v / dof_total),
+            )),
             Arc::new(Float64Array::from(self.cumulative_ratio.clone())),
         ];
         RecordBatch::try_new(variance_schema(), cols)
@@ -704,10 +769,16 @@ impl PcaResult {
 
     fn tensors_batch(&self) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
         let t = &self.tensors;
-        let f = |g: &dyn Fn(&TensorPca) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(t.iter().map(g))) };
+        let f = |g: &dyn Fn(&TensorPca) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(t.iter().map(g)))
+        };
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(t.iter().map(|t| t.name.as_str()))),
-            Arc::new(StringArray::from_iter_values(t.iter().map(|t| t.role.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                t.iter().map(|t| t.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                t.iter().map(|t| t.role.as_str()),
+            )),
             Arc::new(UInt64Array::from_iter_values(t.iter().map(|t| t.numel))),
             f(&|t| t.variance),
             f(&|t| t.variance_fraction),
@@ -886,21 +957,29 @@ impl PlaneCheck {
     /// Writes the table as zstd Parquet ([`plane_check_schema`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let r = &self.rows;
-        let f = |g: &dyn Fn(&PlaneCheckRow) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(r.iter().map(g))) };
+        let f = |g: &dyn Fn(&PlaneCheckRow) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(r.iter().map(g)))
+        };
         let cols: Vec<ArrayRef> = vec![
             Arc::new(UInt32Array::from_iter_values(r.iter().map(|r| r.snapshot))),
             Arc::new(UInt64Array::from_iter_values(r.iter().map(|r| r.epoch))),
             f(&|r| r.x),
             f(&|r| r.y),
             f(&|r| r.residual),
-            Arc::new(StringArray::from_iter_values(r.iter().map(|r| r.split.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                r.iter().map(|r| r.split.as_str()),
+            )),
             f(&|r| r.true_loss),
             f(&|r| r.plane_loss),
             Arc::new(r.iter().map(|r| r.true_accuracy).collect::<Float64Array>()),
             Arc::new(r.iter().map(|r| r.plane_accuracy).collect::<Float64Array>()),
         ];
         let meta = serde_json::json!({ "evaluator": self.evaluator }).to_string();
-        write_parquet(path, RecordBatch::try_new(plane_check_schema(), cols), &meta)
+        write_parquet(
+            path,
+            RecordBatch::try_new(plane_check_schema(), cols),
+            &meta,
+        )
     }
 }
 
@@ -916,14 +995,19 @@ impl PlaneCheck {
 ///
 /// `vs` must hold every recorded tensor ([`Run::load_into`]); its variables
 /// are restored bit-exactly afterwards, also on error.
-pub fn plane_check(run: &Run, pca: &PcaResult, vs: &tch::nn::VarStore, eval: &mut dyn Evaluator) -> Result<PlaneCheck> {
+pub fn plane_check(
+    run: &Run,
+    pca: &PcaResult,
+    vs: &tch::nn::VarStore,
+    eval: &mut dyn Evaluator,
+) -> Result<PlaneCheck> {
     let _span = tracing::info_span!("pca plane check", run = %run.dir().display()).entered();
     let comps = pca.components(run)?;
     let last = run.len() - 1;
     let manifest = run.manifest();
     let final_values = run.tensors(last)?;
     let vars = vs.variables();
-    // (variable, θ_final, pc1, pc2) for each selected tensor, in float64.
+    // (variable, name, θ_final, [pc1, pc2]) per selected tensor, in float64.
     let mut targets = Vec::new();
     for s in selected_tensors(run, &pca.selection)? {
         let info = &manifest.tensors[s.tensor];
@@ -931,15 +1015,25 @@ pub fn plane_check(run: &Run, pca: &PcaResult, vs: &tch::nn::VarStore, eval: &mu
             tensor: info.name.clone(),
             place: "the VarStore given to the plane check".into(),
         })?;
-        let dir = |k: usize| {
-            comps.get(k).map(|c| {
+        if var.size() != info.shape {
+            return Err(Error::ShapeChanged {
+                tensor: info.name.clone(),
+                expected: info.shape.clone(),
+                found: var.size(),
+                context: " in the VarStore given to the plane check".into(),
+            });
+        }
+        let dirs: Vec<Tensor> = comps
+            .iter()
+            .take(2)
+            .map(|c| {
                 Tensor::from_slice(&c[s.offset..s.offset + s.numel])
                     .reshape(info.shape.as_slice())
                     .to_kind(Kind::Double)
             })
-        };
+            .collect();
         let centre = final_values[s.tensor].1.to_kind(Kind::Double);
-        targets.push((var.shallow_clone(), info.name.clone(), centre, dir(0), dir(1)));
+        targets.push((var.shallow_clone(), info.name.clone(), centre, dirs));
     }
     let description = eval.describe();
     let guard = RestoreVars::new(vs);
@@ -949,22 +1043,21 @@ pub fn plane_check(run: &Run, pca: &PcaResult, vs: &tch::nn::VarStore, eval: &mu
         run.load_into(i, vs)?;
         let truth = eval.evaluate()?;
         tch::no_grad(|| {
-            for (var, name, centre, d1, d2) in &targets {
-                let mut v = centre.shallow_clone();
-                if let Some(d) = d1 {
-                    v = v + d * p.x();
-                }
-                if let Some(d) = d2 {
-                    v = v + d * p.y();
-                }
+            for (var, name, centre, dirs) in &targets {
+                let dirs: Vec<&Tensor> = dirs.iter().collect();
+                let v = combine(centre, &dirs, p.x(), p.y());
                 let mut var = var.shallow_clone();
-                var.f_copy_(&v).map_err(|e| Error::torch(format!("setting '{name}' on the PCA plane"), e))?;
+                var.f_copy_(&v)
+                    .map_err(|e| Error::torch(format!("setting '{name}' on the PCA plane"), e))?;
             }
             Ok::<(), Error>(())
         })?;
         let plane = eval.evaluate()?;
         if truth.len() != plane.len() {
-            return Err(Error::invalid("evaluator", "returned a different number of splits on two calls"));
+            return Err(Error::invalid(
+                "evaluator",
+                "returned a different number of splits on two calls",
+            ));
         }
         for (t, q) in truth.into_iter().zip(plane) {
             rows.push(PlaneCheckRow {
@@ -996,7 +1089,12 @@ struct RestoreVars {
 
 impl RestoreVars {
     fn new(vs: &tch::nn::VarStore) -> RestoreVars {
-        let saved = tch::no_grad(|| vs.variables().into_values().map(|v| (v.detach().copy(), v)).collect());
+        let saved = tch::no_grad(|| {
+            vs.variables()
+                .into_values()
+                .map(|v| (v.detach().copy(), v))
+                .collect()
+        });
         RestoreVars { saved }
     }
 }
@@ -1029,7 +1127,11 @@ fn selected_tensors(run: &Run, selection: &Selection) -> Result<Vec<Selected>> {
         .into_iter()
         .map(|tensor| {
             let numel = manifest.tensors[tensor].numel as usize;
-            let s = Selected { tensor, offset, numel };
+            let s = Selected {
+                tensor,
+                offset,
+                numel,
+            };
             offset += numel;
             s
         })
@@ -1059,28 +1161,56 @@ struct Pass2 {
     shares: Vec<Vec<f64>>,
 }
 
-/// Streams the selected tensors of `run` through `f`, reading on a second
-/// thread so that disk or page-cache reads overlap the arithmetic.
-fn for_each_chunk(run: &Run, selection: &Selection, chunk: usize, mut f: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
+/// One chunk of the centred trajectory, as [`centre_chunk`] writes it.
+#[derive(Default)]
+struct Centred {
+    /// Manifest index of the tensor.
+    tensor: usize,
+    /// First element in the flat concatenation of the selected tensors.
+    global_start: usize,
+    /// Number of elements.
+    len: usize,
+    /// `xt[t·m + i]` = Mcᵢₜ.
+    xt: Vec<f64>,
+    /// Row mean μₜ.
+    mu: Vec<f64>,
+}
+
+/// Streams the selected tensors of `run`, centred, through `f`. A second
+/// thread reads and centres (transposes) the next chunk while `f` works on
+/// the current one; buffers are recycled, so memory stays at a few chunks.
+fn for_each_centred(
+    run: &Run,
+    selection: &Selection,
+    chunk: usize,
+    m: usize,
+    mut f: impl FnMut(&Centred) -> Result<()>,
+) -> Result<()> {
     let stream = run.stream(selection, chunk)?;
     std::thread::scope(|s| {
-        let (tx, rx) = crossbeam_channel::bounded::<Chunk>(2);
+        let (tx, rx) = crossbeam_channel::bounded::<Centred>(1);
+        let (back_tx, back_rx) = crossbeam_channel::unbounded::<Centred>();
         let reader = std::thread::Builder::new()
             .name("landscape-pca-reader".into())
             .spawn_scoped(s, move || {
                 for c in stream {
-                    if tx.send(c).is_err() {
+                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    centre_chunk(&c, m, &mut buf.xt, &mut buf.mu);
+                    (buf.tensor, buf.global_start, buf.len) = (c.tensor, c.global_start, c.len);
+                    if tx.send(buf).is_err() {
                         break;
                     }
                 }
             })
             .map_err(|e| Error::invalid("pca", format!("cannot start the reader thread: {e}")))?;
         let mut result = Ok(());
-        for c in rx.iter() {
-            if let Err(e) = f(c) {
+        for buf in rx.iter() {
+            if let Err(e) = f(&buf) {
                 result = Err(e);
                 break;
             }
+            // The reader may have finished: then the buffer is just dropped.
+            let _ = back_tx.send(buf);
         }
         drop(rx);
         if reader.join().is_err() {
@@ -1090,26 +1220,42 @@ fn for_each_chunk(run: &Run, selection: &Selection, chunk: usize, mut f: impl Fn
     })
 }
 
-/// Writes the centred rows Mcᵢ = Δᵢ − μ of one chunk into `mc` (m rows of
-/// `c.len`, row-major) and the row mean μ into `mu`, where Δᵢ = θᵢ − θ_final.
-fn centre_chunk(c: &Chunk, m: usize, mc: &mut Vec<f64>, mu: &mut Vec<f64>) {
+/// Centres one chunk: `xt[t·m + i]` = Mcᵢₜ = Δᵢₜ − μₜ with Δᵢ = θᵢ − θ_final
+/// and μ the mean of the m rows (into `mu`). Element-major ("snapshot
+/// fastest"): every later loop and both gemm operands read it with unit
+/// stride.
+fn centre_chunk(c: &Chunk, m: usize, xt: &mut Vec<f64>, mu: &mut Vec<f64>) {
+    // Every entry is overwritten: resizing without clearing skips a memset.
     let len = c.len;
-    let fin = c.row(m);
-    mc.clear();
-    mu.clear();
+    xt.resize(m * len, 0.0);
     mu.resize(len, 0.0);
-    for i in 0..m {
-        for ((&a, &b), u) in c.row(i).iter().zip(fin).zip(mu.iter_mut()) {
-            let d = a as f64 - b as f64;
-            mc.push(d);
-            *u += d;
-        }
-    }
     let inv = 1.0 / m as f64;
-    mu.iter_mut().for_each(|u| *u *= inv);
-    for row in mc.chunks_exact_mut(len.max(1)) {
-        for (x, u) in row.iter_mut().zip(mu.iter()) {
-            *x -= u;
+    let fin = c.row(m);
+    // Transposed through 8 × 64 tiles: contiguous reads of 64 values (four
+    // cache lines of f32) from 8 rows, contiguous writes of 8 values.
+    const TB: usize = 64;
+    const TI: usize = 8;
+    let mut tile = [[0f64; TI]; TB];
+    for (b, block) in xt.chunks_mut(TB * m).enumerate() {
+        let t0 = b * TB;
+        let nb = block.len() / m;
+        let fin = &fin[t0..t0 + nb];
+        for i0 in (0..m).step_by(TI) {
+            let ni = TI.min(m - i0);
+            for ii in 0..ni {
+                let row = &c.row(i0 + ii)[t0..t0 + nb];
+                for ((&v, &f), t) in row.iter().zip(fin).zip(tile.iter_mut()) {
+                    t[ii] = v as f64 - f as f64;
+                }
+            }
+            for (col, t) in block.chunks_exact_mut(m).zip(&tile) {
+                col[i0..i0 + ni].copy_from_slice(&t[..ni]);
+            }
+        }
+        for (col, u) in block.chunks_exact_mut(m).zip(&mut mu[t0..t0 + nb]) {
+            let mean = col.iter().sum::<f64>() * inv;
+            *u = mean;
+            col.iter_mut().for_each(|x| *x -= mean);
         }
     }
 }
@@ -1134,27 +1280,25 @@ fn project_pass(
         largest: vec![(-1.0, 0.0); ncomp],
         shares: Vec::new(),
     };
-    let (mut mc, mut mu) = (Vec::new(), Vec::new());
     let mut pcs: Vec<Vec<f64>> = vec![Vec::new(); ncomp];
-    let mut resid = Vec::new();
+    // Plane coordinates by component, for loops over snapshots.
+    let a: Vec<Vec<f64>> = (0..plane)
+        .map(|k| coords[..m].iter().map(|c| c[k]).collect())
+        .collect();
     let mut current = None;
     let selected = selected_tensors(run, selection)?;
-    for_each_chunk(run, selection, chunk, |c| {
+    for_each_centred(run, selection, chunk, m, |c| {
         if current != Some(c.tensor) {
             current = Some(c.tensor);
             out.shares.push(vec![0.0; ncomp]);
         }
-        centre_chunk(&c, m, &mut mc, &mut mu);
-        let len = c.len;
+        let (xt, mu) = (&c.xt, &c.mu);
         for (k, pc) in pcs.iter_mut().enumerate() {
             pc.clear();
-            pc.resize(len, 0.0);
-            for (i, row) in mc.chunks_exact(len).enumerate() {
-                let u = weights[k][i];
-                for (p, x) in pc.iter_mut().zip(row) {
-                    *p += u * x;
-                }
-            }
+            pc.extend(
+                xt.chunks_exact(m)
+                    .map(|col| col.iter().zip(&weights[k]).map(|(x, u)| x * u).sum::<f64>()),
+            );
             let best = &mut out.largest[k];
             let mut sq = 0.0;
             for &p in pc.iter() {
@@ -1167,21 +1311,36 @@ fn project_pass(
                 s[k] += sq;
             }
             if let Some(store) = store.as_deref_mut() {
-                for (o, &p) in store[k][c.global_start..c.global_start + len].iter_mut().zip(pc.iter()) {
+                for (o, &p) in store[k][c.global_start..c.global_start + c.len]
+                    .iter_mut()
+                    .zip(pc.iter())
+                {
                     *o = p as f32;
                 }
             }
         }
-        for (i, row) in mc.chunks_exact(len).enumerate() {
-            resid.clear();
-            resid.extend(row.iter().zip(&mu).map(|(x, u)| x + u));
-            for (k, pc) in pcs.iter().take(plane).enumerate() {
-                let a = coords[i][k];
-                for (r, p) in resid.iter_mut().zip(pc) {
-                    *r -= a * p;
+        for (t, (col, &u)) in xt.chunks_exact(m).zip(mu).enumerate() {
+            match plane {
+                2 => {
+                    let (p0, p1) = (pcs[0][t], pcs[1][t]);
+                    for (((x, r2), a0), a1) in col
+                        .iter()
+                        .zip(out.residual2.iter_mut())
+                        .zip(&a[0])
+                        .zip(&a[1])
+                    {
+                        let r = x + u - a0 * p0 - a1 * p1;
+                        *r2 += r * r;
+                    }
+                }
+                _ => {
+                    let p0 = pcs[0][t];
+                    for ((x, r2), a0) in col.iter().zip(out.residual2.iter_mut()).zip(&a[0]) {
+                        let r = x + u - a0 * p0;
+                        *r2 += r * r;
+                    }
                 }
             }
-            out.residual2[i] += resid.iter().map(|r| r * r).sum::<f64>();
         }
         Ok(())
     })?;
@@ -1190,7 +1349,11 @@ fn project_pass(
         let mut shares = Vec::with_capacity(selected.len());
         let mut it = out.shares.into_iter();
         for s in &selected {
-            shares.push(if s.numel == 0 { vec![0.0; ncomp] } else { it.next().unwrap_or_else(|| vec![0.0; ncomp]) });
+            shares.push(if s.numel == 0 {
+                vec![0.0; ncomp]
+            } else {
+                it.next().unwrap_or_else(|| vec![0.0; ncomp])
+            });
         }
         out.shares = shares;
     }
@@ -1222,13 +1385,15 @@ impl Gram {
         Gram { m, bounds, pairs }
     }
 
-    /// G += X Xᵀ, X = `x` as m rows of `len` values (row-major).
-    fn add(&mut self, x: &[f64], len: usize, threads: usize) {
-        self.add_with(x, len, threads, PARALLEL_MIN_FMAS);
+    /// G += X Xᵀ for the m×len matrix X stored element-major:
+    /// `xt[t·m + i]` = Xᵢₜ (see [`centre_chunk`]).
+    fn add(&mut self, xt: &[f64], len: usize, threads: usize) {
+        self.add_with(xt, len, threads, PARALLEL_MIN_FMAS);
     }
 
     /// [`Gram::add`], using threads from `parallel_min` multiply-adds on.
-    fn add_with(&mut self, x: &[f64], len: usize, threads: usize, parallel_min: usize) {
+    fn add_with(&mut self, xt: &[f64], len: usize, threads: usize, parallel_min: usize) {
+        let m = self.m;
         if len == 0 {
             return;
         }
@@ -1236,16 +1401,32 @@ impl Gram {
         let work = move |pair: &mut (usize, usize, DMatrix<f64>)| {
             let (i0, i1) = (bounds[pair.0], bounds[pair.0 + 1]);
             let (j0, j1) = (bounds[pair.1], bounds[pair.1 + 1]);
-            let a = DMatrixView::from_slice_with_strides(&x[i0 * len..i1 * len], i1 - i0, len, len, 1);
-            let b = DMatrixView::from_slice_with_strides(&x[j0 * len..j1 * len], len, j1 - j0, 1, len);
+            // X's rows i0..i1 (a) times X's rows j0..j1 transposed (b).
+            // `a` must have unit row stride: nalgebra 0.35's fallback for
+            // dimensions ≤ 5 reads past the columns of `a` otherwise.
+            let a = DMatrixView::from_slice_with_strides(
+                &xt[i0..(len - 1) * m + i1],
+                i1 - i0,
+                len,
+                1,
+                m,
+            );
+            let b = DMatrixView::from_slice_with_strides(
+                &xt[j0..(len - 1) * m + j1],
+                len,
+                j1 - j0,
+                m,
+                1,
+            );
             pair.2.gemm(1.0, &a, &b, 1.0);
         };
         let threads = threads.min(self.pairs.len());
-        if threads <= 1 || self.m * self.m * len < parallel_min {
+        if threads <= 1 || m * m * len < parallel_min {
             self.pairs.iter_mut().for_each(work);
             return;
         }
-        let mut lists: Vec<Vec<&mut (usize, usize, DMatrix<f64>)>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut lists: Vec<Vec<&mut (usize, usize, DMatrix<f64>)>> =
+            (0..threads).map(|_| Vec::new()).collect();
         for (p, pair) in self.pairs.iter_mut().enumerate() {
             lists[p % threads].push(pair);
         }
@@ -1287,8 +1468,13 @@ fn write_parquet(
 ) -> Result<()> {
     let batch = batch.map_err(|e| Error::arrow(path, e))?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-        .set_key_value_metadata(Some(vec![KeyValue::new(PCA_META_KEY.to_string(), meta.to_string())]))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            PCA_META_KEY.to_string(),
+            meta.to_string(),
+        )]))
         .build();
     let pq = |source| Error::Parquet {
         path: path.to_path_buf(),
@@ -1306,31 +1492,42 @@ fn write_parquet(
 mod tests {
     use super::*;
 
-    fn gram_naive(x: &[f64], m: usize, len: usize) -> DMatrix<f64> {
-        DMatrix::from_fn(m, m, |i, j| (0..len).map(|t| x[i * len + t] * x[j * len + t]).sum())
+    fn gram_naive(xt: &[f64], m: usize, len: usize) -> DMatrix<f64> {
+        DMatrix::from_fn(m, m, |i, j| {
+            (0..len).map(|t| xt[t * m + i] * xt[t * m + j]).sum()
+        })
     }
 
     #[test]
     fn blocked_gram_matches_naive_and_ignores_threads() {
-        for m in [2, 5, 33, 70] {
-            let len = 257;
-            let x: Vec<f64> = (0..m * len).map(|i| ((i * 7919 % 1013) as f64 / 1013.0) - 0.5).collect();
-            let mut one = Gram::new(m);
-            let mut many = Gram::new(m);
+        for (m, len) in [(2, 257), (5, 3), (33, 1), (70, 257)] {
+            let x: Vec<f64> = (0..m * len)
+                .map(|i| ((i * 7919 % 1013) as f64 / 1013.0) - 0.5)
+                .collect();
+            let (mut one, mut many) = (Gram::new(m), Gram::new(m));
             one.add(&x, len, 1);
             // Force the threaded path even for small sizes.
             many.add_with(&x, len, 3, 0);
             let naive = gram_naive(&x, m, len);
             let (a, b) = (one.to_full(), many.to_full());
             assert_eq!(a, b, "m = {m}: thread count changed the sums");
-            assert!((a - &naive).abs().max() <= 1e-12 * naive.abs().max(), "m = {m}");
+            assert!(
+                (a - &naive).abs().max() <= 1e-12 * naive.abs().max(),
+                "m = {m}"
+            );
         }
     }
 
     #[test]
     fn selection_labels_are_stable() {
         assert_eq!(selection_label(&Selection::Weights), "weights");
-        assert_eq!(selection_label(&Selection::Names(vec!["a".into(), "b".into()])), "names:a,b");
-        assert_eq!(selection_label(&Selection::NameContains("fc".into())), "contains:fc");
+        assert_eq!(
+            selection_label(&Selection::Names(vec!["a".into(), "b".into()])),
+            "names:a,b"
+        );
+        assert_eq!(
+            selection_label(&Selection::NameContains("fc".into())),
+            "contains:fc"
+        );
     }
 }

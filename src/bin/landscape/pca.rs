@@ -8,12 +8,14 @@ use tch_landscape::{Run, Selection};
 
 /// Principal components of a run's trajectory: explained variance, the path
 /// in PC1/PC2 coordinates, per-tensor figures, and the PCA plane as
-/// directions (raw and filter-normalized) for `landscape surface`.
+/// directions (raw and filter-normalized) for surfaces on the PCA plane.
 ///
 /// Streams the snapshots twice in bounded memory (the (n−1)² Gram matrix and
 /// a few chunks), whatever the model size.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  landscape pca runs/demo/mlp-digits --out /tmp/pca\n  duckdb -c \"select * from '/tmp/pca/pca-path.parquet'\"\n\nWrites pca-variance.parquet, pca-path.parquet, pca-tensors.parquet, pca.json,\ndirections-raw.parquet and directions-filter.parquet.")]
+#[command(
+    after_help = "Example:\n  landscape pca runs/demo/mlp-digits --out /tmp/pca\n  duckdb -c \"select * from '/tmp/pca/pca-path.parquet'\"\n\nWrites pca-variance.parquet, pca-path.parquet, pca-tensors.parquet, pca.json,\ndirections-raw.parquet and directions-filter.parquet."
+)]
 pub struct Args {
     /// The run directory.
     run: PathBuf,
@@ -23,7 +25,7 @@ pub struct Args {
     /// Number of principal components.
     #[arg(short = 'k', long, default_value_t = 2)]
     components: usize,
-    /// Values streamed per tensor chunk from each snapshot (memory ≈ 12 ×
+    /// Values streamed per tensor chunk from each snapshot (memory ≈ 40 ×
     /// snapshots × chunk bytes).
     #[arg(long, default_value_t = DEFAULT_CHUNK)]
     chunk: usize,
@@ -74,14 +76,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pca.seconds,
         pca.rank
     );
-    for (k, (v, r)) in pca.explained_variance.iter().zip(&pca.explained_variance_ratio).enumerate() {
-        println!("  PC{}: explained variance {v:.6e}, {:.2} %", k + 1, 100.0 * r);
+    for (k, (v, r)) in pca
+        .explained_variance
+        .iter()
+        .zip(&pca.explained_variance_ratio)
+        .enumerate()
+    {
+        println!(
+            "  PC{}: explained variance {v:.6e}, {:.2} %",
+            k + 1,
+            100.0 * r
+        );
     }
     println!("  PC1 + PC2: {:.2} %", 100.0 * pca.plane_ratio());
     println!("  snapshot  epoch          x          y  residual");
     for p in &pca.path {
-        println!("  {:>8} {:>6} {:>10.4} {:>10.4} {:>9.4}", p.snapshot, p.epoch, p.x(), p.y(), p.residual);
+        println!(
+            "  {:>8} {:>6} {:>10.4} {:>10.4} {:>9.4}",
+            p.snapshot,
+            p.epoch,
+            p.x(),
+            p.y(),
+            p.residual
+        );
     }
-    println!("written to {}", files.summary.parent().unwrap_or(&out).display());
+    println!(
+        "written to {}",
+        files.summary.parent().unwrap_or(&out).display()
+    );
     Ok(())
 }

@@ -1,0 +1,931 @@
+//! Trajectory PCA on real recorded runs: every trajectory here is written by
+//! the Recorder from a VarStore whose variables the test sets by hand (or
+//! trains), read back by `Run`, and analysed by `TrajectoryPca`. Checked
+//! against exact geometry (a line, a plane), an in-memory SVD, and
+//! scikit-learn values produced by `tests/fixtures/pca/generate.py`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nalgebra::DMatrix;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde_json::Value;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use common::*;
+use tch_landscape::analysis::directions::{DirectionKind, Directions};
+use tch_landscape::analysis::evaluator::ClassifierEvaluator;
+use tch_landscape::analysis::pca::{plane_check, PcaResult, TrajectoryPca};
+use tch_landscape::data::digits::Digits;
+use tch_landscape::models::Mlp;
+use tch_landscape::{Error, Recorder, Run, Selection};
+
+/// Records `snapshots` (per snapshot, the values of each tensor in the
+/// order of `tensors`, which must be sorted by name) through the Recorder.
+fn record(dir: &Path, tensors: &[(&str, &[i64])], snapshots: &[Vec<Vec<f32>>]) -> Run {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let vars: Vec<Tensor> = tensors
+        .iter()
+        .map(|(name, shape)| match name.rsplit_once('.') {
+            Some((prefix, leaf)) => (vs.root() / prefix).var(leaf, shape, nn::Init::Const(0.0)),
+            None => vs.root().var(name, shape, nn::Init::Const(0.0)),
+        })
+        .collect();
+    let set = |values: &[Vec<f32>]| {
+        tch::no_grad(|| {
+            for (v, x) in vars.iter().zip(values) {
+                v.shallow_clone()
+                    .copy_(&Tensor::from_slice(x).reshape(v.size()));
+            }
+        })
+    };
+    set(&snapshots[0]);
+    let mut rec = Recorder::builder(dir)
+        .fsync(false)
+        .build(&vs)
+        .expect("recorder");
+    for (epoch, s) in snapshots.iter().enumerate().skip(1) {
+        set(s);
+        rec.on_epoch_end(epoch as u64, &[]).expect("snapshot");
+    }
+    rec.finish().expect("finish");
+    Run::open(dir).expect("open run")
+}
+
+fn gaussian(rng: &mut rand_chacha::ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let z: f32 = StandardNormal.sample(rng);
+            z * scale
+        })
+        .collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+#[track_caller]
+fn assert_close(got: f64, want: f64, tol: f64, what: &str) {
+    assert!(
+        (got - want).abs() <= tol * want.abs().max(1.0),
+        "{what}: got {got}, want {want} (tolerance {tol})"
+    );
+}
+
+#[track_caller]
+fn assert_rel(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * w.abs(),
+            "{what}[{i}]: got {g}, want {w} (relative tolerance {tol})"
+        );
+    }
+}
+
+/// The selected values of every snapshot of `run`, float64.
+fn flat(run: &Run, sel: &Selection) -> Vec<Vec<f64>> {
+    (0..run.len())
+        .map(|i| f64s(&run.flat_f32(i, sel).unwrap()))
+        .collect()
+}
+
+/// ‖d − Σ⟨d, pc⟩pc‖ / ‖d‖ over the given orthonormal components.
+fn off_span(d: &[f64], pcs: &[Vec<f64>]) -> f64 {
+    let mut r = d.to_vec();
+    for pc in pcs {
+        let c = dot(d, pc);
+        r.iter_mut().zip(pc).for_each(|(x, p)| *x -= c * p);
+    }
+    norm(&r) / norm(d)
+}
+
+fn fit(run: &Run, k: usize, chunk: usize, sel: Selection) -> PcaResult {
+    TrajectoryPca::builder()
+        .components(k)
+        .chunk(chunk)
+        .selection(sel)
+        .build()
+        .expect("valid settings")
+        .fit(run)
+        .expect("pca")
+}
+
+fn components_f64(pca: &PcaResult, run: &Run) -> Vec<Vec<f64>> {
+    pca.components(run)
+        .unwrap()
+        .iter()
+        .map(|c| f64s(c))
+        .collect()
+}
+
+const LINE_TENSORS: [(&str, &[i64]); 2] = [("lin.bias", &[3]), ("lin.weight", &[3, 4])];
+
+/// Weights a + tᵢ·d (exact in float32), biases moving at random.
+fn line_run(dir: &Path) -> (Run, Vec<f64>) {
+    let a: Vec<f32> = (0..12).map(|j| (j as f32 - 5.0) / 8.0).collect();
+    let d: Vec<f32> = [3, -1, 2, 0, 1, 4, -2, 1, 1, -3, 2, 5]
+        .iter()
+        .map(|&x| x as f32 / 4.0)
+        .collect();
+    let ts = [0.0f32, 1.0, 3.0, 4.0, 6.0, 7.0, 9.0];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let snaps: Vec<Vec<Vec<f32>>> = ts
+        .iter()
+        .map(|&t| {
+            let w = a.iter().zip(&d).map(|(a, d)| a + t * d).collect();
+            vec![gaussian(&mut rng, 3, 1.0), w]
+        })
+        .collect();
+    (record(dir, &LINE_TENSORS, &snaps), f64s(&d))
+}
+
+#[test]
+fn line_trajectory_has_one_component_along_the_line() {
+    let tmp = tempdir();
+    let (run, d) = line_run(&tmp.path().join("run"));
+    for k in [1, 2] {
+        let pca = fit(&run, k, 4096, Selection::Weights);
+        assert_close(pca.explained_variance_ratio[0], 1.0, 1e-6, "ratio of PC1");
+        // Exactly collinear: PC2 does not exist, it is not made up.
+        assert_eq!(pca.rank, 1);
+        assert_eq!(pca.n_components(), 1);
+        assert_eq!(pca.cumulative_ratio.len(), 1);
+        let pcs = components_f64(&pca, &run);
+        assert_close(norm(&pcs[0]), 1.0, 1e-6, "‖pc1‖");
+        let cos = dot(&pcs[0], &d) / norm(&d);
+        assert_close(cos.abs(), 1.0, 1e-6, "|cos(pc1, line)|");
+        // Coordinates: (tᵢ − t_final)·‖d‖ up to the component's sign.
+        let ts = [0.0, 1.0, 3.0, 4.0, 6.0, 7.0, 9.0];
+        for (p, t) in pca.path.iter().zip(ts) {
+            assert_close(p.x(), (t - 9.0) * norm(&d) * cos.signum(), 1e-6, "x");
+            assert_eq!(p.y(), 0.0);
+            assert!(p.residual < 1e-6, "residual {}", p.residual);
+        }
+        assert_eq!(pca.path.last().unwrap().x(), 0.0);
+        // A one-component plane gives a line of directions.
+        assert_eq!(pca.directions(&run, false).unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn plane_trajectory_is_spanned_by_two_components() {
+    let tmp = tempdir();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let tensors: [(&str, &[i64]); 3] = [
+        ("a.bias", &[6]),
+        ("a.weight", &[6, 5]),
+        ("b.weight", &[4, 6]),
+    ];
+    let a: Vec<f32> = gaussian(&mut rng, 54, 1.0);
+    let d1 = gaussian(&mut rng, 54, 0.3);
+    let d2 = gaussian(&mut rng, 54, 0.3);
+    let st = [
+        (0.0f32, 0.0f32),
+        (1.0, 2.0),
+        (2.0, 1.0),
+        (3.0, 4.0),
+        (4.0, 2.0),
+        (5.0, 5.0),
+        (6.0, 3.0),
+        (7.0, 3.5),
+    ];
+    let snaps: Vec<Vec<Vec<f32>>> = st
+        .iter()
+        .map(|&(s, t)| {
+            let w: Vec<f32> = (0..54).map(|j| a[j] + s * d1[j] + t * d2[j]).collect();
+            vec![
+                gaussian(&mut rng, 6, 1.0),
+                w[..30].to_vec(),
+                w[30..].to_vec(),
+            ]
+        })
+        .collect();
+    let run = record(&tmp.path().join("run"), &tensors, &snaps);
+    let pca = fit(&run, 3, 4096, Selection::Weights);
+    assert_close(
+        pca.explained_variance_ratio[0] + pca.explained_variance_ratio[1],
+        1.0,
+        1e-6,
+        "PC1 + PC2",
+    );
+    assert!(pca.plane_ratio() > 1.0 - 1e-6);
+    let pcs = components_f64(&pca, &run);
+    assert_close(dot(&pcs[0], &pcs[1]), 0.0, 1e-6, "⟨pc1, pc2⟩");
+    for (k, pc) in pcs.iter().enumerate().take(2) {
+        assert_close(norm(pc), 1.0, 1e-6, &format!("‖pc{}‖", k + 1));
+    }
+    // The float32 rounding of the snapshots is off the plane, and nothing else.
+    for (name, d) in [("d1", &d1), ("d2", &d2)] {
+        let r = off_span(&f64s(d), &pcs[..2]);
+        assert!(
+            r < 1e-6,
+            "{name} is {r} (relative) off the span of PC1 and PC2"
+        );
+    }
+    let x = flat(&run, &Selection::Weights);
+    let fin = x.last().unwrap();
+    for (p, xi) in pca.path.iter().zip(&x) {
+        assert!(
+            p.residual < 1e-6,
+            "snapshot {} is {} off the plane",
+            p.snapshot,
+            p.residual
+        );
+        let delta: Vec<f64> = xi.iter().zip(fin).map(|(a, b)| a - b).collect();
+        // (The components come back as float32.)
+        assert_close(p.x(), dot(&delta, &pcs[0]), 1e-6, "x = ⟨Δ, pc1⟩");
+        assert_close(p.y(), dot(&delta, &pcs[1]), 1e-6, "y = ⟨Δ, pc2⟩");
+    }
+}
+
+#[test]
+fn matches_an_in_memory_svd_on_random_data() {
+    let tmp = tempdir();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let tensors: [(&str, &[i64]); 3] = [
+        ("l1.bias", &[5]),
+        ("l1.weight", &[5, 7]),
+        ("l2.weight", &[3, 5]),
+    ];
+    let snaps: Vec<Vec<Vec<f32>>> = (0..9)
+        .map(|_| {
+            vec![
+                gaussian(&mut rng, 5, 1.0),
+                gaussian(&mut rng, 35, 1.0),
+                gaussian(&mut rng, 15, 1.0),
+            ]
+        })
+        .collect();
+    let run = record(&tmp.path().join("run"), &tensors, &snaps);
+    let pca = fit(&run, 4, 4096, Selection::All);
+    assert_eq!(pca.numel, 55);
+
+    // Reference: SVD of the centred 8 × 55 matrix.
+    let x = flat(&run, &Selection::All);
+    let (m, p) = (x.len() - 1, x[0].len());
+    let fin = &x[m];
+    let mut mat = DMatrix::from_fn(m, p, |i, j| x[i][j] - fin[j]);
+    for j in 0..p {
+        let mean = mat.column(j).mean();
+        mat.column_mut(j).add_scalar_mut(-mean);
+    }
+    let svd = mat.clone().svd(false, true);
+    let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
+    order.sort_by(|&a, &b| svd.singular_values[b].total_cmp(&svd.singular_values[a]));
+    let vt = svd.v_t.as_ref().unwrap();
+    let var: Vec<f64> = order
+        .iter()
+        .map(|&i| svd.singular_values[i].powi(2) / (m - 1) as f64)
+        .collect();
+    let total: f64 = var.iter().sum();
+    assert_eq!(pca.rank, m - 1, "8 random rows, centred: rank 7");
+    assert_rel(
+        &pca.explained_variance,
+        &var[..4],
+        1e-6,
+        "explained variance",
+    );
+    assert_rel(&pca.spectrum, &var[..m - 1], 1e-6, "spectrum");
+    let ratio: Vec<f64> = var.iter().map(|v| v / total).collect();
+    assert_rel(&pca.explained_variance_ratio, &ratio[..4], 1e-6, "ratio");
+    assert_close(
+        *pca.cumulative_ratio.last().unwrap(),
+        1.0,
+        1e-12,
+        "cumulative ratio",
+    );
+    assert_close(pca.total_variance, total, 1e-9, "total variance");
+
+    let pcs = components_f64(&pca, &run);
+    for k in 0..4 {
+        let want: Vec<f64> = vt.row(order[k]).iter().copied().collect();
+        let s = dot(&pcs[k], &want).signum();
+        for j in 0..p {
+            assert!(
+                (pcs[k][j] - s * want[j]).abs() < 1e-6,
+                "pc{} [{j}] {} vs {}",
+                k + 1,
+                pcs[k][j],
+                s * want[j]
+            );
+        }
+        // The sign convention: the largest |coordinate| is positive.
+        let big = pcs[k]
+            .iter()
+            .copied()
+            .fold(0.0f64, |b, v| if v.abs() > b.abs() { v } else { b });
+        assert!(big > 0.0, "pc{} has its largest coordinate negative", k + 1);
+        for (pt, xi) in pca.path.iter().zip(&x) {
+            let delta: Vec<f64> = xi.iter().zip(fin).map(|(a, b)| a - b).collect();
+            assert_close(pt.coords[k], dot(&delta, &pcs[k]), 1e-6, "coordinate");
+        }
+    }
+    // Residuals: distance to the span of PC1 and PC2.
+    for (pt, xi) in pca.path.iter().zip(&x).take(m) {
+        let delta: Vec<f64> = xi.iter().zip(fin).map(|(a, b)| a - b).collect();
+        assert_close(pt.residual, off_span(&delta, &pcs[..2]), 1e-6, "residual");
+    }
+}
+
+fn fixture_path() -> PathBuf {
+    repo_root().join("tests/fixtures/pca/sklearn.json")
+}
+
+fn f64_list(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+#[test]
+fn matches_scikit_learn_on_the_committed_fixture() {
+    let doc: Value = serde_json::from_slice(&std::fs::read(fixture_path()).unwrap()).unwrap();
+    let tensors: Vec<(String, Vec<i64>)> = doc["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let shape = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_i64().unwrap())
+                .collect();
+            (t["name"].as_str().unwrap().to_string(), shape)
+        })
+        .collect();
+    let snaps: Vec<Vec<Vec<f32>>> = doc["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            tensors
+                .iter()
+                .map(|(n, _)| f64_list(&s[n]).iter().map(|&v| v as f32).collect())
+                .collect()
+        })
+        .collect();
+    let spec: Vec<(&str, &[i64])> = tensors
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    let tmp = tempdir();
+    let run = record(&tmp.path().join("run"), &spec, &snaps);
+    let pca = fit(&run, 2, 5, Selection::Weights);
+    let want = &doc["pca"];
+
+    assert_rel(
+        &pca.explained_variance,
+        &f64_list(&want["explained_variance"]),
+        1e-6,
+        "explained_variance_",
+    );
+    assert_rel(
+        &pca.explained_variance_ratio,
+        &f64_list(&want["explained_variance_ratio"]),
+        1e-6,
+        "explained_variance_ratio_",
+    );
+    let cum = f64_list(&want["cumulative_ratio"]);
+    assert_rel(
+        &pca.cumulative_ratio,
+        &cum[..pca.rank],
+        1e-6,
+        "cumulative ratio",
+    );
+    let pcs = components_f64(&pca, &run);
+    for (k, want_pc) in want["components"].as_array().unwrap().iter().enumerate() {
+        let want_pc = f64_list(want_pc);
+        let s = dot(&pcs[k], &want_pc).signum();
+        assert_eq!(
+            s,
+            1.0,
+            "pc{}: sign differs from sklearn's svd_flip convention",
+            k + 1
+        );
+        for (j, (g, w)) in pcs[k].iter().zip(&want_pc).enumerate() {
+            assert!(
+                (g - s * w).abs() < 1e-6,
+                "components_[{k}][{j}]: {g} vs {w}"
+            );
+        }
+    }
+    for (pt, w) in pca.path.iter().zip(want["coords"].as_array().unwrap()) {
+        let w = f64_list(w);
+        assert_close(pt.x(), w[0], 1e-6, "x");
+        assert_close(pt.y(), w[1], 1e-6, "y");
+    }
+}
+
+/// The committed fixture is what its generator writes (skips when the test
+/// Python lacks scikit-learn).
+#[test]
+fn committed_fixture_is_reproduced_by_its_generator() {
+    let python = python();
+    let ok = Command::new(&python)
+        .args(["-c", "import sklearn, numpy"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!(
+            "skipping: {} has no scikit-learn (./landscape-dev setup installs it)",
+            python.display()
+        );
+        return;
+    }
+    let tmp = tempdir();
+    let out = tmp.path().join("sklearn.json");
+    let status = Command::new(&python)
+        .arg(repo_root().join("tests/fixtures/pca/generate.py"))
+        .arg(&out)
+        .status()
+        .expect("running generate.py");
+    assert!(status.success(), "generate.py failed");
+    let fresh: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let committed: Value = serde_json::from_slice(&std::fs::read(fixture_path()).unwrap()).unwrap();
+    assert_eq!(
+        fresh["snapshots"], committed["snapshots"],
+        "snapshot values differ"
+    );
+    for key in [
+        "explained_variance",
+        "explained_variance_ratio",
+        "cumulative_ratio",
+    ] {
+        assert_rel(
+            &f64_list(&fresh["pca"][key]),
+            &f64_list(&committed["pca"][key]),
+            1e-9,
+            key,
+        );
+    }
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("TCH_LANDSCAPE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("tch-landscape"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tch-landscape"))
+        });
+    cache
+        .map(|c| c.join("torch-2.13.0/venv/bin/python"))
+        .into_iter()
+        .chain([PathBuf::from(
+            "/root/.cache/tch-landscape/torch-2.13.0/venv/bin/python",
+        )])
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+fn random_run(dir: &Path, snapshots: usize, seed: u64) -> Run {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let tensors: [(&str, &[i64]); 4] = [
+        ("fc1.bias", &[30]),
+        ("fc1.weight", &[30, 16]),
+        ("fc2.bias", &[10]),
+        ("fc2.weight", &[10, 30]),
+    ];
+    let mut theta: Vec<Vec<f32>> = tensors
+        .iter()
+        .map(|(_, s)| gaussian(&mut rng, s.iter().product::<i64>() as usize, 0.5))
+        .collect();
+    let mut snaps = Vec::new();
+    for _ in 0..snapshots {
+        snaps.push(theta.clone());
+        for t in theta.iter_mut() {
+            let step = gaussian(&mut rng, t.len(), 0.05);
+            t.iter_mut().zip(step).for_each(|(x, s)| *x += 0.02 + s);
+        }
+    }
+    record(dir, &tensors, &snaps)
+}
+
+#[test]
+fn chunk_size_does_not_change_the_result() {
+    let tmp = tempdir();
+    let run = random_run(&tmp.path().join("run"), 7, 4);
+    for sel in [Selection::Weights, Selection::All] {
+        let base = fit(&run, 3, 4096, sel.clone());
+        let base_pcs = components_f64(&base, &run);
+        for chunk in [1, 7] {
+            let other = fit(&run, 3, chunk, sel.clone());
+            assert_eq!(other.rank, base.rank);
+            assert_rel(&other.spectrum, &base.spectrum, 1e-6, "spectrum");
+            assert_rel(
+                &other.cumulative_ratio,
+                &base.cumulative_ratio,
+                1e-6,
+                "cumulative ratio",
+            );
+            for (a, b) in other.path.iter().zip(&base.path) {
+                for (x, y) in a.coords.iter().zip(&b.coords) {
+                    assert_close(
+                        *x,
+                        *y,
+                        1e-6,
+                        &format!("chunk {chunk}: coordinate of snapshot {}", a.snapshot),
+                    );
+                }
+                assert_close(a.residual, b.residual, 1e-6, "residual");
+            }
+            for (a, b) in other.tensors.iter().zip(&base.tensors) {
+                assert_eq!(a.name, b.name);
+                assert_close(a.variance, b.variance, 1e-6, "tensor variance");
+                assert_close(a.own_ratio[0], b.own_ratio[0], 1e-6, "own ratio");
+                assert_close(a.share[0], b.share[0], 1e-6, "share");
+            }
+            for (a, b) in components_f64(&other, &run).iter().zip(&base_pcs) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() < 1e-6,
+                        "chunk {chunk}: component value {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn thread_count_does_not_change_a_single_bit() {
+    let tmp = tempdir();
+    // 41 snapshots × 4096-value chunks: large enough for the threaded Gram.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let snaps: Vec<Vec<Vec<f32>>> = (0..41)
+        .map(|_| vec![gaussian(&mut rng, 64 * 128, 1.0)])
+        .collect();
+    let run = record(&tmp.path().join("run"), &[("w.weight", &[64, 128])], &snaps);
+    let build = |threads| {
+        TrajectoryPca::builder()
+            .threads(threads)
+            .chunk(4096)
+            .build()
+            .unwrap()
+    };
+    let one = build(1).fit(&run).unwrap();
+    let three = build(3).fit(&run).unwrap();
+    assert_bits_eq_f64(&one.spectrum, &three.spectrum, "spectrum");
+    for (a, b) in one.path.iter().zip(&three.path) {
+        assert_bits_eq_f64(&a.coords, &b.coords, "coordinates");
+    }
+}
+
+#[test]
+fn degenerate_runs_and_settings_are_clear_errors() {
+    let tmp = tempdir();
+    let pca = TrajectoryPca::builder().build().unwrap();
+    let w = vec![1.0f32, 2.0, 3.0, 4.0];
+    let tensors: [(&str, &[i64]); 1] = [("l.weight", &[2, 2])];
+    let expect_invalid = |r: tch_landscape::Result<PcaResult>, needle: &str| match r {
+        Err(Error::InvalidArgument { reason, .. }) => assert!(
+            reason.contains(needle),
+            "message '{reason}' lacks '{needle}'"
+        ),
+        other => panic!("expected an invalid-argument error mentioning '{needle}', got {other:?}"),
+    };
+
+    let single = record(&tmp.path().join("single"), &tensors, &[vec![w.clone()]]);
+    expect_invalid(pca.fit(&single), "at least 3 snapshots");
+    let two = record(
+        &tmp.path().join("two"),
+        &tensors,
+        &[vec![w.clone()], vec![vec![0.0; 4]]],
+    );
+    expect_invalid(pca.fit(&two), "at least 3 snapshots");
+    let same = record(
+        &tmp.path().join("same"),
+        &tensors,
+        &vec![vec![w.clone()]; 5],
+    );
+    expect_invalid(pca.fit(&same), "identical");
+    // Everything identical but the final snapshot: the centred rows are zero.
+    let mut snaps = vec![vec![w.clone()]; 4];
+    snaps.push(vec![vec![9.0; 4]]);
+    let before_final = record(&tmp.path().join("before-final"), &tensors, &snaps);
+    expect_invalid(pca.fit(&before_final), "identical");
+    // An unknown tensor name is reported as such.
+    let run = random_run(&tmp.path().join("random"), 4, 6);
+    let names = TrajectoryPca::builder()
+        .selection(Selection::Names(vec!["nope.weight".into()]))
+        .build()
+        .unwrap();
+    assert!(matches!(names.fit(&run), Err(Error::UnknownTensor { .. })));
+
+    for (b, what) in [
+        (TrajectoryPca::builder().components(0), "components"),
+        (TrajectoryPca::builder().chunk(0), "chunk"),
+        (TrajectoryPca::builder().threads(0), "threads"),
+    ] {
+        match b.build() {
+            Err(Error::InvalidArgument { option, .. }) => {
+                assert!(option.contains(what), "{option}")
+            }
+            other => panic!("expected an error for {what} = 0, got {other:?}"),
+        }
+    }
+    // A result belongs to its run.
+    let ok = pca.fit(&run).unwrap();
+    assert!(matches!(
+        ok.components(&same),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn per_tensor_figures_add_up() {
+    let tmp = tempdir();
+    let run = random_run(&tmp.path().join("run"), 8, 7);
+    let pca = fit(&run, 2, 100, Selection::All);
+    assert_eq!(pca.tensors.len(), 4);
+    let frac: f64 = pca.tensors.iter().map(|t| t.variance_fraction).sum();
+    assert_close(frac, 1.0, 1e-9, "variance fractions");
+    for k in 0..2 {
+        let share: f64 = pca.tensors.iter().map(|t| t.share[k]).sum();
+        assert_close(share, 1.0, 1e-6, "shares of a component");
+    }
+    let total: f64 = pca.tensors.iter().map(|t| t.variance).sum();
+    assert_close(total, pca.total_variance, 1e-9, "total variance");
+    // Own ratios against a PCA restricted to that tensor.
+    for t in &pca.tensors {
+        let own = fit(&run, 2, 4096, Selection::Names(vec![t.name.clone()]));
+        assert_close(
+            t.own_ratio[0],
+            own.explained_variance_ratio[0],
+            1e-9,
+            "own ratio PC1",
+        );
+        assert_close(
+            t.own_ratio[1],
+            own.explained_variance_ratio[1],
+            1e-9,
+            "own ratio PC2",
+        );
+    }
+}
+
+#[test]
+fn directions_are_unit_or_filter_normalized_around_the_final_snapshot() {
+    let tmp = tempdir();
+    let run = random_run(&tmp.path().join("run"), 8, 8);
+    let pca = fit(&run, 2, 4096, Selection::Weights);
+    let last = run.len() - 1;
+    let centre = run.tensors(last).unwrap();
+    let raw = pca.directions(&run, false).unwrap();
+    let filt = pca.directions(&run, true).unwrap();
+    for d in [&raw, &filt] {
+        assert_eq!(d.meta.kind, DirectionKind::Pca);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.centre.tensors.len(), 4, "all recorded tensors");
+        for ((name, t), c) in centre.iter().zip(&d.centre.tensors) {
+            assert_eq!(name, &c.name);
+            assert!(
+                t.equal(&c.tensor),
+                "centre '{name}' is not the final snapshot"
+            );
+        }
+        for dir in &d.dirs {
+            for t in dir.tensors.iter().filter(|t| t.name.ends_with("bias")) {
+                assert_eq!(
+                    t.tensor.abs().sum(Kind::Double).double_value(&[]),
+                    0.0,
+                    "unselected '{}' must be zero",
+                    t.name
+                );
+            }
+        }
+        assert!(d.meta.extra.contains_key("pca.explained_variance_ratio"));
+    }
+    assert_eq!(raw.meta.extra["pca.normalization"], "raw_unit_norm");
+    assert_eq!(filt.meta.extra["pca.normalization"], "filter");
+    for dir in &raw.dirs {
+        assert_close(dir.norm(), 1.0, 1e-6, "raw direction norm");
+    }
+    assert_close(
+        raw.dirs[0].dot(&raw.dirs[1]),
+        0.0,
+        1e-6,
+        "raw directions orthogonal",
+    );
+    for dir in &filt.dirs {
+        for (t, c) in dir
+            .tensors
+            .iter()
+            .zip(&filt.centre.tensors)
+            .filter(|(t, _)| t.name.ends_with("weight"))
+        {
+            for j in 0..t.tensor.size()[0] {
+                let (a, b) = (
+                    t.tensor.get(j).norm().double_value(&[]),
+                    c.tensor.get(j).norm().double_value(&[]),
+                );
+                assert_close(a, b, 1e-5, &format!("filter {j} of '{}'", t.name));
+            }
+        }
+    }
+    // The raw plane point at a snapshot's coordinates is its projection.
+    let p = &pca.path[2];
+    let point = raw.point(p.x(), p.y());
+    let snap = run.tensors(2).unwrap();
+    let resid: f64 = point
+        .tensors
+        .iter()
+        .zip(&snap)
+        .filter(|(t, _)| t.name.ends_with("weight"))
+        .map(|(t, (_, s))| {
+            (&t.tensor - s)
+                .to_kind(Kind::Double)
+                .square()
+                .sum(Kind::Double)
+                .double_value(&[])
+        })
+        .sum::<f64>()
+        .sqrt();
+    let x = flat(&run, &Selection::Weights);
+    let delta: Vec<f64> = x[2].iter().zip(&x[last]).map(|(a, b)| a - b).collect();
+    let delta = norm(&delta);
+    assert_close(
+        resid / delta,
+        p.residual,
+        1e-4,
+        "distance from the plane point",
+    );
+    // Round trip through Directions::save / load.
+    let path = tmp.path().join("d.parquet");
+    filt.save(&path).unwrap();
+    let back = Directions::load(&path).unwrap();
+    assert_eq!(back.meta, filt.meta);
+}
+
+#[test]
+fn save_writes_the_tables_the_summary_and_both_directions() {
+    let tmp = tempdir();
+    let run = random_run(&tmp.path().join("run"), 6, 9);
+    let pca = fit(&run, 2, 4096, Selection::Weights);
+    let files = pca.save(&run, &tmp.path().join("pca")).unwrap();
+    let rows = |p: &Path| -> (usize, Vec<String>, Option<String>) {
+        let f = std::fs::File::open(p).unwrap();
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        let meta = b
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| {
+                kv.iter()
+                    .find(|k| k.key == "tch_landscape.pca")
+                    .and_then(|k| k.value.clone())
+            });
+        let names = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let n = b
+            .build()
+            .unwrap()
+            .map(|batch| batch.unwrap().num_rows())
+            .sum();
+        (n, names, meta)
+    };
+    let (n, cols, meta) = rows(&files.path);
+    assert_eq!(n, 6);
+    assert_eq!(cols, ["snapshot", "epoch", "x", "y", "residual"]);
+    let meta: Value = serde_json::from_str(&meta.expect("pca metadata")).unwrap();
+    assert_eq!(meta["selection"], "weights");
+    assert_eq!(meta["components"], 2);
+    assert_eq!(meta["run_id"], run.manifest().run_id.as_str());
+    assert_eq!(rows(&files.variance).0, pca.rank);
+    assert_eq!(rows(&files.tensors).0, 2);
+    let summary: Value = serde_json::from_slice(&std::fs::read(&files.summary).unwrap()).unwrap();
+    assert_eq!(summary["format"], "tch-landscape-pca");
+    assert_eq!(summary["path"].as_array().unwrap().len(), 6);
+    assert_close(
+        summary["plane_ratio"].as_f64().unwrap(),
+        pca.plane_ratio(),
+        1e-12,
+        "plane ratio",
+    );
+    for p in [&files.directions_raw, &files.directions_filter] {
+        let d = Directions::load(p).unwrap();
+        assert_eq!(d.meta.kind, DirectionKind::Pca);
+    }
+}
+
+/// Trains a 64-32-10 MLP on the digits for 6 epochs with the recorder.
+fn trained_mlp(dir: &Path) -> (nn::VarStore, Mlp, Digits) {
+    tch::manual_seed(0);
+    let data = Digits::load().unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Mlp::new(&vs.root(), &[64, 32, 10]);
+    let mut opt = nn::Sgd {
+        momentum: 0.9,
+        ..Default::default()
+    }
+    .build(&vs, 0.1)
+    .unwrap();
+    let mut rec = Recorder::builder(dir).fsync(false).build(&vs).unwrap();
+    for epoch in 1..=6 {
+        for idx in batches(data.len() as i64, 64) {
+            step(&model, &mut opt, &data, &idx);
+        }
+        rec.on_epoch_end(epoch, &[]).unwrap();
+    }
+    rec.finish().unwrap();
+    (vs, model, data)
+}
+
+#[test]
+fn plane_check_on_a_trained_mlp() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("run");
+    let (vs, model, data) = trained_mlp(&dir);
+    let run = Run::open(&dir).unwrap();
+    let pca = fit(&run, 2, 4096, Selection::Weights);
+    assert!(
+        pca.plane_ratio() > 0.3 && pca.plane_ratio() <= 1.0 + 1e-12,
+        "PC1+PC2 = {}",
+        pca.plane_ratio()
+    );
+    // Not the final snapshot, where the check ends: restoring must show.
+    run.load_into(1, &vs).unwrap();
+    let before = deep_copy(&vs);
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &data.x, &data.y)
+        .unwrap();
+    let check = plane_check(&run, &pca, &vs, &mut eval).unwrap();
+    assert_eq!(deep_copy(&vs), before, "the VarStore was not restored");
+    assert_eq!(check.rows.len(), run.len());
+    let last = check.rows.last().unwrap();
+    assert_eq!((last.x, last.y, last.residual), (0.0, 0.0, 0.0));
+    assert_eq!(
+        last.plane_loss, last.true_loss,
+        "the final snapshot lies on the plane"
+    );
+    assert_eq!(last.plane_accuracy, last.true_accuracy);
+    // True losses are those of the snapshots themselves.
+    let first = &check.rows[0];
+    run.load_into(0, &vs).unwrap();
+    let (loss0, _) = tch_landscape::demo::evaluate(&model, &data.x, &data.y, 128);
+    assert_close(first.true_loss, loss0, 1e-9, "true loss at snapshot 0");
+    assert!(
+        first.true_loss > 1.5 && last.true_loss < 0.5,
+        "{} → {}",
+        first.true_loss,
+        last.true_loss
+    );
+    for r in &check.rows {
+        assert!(r.plane_loss.is_finite() && r.true_loss.is_finite());
+        assert_eq!(r.split, "train");
+    }
+    // The plane loss of an off-plane snapshot differs from its true loss.
+    assert!(check
+        .rows
+        .iter()
+        .any(|r| r.residual > 1e-3 && r.plane_loss != r.true_loss));
+    let table = tmp.path().join("plane-check.parquet");
+    check.save(&table).unwrap();
+    let f = std::fs::File::open(&table).unwrap();
+    let n: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(n, run.len());
+
+    // A model missing a recorded tensor is refused, and left untouched.
+    let other = nn::VarStore::new(Device::Cpu);
+    let small = Mlp::new(&other.root(), &[64, 32]); // no fc2
+    let before = deep_copy(&other);
+    let mut eval = ClassifierEvaluator::new(&small)
+        .split("train", &data.x, &data.y)
+        .unwrap();
+    assert!(matches!(
+        plane_check(&run, &pca, &other, &mut eval),
+        Err(Error::UnknownTensor { .. })
+    ));
+    assert_eq!(deep_copy(&other), before);
+}
