@@ -265,12 +265,23 @@ pub fn run(
 
     // A small |λmin/λmax| map around the final model (Fig. 7), train split.
     let name = "filter-2d";
-    let objective = crate::analysis::hessian::SupervisedObjective::new(&model, &train.x, &train.y)?.batch(512)?;
-    let cdir = run_dir.join(crate::report::run_report::CURVATURE_DIR).join(name);
+    let objective = crate::analysis::hessian::SupervisedObjective::new(&model, &train.x, &train.y)?
+        .batch(512)?;
+    let cdir = run_dir
+        .join(crate::report::run_report::CURVATURE_DIR)
+        .join(name);
     crate::analysis::hessian::Curvature::new(&plane)
-        .grid(-0.5..=0.5, cfg.grid_curvature, -0.5..=0.5, cfg.grid_curvature)
+        .grid(
+            -0.5..=0.5,
+            cfg.grid_curvature,
+            -0.5..=0.5,
+            cfg.grid_curvature,
+        )
         // The reference's tolerance: enough for a ratio map, and quick.
-        .lanczos(crate::analysis::hessian::LanczosOptions { tol: 1e-2, ..Default::default() })
+        .lanczos(crate::analysis::hessian::LanczosOptions {
+            tol: 1e-2,
+            ..Default::default()
+        })
         .on_progress(|d, t| progress("curvature", d, t))
         .evaluate(&vs, objective, &cdir)?;
 

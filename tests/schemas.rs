@@ -227,13 +227,29 @@ fn every_document_is_versioned_and_complete() {
 #[test]
 fn declared_arrow_schemas_match_the_documents() {
     use tch_landscape::analysis::{directions, hessian, pca, surface};
-    assert_schema_matches(&surface::points_schema(), "surface_points", "points_schema()");
-    assert_schema_matches(&directions::directions_schema(), "directions", "directions_schema()");
-    assert_schema_matches(&hessian::curvature_schema(), "curvature", "curvature_schema()");
+    assert_schema_matches(
+        &surface::points_schema(),
+        "surface_points",
+        "points_schema()",
+    );
+    assert_schema_matches(
+        &directions::directions_schema(),
+        "directions",
+        "directions_schema()",
+    );
+    assert_schema_matches(
+        &hessian::curvature_schema(),
+        "curvature",
+        "curvature_schema()",
+    );
     assert_schema_matches(&pca::variance_schema(), "pca_variance", "variance_schema()");
     assert_schema_matches(&pca::path_schema(), "pca_path", "path_schema()");
     assert_schema_matches(&pca::tensors_schema(), "pca_tensors", "tensors_schema()");
-    assert_schema_matches(&pca::plane_check_schema(), "pca_plane_check", "plane_check_schema()");
+    assert_schema_matches(
+        &pca::plane_check_schema(),
+        "pca_plane_check",
+        "plane_check_schema()",
+    );
     assert_schema_matches(&metrics_schema(), "metrics", "metrics_schema()");
     assert_schema_matches(&trajectory_schema(), "trajectory", "trajectory_schema()");
     assert_schema_matches(&summary_schema(), "summary", "summary_schema()");
