@@ -3,7 +3,7 @@
 //! - W3 pca-scale: one bias-free linear layer with P weights, K snapshots
 //!   written through the Recorder, values from the workload's hashes
 //!   (computed in float64, rounded once to float32). Sizes (1e6, 100) and
-//!   (1e7, 100); (5e7, 50) only with `LANDSCAPE_BENCH_W3_LARGE=1` (20 GB on
+//!   (1e7, 100); (5e7, 50) only with `LANDSCAPE_BENCH_W3_LARGE=1` (10 GB on
 //!   disk; skipped with a message when less than 30 GB is free).
 //! - W1(b): PCA over the 11 snapshots of W1's 10-epoch digits MLP, dim ≤ 1
 //!   tensors left out.
@@ -58,7 +58,7 @@ fn main() -> Result<()> {
                 sizes.push((5000, 10_000, 50));
             }
         } else {
-            println!("W3 5e7x50: not run (set LANDSCAPE_BENCH_W3_LARGE=1; writes 20 GB)");
+            println!("W3 5e7x50: not run (set LANDSCAPE_BENCH_W3_LARGE=1; writes 10 GB)");
         }
         for (rows, cols, k) in sizes {
             w3(&root, rows, cols, k)?;

@@ -194,6 +194,10 @@ mod tests {
         p.section("s", "<i>");
         p.table(&["name"], &[vec!["<script>".into()]]);
         let html = p.finish();
-        assert!(!html.contains("<script>") && !html.contains("<b>run"));
+        // The page's own self-check script is there; the user's markup is not.
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<b>run") && !html.contains("<i>")
+        );
+        assert!(html.contains("&lt;script&gt;") && html.contains("&lt;b&gt;run"));
     }
 }

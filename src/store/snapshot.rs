@@ -310,17 +310,20 @@ impl SnapshotFile {
         };
         let base = self.mmap.as_ptr() as usize;
         let values_ptr = self.arrays[i].to_data().buffers()[0].as_ptr() as usize;
-        let begin = values_ptr - base + start * elem;
+        // A read fault maps a whole block of page cache around the address
+        // (fault-around, up to 2 MiB), so release that much on each side of
+        // the range read, or mapped pages pile up in the resident set.
+        const AROUND: usize = 2 << 20;
         let page = 4096;
-        let aligned = begin / page * page;
-        let end = begin + len * elem;
+        let begin = (values_ptr - base + start * elem).saturating_sub(AROUND) / page * page;
+        let end = (values_ptr - base + (start + len) * elem + AROUND).min(self.mmap.len());
         // SAFETY: the mapping is read-only and file-backed; dropping its
         // pages only means they are read from the file again if touched.
         let _ = unsafe {
             self.mmap.unchecked_advise_range(
                 memmap2::UncheckedAdvice::DontNeed,
-                aligned,
-                end.saturating_sub(aligned).min(self.mmap.len() - aligned),
+                begin,
+                end.saturating_sub(begin),
             )
         };
     }
