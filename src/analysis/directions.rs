@@ -471,18 +471,13 @@ impl Directions {
     pub fn check_model(&self, vs: &tch::nn::VarStore) -> Result<()> {
         let vars = vs.variables();
         for t in &self.centre.tensors {
-            let v = vars.get(&t.name).ok_or_else(|| Error::UnknownTensor {
-                tensor: t.name.clone(),
-                place: "the model (the directions were made for another model)".into(),
-            })?;
-            if v.size() != t.tensor.size() {
-                return Err(Error::ShapeChanged {
-                    tensor: t.name.clone(),
-                    expected: t.tensor.size(),
-                    found: v.size(),
-                    context: " in the model (the directions were made for another model)".into(),
-                });
-            }
+            crate::analysis::params::model_variable(
+                &vars,
+                &t.name,
+                &t.tensor.size(),
+                "the model (the directions were made for another model)",
+            )
+            .map(drop)?;
         }
         Ok(())
     }

@@ -216,3 +216,68 @@ impl ParamSet {
         })
     }
 }
+
+/// Deep copies of a VarStore's variables, written back on drop: the model is
+/// restored bit-exactly whether an analysis succeeds, fails or panics.
+pub struct RestoreGuard {
+    saved: Vec<(Tensor, Tensor)>,
+}
+
+impl std::fmt::Debug for RestoreGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreGuard")
+            .field("variables", &self.saved.len())
+            .finish()
+    }
+}
+
+impl RestoreGuard {
+    /// Copies every variable of `vs` now.
+    pub fn new(vs: &tch::nn::VarStore) -> RestoreGuard {
+        let saved = tch::no_grad(|| {
+            vs.variables()
+                .into_values()
+                .map(|v| {
+                    let copy = v.detach().copy();
+                    (v, copy)
+                })
+                .collect()
+        });
+        RestoreGuard { saved }
+    }
+}
+
+impl Drop for RestoreGuard {
+    fn drop(&mut self) {
+        tch::no_grad(|| {
+            for (var, copy) in &mut self.saved {
+                if let Err(e) = var.f_copy_(copy) {
+                    tracing::error!(error = %e, "failed to restore a model variable");
+                }
+            }
+        });
+    }
+}
+
+/// The variable `name` of `vars`, checked to have `shape`; `place` says where
+/// it was looked up, for the error message.
+pub fn model_variable(
+    vars: &std::collections::HashMap<String, Tensor>,
+    name: &str,
+    shape: &[i64],
+    place: &str,
+) -> Result<Tensor> {
+    let var = vars.get(name).ok_or_else(|| Error::UnknownTensor {
+        tensor: name.to_string(),
+        place: place.to_string(),
+    })?;
+    if var.size() != shape {
+        return Err(Error::ShapeChanged {
+            tensor: name.to_string(),
+            expected: shape.to_vec(),
+            found: var.size(),
+            context: format!(" in {place}"),
+        });
+    }
+    Ok(var.shallow_clone())
+}

@@ -1011,18 +1011,12 @@ pub fn plane_check(
     let mut targets = Vec::new();
     for s in selected_tensors(run, &pca.selection)? {
         let info = &manifest.tensors[s.tensor];
-        let var = vars.get(&info.name).ok_or_else(|| Error::UnknownTensor {
-            tensor: info.name.clone(),
-            place: "the VarStore given to the plane check".into(),
-        })?;
-        if var.size() != info.shape {
-            return Err(Error::ShapeChanged {
-                tensor: info.name.clone(),
-                expected: info.shape.clone(),
-                found: var.size(),
-                context: " in the VarStore given to the plane check".into(),
-            });
-        }
+        let var = crate::analysis::params::model_variable(
+            &vars,
+            &info.name,
+            &info.shape,
+            "the VarStore given to the plane check",
+        )?;
         let dirs: Vec<Tensor> = comps
             .iter()
             .take(2)
@@ -1036,7 +1030,7 @@ pub fn plane_check(
         targets.push((var.shallow_clone(), info.name.clone(), centre, dirs));
     }
     let description = eval.describe();
-    let guard = RestoreVars::new(vs);
+    let guard = crate::analysis::params::RestoreGuard::new(vs);
     let mut rows = Vec::new();
     for (i, p) in pca.path.iter().enumerate() {
         let _s = tracing::debug_span!("snapshot", index = p.snapshot).entered();
@@ -1079,36 +1073,6 @@ pub fn plane_check(
         rows,
         evaluator: description,
     })
-}
-
-/// Deep copies of a VarStore's variables, written back on drop (success,
-/// error or panic).
-struct RestoreVars {
-    saved: Vec<(Tensor, Tensor)>,
-}
-
-impl RestoreVars {
-    fn new(vs: &tch::nn::VarStore) -> RestoreVars {
-        let saved = tch::no_grad(|| {
-            vs.variables()
-                .into_values()
-                .map(|v| (v.detach().copy(), v))
-                .collect()
-        });
-        RestoreVars { saved }
-    }
-}
-
-impl Drop for RestoreVars {
-    fn drop(&mut self) {
-        tch::no_grad(|| {
-            for (copy, var) in &mut self.saved {
-                if let Err(e) = var.f_copy_(copy) {
-                    tracing::error!(error = %e, "failed to restore a model variable");
-                }
-            }
-        });
-    }
 }
 
 /// A selected tensor and its place in the flat concatenation.

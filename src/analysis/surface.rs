@@ -51,7 +51,7 @@ use tch::Tensor;
 use crate::analysis::directions::{combine, Directions, DirectionsMeta};
 use crate::analysis::evaluator::{Evaluator, SplitResult};
 use crate::analysis::grid::{Axis, Grid, GridPoint};
-use crate::analysis::params::ParamSet;
+use crate::analysis::params::{ParamSet, RestoreGuard};
 use crate::analysis::sharpness::{sharpness, Sharpness};
 use crate::error::{Error, Result};
 use crate::store::fsutil::{is_temp_name, write_atomic};
@@ -570,41 +570,6 @@ impl<'a> Surface<'a> {
             seconds,
             sharpness,
         })
-    }
-}
-
-/// Deep copies of a VarStore's variables, written back on drop: the model is
-/// restored bit-exactly whether evaluation succeeds, fails or panics.
-struct RestoreGuard<'v> {
-    vs: &'v tch::nn::VarStore,
-    saved: Vec<(Tensor, Tensor)>,
-}
-
-impl<'v> RestoreGuard<'v> {
-    fn new(vs: &'v tch::nn::VarStore) -> RestoreGuard<'v> {
-        let saved = tch::no_grad(|| {
-            vs.variables()
-                .into_values()
-                .map(|v| {
-                    let copy = v.detach().copy();
-                    (v, copy)
-                })
-                .collect()
-        });
-        RestoreGuard { vs, saved }
-    }
-}
-
-impl Drop for RestoreGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.vs;
-        tch::no_grad(|| {
-            for (var, copy) in &mut self.saved {
-                if let Err(e) = var.f_copy_(copy) {
-                    tracing::error!(error = %e, "failed to restore a model variable");
-                }
-            }
-        });
     }
 }
 

@@ -198,20 +198,13 @@ impl Run {
         let snap = self.snapshot(i)?;
         tch::no_grad(|| {
             for (k, info) in self.manifest.tensors.iter().enumerate() {
-                let var = vars.get(&info.name).ok_or_else(|| Error::UnknownTensor {
-                    tensor: info.name.clone(),
-                    place: "the VarStore being loaded".into(),
-                })?;
-                if var.size() != info.shape {
-                    return Err(Error::ShapeChanged {
-                        tensor: info.name.clone(),
-                        expected: info.shape.clone(),
-                        found: var.size(),
-                        context: " in the VarStore being loaded".into(),
-                    });
-                }
+                let mut var = crate::analysis::params::model_variable(
+                    &vars,
+                    &info.name,
+                    &info.shape,
+                    "the VarStore being loaded",
+                )?;
                 let src = tensor_from_snapshot(snap, k, info)?;
-                let mut var = var.shallow_clone();
                 var.f_copy_(&src)
                     .map_err(|e| Error::torch(format!("loading '{}'", info.name), e))?;
             }
