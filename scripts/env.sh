@@ -82,6 +82,9 @@ setup_libtorch() {
     else
         ensure_torch
     fi
-    ln -sfn "$LIBTORCH" "$REPO_ROOT/.libtorch"
+    # Only touch the link when it changes: torch-sys rebuilds (minutes) when it does.
+    if [ "$(readlink "$REPO_ROOT/.libtorch" 2>/dev/null)" != "$LIBTORCH" ]; then
+        ln -sfn "$LIBTORCH" "$REPO_ROOT/.libtorch"
+    fi
     export LIBTORCH
 }
