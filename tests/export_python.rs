@@ -16,8 +16,6 @@ use common::*;
 use tch_landscape::store::export::export_parquet;
 use tch_landscape::Run;
 
-const DEFAULT_PYTHON: &str = "/root/.cache/tch-landscape/torch-2.13.0/venv/bin/python";
-
 fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
         let p = PathBuf::from(p);
@@ -28,20 +26,7 @@ fn python() -> PathBuf {
         );
         return p;
     }
-    // The venv of scripts/env.sh, under the default cache directory.
-    let cache = std::env::var_os("TCH_LANDSCAPE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("tch-landscape"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tch-landscape"))
-        });
-    let candidates: Vec<PathBuf> = cache
-        .map(|c| c.join("torch-2.13.0/venv/bin/python"))
-        .into_iter()
-        .chain([PathBuf::from(DEFAULT_PYTHON)])
-        .collect();
+    let candidates = python_candidates();
     candidates
         .iter()
         .find(|p| p.exists())

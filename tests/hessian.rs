@@ -3,6 +3,10 @@
 //! indefinite quadratic), HVPs against finite differences of gradients,
 //! batch averaging, determinism, errors, and curvature maps over a grid.
 
+mod common;
+
+use common::{digits_subset, snapshot_bits};
+
 use nalgebra::{DMatrix, SymmetricEigen};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -462,7 +466,7 @@ fn iteration_cap_gives_an_error_not_a_value() {
 
 #[test]
 fn results_are_deterministic_for_a_seed() {
-    let (x, y) = digits(300);
+    let (x, y) = digits_subset(300);
     tch::manual_seed(8);
     let vs = VarStore::new(Device::Cpu);
     let mlp = Mlp::new(&vs.root(), &[64, 24, 10]);
@@ -580,27 +584,9 @@ fn bad_input_gives_errors() {
     assert!(lanczos(0, |v| Ok(v.to_vec()), &LanczosOptions::default()).is_err());
 }
 
-fn digits(n: i64) -> (Tensor, Tensor) {
-    let d = tch_landscape::data::digits::Digits::load().unwrap();
-    (d.x.narrow(0, 0, n), d.y.narrow(0, 0, n))
-}
-
-fn snapshot_bits(vs: &VarStore) -> Vec<(String, Vec<u32>)> {
-    let mut v: Vec<(String, Vec<u32>)> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| {
-            let f = Vec::<f32>::try_from(t.detach().flatten(0, -1)).unwrap();
-            (n, f.into_iter().map(f32::to_bits).collect())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
-    let (x, y) = digits(200);
+    let (x, y) = digits_subset(200);
     tch::manual_seed(11);
     let vs = VarStore::new(Device::Cpu);
     let mlp = Mlp::new(&vs.root(), &[64, 16, 10]);
@@ -711,7 +697,7 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
 
 #[test]
 fn curvature_map_resumes_and_parallel_replicas_agree() {
-    let (x, y) = digits(150);
+    let (x, y) = digits_subset(150);
     tch::manual_seed(12);
     let vs = VarStore::new(Device::Cpu);
     let mlp = Mlp::new(&vs.root(), &[64, 12, 10]);
@@ -755,7 +741,7 @@ fn curvature_map_resumes_and_parallel_replicas_agree() {
             || {
                 let vs = VarStore::new(Device::Cpu);
                 let m = Mlp::new(&vs.root(), &[64, 12, 10]);
-                let (x, y) = digits(150);
+                let (x, y) = digits_subset(150);
                 let obj: Box<dyn Objective> =
                     Box::new(SupervisedObjective::owning(m, &x, &y)?.batch(64)?);
                 Ok((vs, obj))

@@ -482,20 +482,8 @@ fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var_os("TCH_LANDSCAPE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("tch-landscape"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tch-landscape"))
-        });
-    cache
-        .map(|c| c.join("torch-2.13.0/venv/bin/python"))
+    python_candidates()
         .into_iter()
-        .chain([PathBuf::from(
-            "/root/.cache/tch-landscape/torch-2.13.0/venv/bin/python",
-        )])
         .find(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("python3"))
 }

@@ -1,6 +1,10 @@
 //! Loss surfaces: correctness against closed forms, PyTorch and the paper's
 //! invariance; exact restoration of the model; resuming; bad input.
 
+mod common;
+
+use common::{digits_subset, snapshot_bits};
+
 use std::cell::Cell;
 
 use tch::nn::{self, Module, VarStore};
@@ -11,24 +15,6 @@ use tch_landscape::analysis::params::{NamedTensor, ParamSet};
 use tch_landscape::analysis::surface::{Surface, SurfaceResult};
 use tch_landscape::models::Mlp;
 use tch_landscape::{Error, Role};
-
-fn snapshot_bits(vs: &VarStore) -> Vec<(String, Vec<u32>)> {
-    let mut v: Vec<(String, Vec<u32>)> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| {
-            let f = Vec::<f32>::try_from(t.detach().flatten(0, -1)).unwrap();
-            (n, f.into_iter().map(f32::to_bits).collect())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn digits_subset(n: i64) -> (Tensor, Tensor) {
-    let d = tch_landscape::data::digits::Digits::load().unwrap();
-    (d.x.narrow(0, 0, n), d.y.narrow(0, 0, n))
-}
 
 fn mlp(seed: i64, sizes: &[i64]) -> (VarStore, Mlp) {
     tch::manual_seed(seed);

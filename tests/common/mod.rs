@@ -264,3 +264,44 @@ pub fn record_tiny_run(dir: &Path, snapshots: u64) {
     }
     rec.finish().expect("finish");
 }
+
+/// Every variable of `vs` as (name, f32 bit patterns), sorted by name: for
+/// bit-exact "the model was restored" checks.
+pub fn snapshot_bits(vs: &nn::VarStore) -> Vec<(String, Vec<u32>)> {
+    let mut v: Vec<(String, Vec<u32>)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| {
+            let f = Vec::<f32>::try_from(t.detach().flatten(0, -1)).unwrap();
+            (n, f.into_iter().map(f32::to_bits).collect())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The first `n` digits as (inputs, labels).
+pub fn digits_subset(n: i64) -> (Tensor, Tensor) {
+    let d = Digits::load().unwrap();
+    (d.x.narrow(0, 0, n), d.y.narrow(0, 0, n))
+}
+
+/// Where `./landscape-dev setup` puts the test Python: the venv under the
+/// cache directory (as scripts/env.sh computes it), then the default path.
+pub fn python_candidates() -> Vec<PathBuf> {
+    let cache = std::env::var_os("TCH_LANDSCAPE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("tch-landscape"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tch-landscape"))
+        });
+    cache
+        .map(|c| c.join("torch-2.13.0/venv/bin/python"))
+        .into_iter()
+        .chain([PathBuf::from(
+            "/root/.cache/tch-landscape/torch-2.13.0/venv/bin/python",
+        )])
+        .collect()
+}
