@@ -13,6 +13,10 @@ use crate::recorder::Recorder;
 use crate::store::export::{export_parquet, ExportSummary, DEFAULT_CHUNK};
 use crate::store::run::Run;
 
+/// The `model` metadata of runs recorded by [`train_digits`]; `landscape
+/// surface` computes surfaces for runs that carry it.
+pub const DIGITS_MLP_MODEL: &str = "mlp 64-256-256-10 relu";
+
 /// Settings of a demo training run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
@@ -88,7 +92,7 @@ pub fn train_digits(run_dir: &Path, data: &Digits, cfg: &TrainConfig) -> Result<
 
     let mut rec = Recorder::builder(run_dir)
         .overwrite(true)
-        .metadata("model", "mlp 64-256-256-10 relu")
+        .metadata("model", DIGITS_MLP_MODEL)
         .metadata("data", "uci digits (1797 x 64) / 16")
         .metadata("seed", cfg.seed.to_string())
         .build(&vs)?;

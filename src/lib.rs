@@ -28,6 +28,8 @@
 pub mod analysis;
 pub mod data;
 pub mod demo;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod error;
 pub mod models;
 pub mod recorder;

@@ -1801,6 +1801,29 @@ impl<'a> Curvature<'a> {
         finish_map(result, selection, opts, shard, stopped)
     }
 
+    /// Computes the map with every MPI rank evaluating a share (see
+    /// [`Surface::evaluate_mpi`] and [`crate::distributed`]): rank 0 writes
+    /// `out` and gets `Some(map)`, the other ranks `None`.
+    #[cfg(feature = "mpi")]
+    pub fn evaluate_mpi<O: Objective>(
+        self,
+        mpi: &crate::distributed::Mpi,
+        vs: &VarStore,
+        objective: O,
+        out: impl AsRef<Path>,
+    ) -> Result<Option<CurvatureMap>> {
+        let out = out.as_ref();
+        let _span =
+            tracing::info_span!("curvature_map", out = %out.display(), rank = mpi.rank()).entered();
+        let mut eval = CurvatureEvaluator::new(vs, objective, &self.selection, self.opts.clone())?;
+        let (selection, opts, shard, stopped) =
+            (self.selection, self.opts, self.shard, self.stopped);
+        match self.surface.evaluate_mpi(mpi, vs, &mut eval, out)? {
+            Some(result) => finish_map(result, selection, opts, shard, stopped).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Computes the map with `replicas` copies of the model, each on its own
     /// thread (see [`Surface::evaluate_parallel`]). `factory` builds one
     /// replica — its VarStore and an objective computing its loss from it —
@@ -1836,6 +1859,47 @@ impl<'a> Curvature<'a> {
         let result = self.surface.evaluate_parallel(replicas, make, out)?;
         finish_map(result, selection, opts, shard, stopped)
     }
+}
+
+/// Combines curvature-map shards (computed with [`Curvature::shard`]) into
+/// `out`, which then holds what one process computing the whole map writes.
+/// Refuses shards of different maps (directions, grid, Hessian settings,
+/// parameters, objective), missing or repeated shards and unfinished ones,
+/// as [`merge_shards`](crate::analysis::surface::merge_shards) does.
+pub fn merge_curvature_shards(
+    shards: &[impl AsRef<Path>],
+    out: impl AsRef<Path>,
+) -> Result<CurvatureMap> {
+    let mut first: Option<(PathBuf, CurvatureSpec)> = None;
+    for dir in shards {
+        let dir = dir.as_ref();
+        if !dir.join(CURVATURE_FILE).exists() {
+            continue; // unfinished: merge_shards says so, with its progress
+        }
+        let spec = CurvatureMap::load(dir)?.spec;
+        match &first {
+            None => first = Some((dir.to_path_buf(), spec)),
+            Some((fdir, f)) => {
+                if f.lanczos != spec.lanczos || f.params != spec.params {
+                    return Err(Error::invalid(
+                        "shards",
+                        format!(
+                            "{} and {} are shards of different curvature maps: Lanczos {:?} / parameters {} vs {:?} / {}",
+                            fdir.display(),
+                            dir.display(),
+                            f.lanczos,
+                            f.params.describe(),
+                            spec.lanczos,
+                            spec.params.describe()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let result = crate::analysis::surface::merge_shards(shards, out)?;
+    let (_, spec) = first.expect("merge_shards refuses unfinished shards");
+    finish_map(result, spec.params, spec.lanczos, None, false)
 }
 
 /// Turns the surface rows into curvature points and, when the grid (or

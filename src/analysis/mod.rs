@@ -7,5 +7,6 @@ pub mod grid;
 pub mod hessian;
 pub mod params;
 pub mod pca;
+pub mod shard;
 pub mod sharpness;
 pub mod surface;

@@ -303,16 +303,9 @@ impl<'a> Surface<'a> {
         let description = eval.describe();
         let (dirs, grid) = (self.dirs, self.grid);
         self.run(out.as_ref(), description, |todo, sink| {
-            evaluate_points(
-                dirs,
-                &grid,
-                vs,
-                eval,
-                todo,
-                &AtomicUsize::new(0),
-                &AtomicBool::new(false),
-                sink,
-            )
+            let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+            let mut queue = shared_queue(todo, &next, &stop, sink);
+            evaluate_points(dirs, &grid, vs, eval, &mut queue)
         })
     }
 
@@ -352,19 +345,17 @@ impl<'a> Surface<'a> {
                         .name(format!("landscape-replica-{r}"))
                         .spawn_scoped(s, move || -> Result<()> {
                             let r = factory().and_then(|(vs, mut eval)| {
+                                let send = |p| {
+                                    tx.send(p).map_err(|_| {
+                                        Error::invalid("surface", "result writer stopped")
+                                    })
+                                };
                                 evaluate_points(
                                     &dirs,
                                     &grid,
                                     &vs,
                                     eval.as_mut(),
-                                    todo,
-                                    next,
-                                    stop,
-                                    &mut |p| {
-                                        tx.send(p).map_err(|_| {
-                                            Error::invalid("surface", "result writer stopped")
-                                        })
-                                    },
+                                    &mut shared_queue(todo, next, stop, send),
                                 )
                             });
                             if r.is_err() {
@@ -399,6 +390,71 @@ impl<'a> Surface<'a> {
                 first_err.map_or(Ok(()), Err)
             })
         })
+    }
+
+    /// Computes the surface with every MPI rank evaluating a share (see
+    /// [`crate::distributed`]): call it on every rank with the same
+    /// directions, grid and evaluator (each rank's own model and data, e.g.
+    /// on [`Mpi::device`](crate::distributed::Mpi::device)). Rank 0 writes
+    /// `out` (resuming from it as [`Surface::evaluate`] does) and gets
+    /// `Some(result)`; the other ranks get `None` once rank 0 is done. Every
+    /// rank returns the error when any rank fails.
+    #[cfg(feature = "mpi")]
+    pub fn evaluate_mpi<E: Evaluator + ?Sized>(
+        self,
+        mpi: &crate::distributed::Mpi,
+        vs: &tch::nn::VarStore,
+        eval: &mut E,
+        out: impl AsRef<Path>,
+    ) -> Result<Option<SurfaceResult>> {
+        let description = eval.describe();
+        let (dirs, grid) = (self.dirs, self.grid);
+        mpi.agree(&crate::distributed::digest(
+            &dirs.meta.id,
+            &grid,
+            &description,
+            self.shard,
+        ))?;
+        if !mpi.is_writer() {
+            let mut exchange = mpi.worker_exchange();
+            let r = grid
+                .validate(dirs.len())
+                .and_then(|()| evaluate_points(dirs, &grid, vs, eval, &mut exchange));
+            drop(exchange);
+            return match r {
+                Ok(()) => mpi.outcome().map(|()| None),
+                Err(e) => {
+                    mpi.report_failure(&e);
+                    Err(e)
+                }
+            };
+        }
+        let mut coord = crate::distributed::Coordinator::new(mpi);
+        let result = self.run(out.as_ref(), description, |todo, sink| {
+            coord.set_work(todo, grid);
+            let r = {
+                let mut exchange = |done: Option<PointValue>| -> Result<Option<usize>> {
+                    if let Some(p) = done {
+                        sink(p)?;
+                    }
+                    coord.poll(&mut *sink);
+                    Ok(coord.take())
+                };
+                evaluate_points(dirs, &grid, vs, eval, &mut exchange)
+            };
+            if r.is_err() {
+                coord.stop();
+            }
+            coord.finish(sink);
+            let worker_error = coord.take_error();
+            r?;
+            worker_error.map_or(Ok(()), Err)
+        });
+        // Workers not yet served (when rank 0 failed before computing) are stopped.
+        coord.stop();
+        coord.finish(&mut |_| Ok(()));
+        coord.conclude(&result);
+        result.map(Some)
     }
 
     fn run(
@@ -541,14 +597,17 @@ impl<'a> Surface<'a> {
             .iter()
             .all(|i| points.iter().any(|p| p.point.index == *i))
             && self.stop_after.is_none();
-        let sharpness = if complete {
+        // A shard's points are scattered over the grid: sharpness needs the whole grid.
+        let sharpness = if complete && spec.shard.is_none() {
             compute_sharpness(&spec, &points)
         } else {
             Vec::new()
         };
         if complete {
             write_points_parquet(&out.join(RESULT_FILE), &spec, &points)?;
-            write_json(&out.join(SHARPNESS_FILE), &sharpness)?;
+            if spec.shard.is_none() {
+                write_json(&out.join(SHARPNESS_FILE), &sharpness)?;
+            }
             // The Parquet file now holds every point; the segments are redundant.
             for (_, p) in &segments {
                 let _ = std::fs::remove_file(p);
@@ -573,17 +632,228 @@ impl<'a> Surface<'a> {
     }
 }
 
-/// Evaluates the points `todo[k]` for k taken from `next`, on one model.
-#[allow(clippy::too_many_arguments)]
-fn evaluate_points<E: Evaluator + ?Sized>(
+/// Combines the shard directories `shards` (computed with
+/// [`Surface::shard`], in any order) into `out`, which then holds what one
+/// process computing the whole grid writes: `surface.json` (without shard),
+/// `directions.parquet`, `surface.parquet` and `sharpness.json`.
+///
+/// Refuses, naming the directories, shards that do not belong together
+/// (different directions — hence a different model or centre —, grid,
+/// evaluator or shard count), a missing or repeated shard, and a shard that
+/// is not finished (it says how many points it has; rerunning it resumes).
+pub fn merge_shards(shards: &[impl AsRef<Path>], out: impl AsRef<Path>) -> Result<SurfaceResult> {
+    let out = out.as_ref();
+    let _span = tracing::info_span!("merge", out = %out.display()).entered();
+    let loaded = check_shards(shards)?;
+    let first = &loaded[0];
+    let spec = SurfaceSpec {
+        shard: None,
+        created_utc: loaded
+            .iter()
+            .map(|s| s.spec.created_utc.clone())
+            .min()
+            .unwrap_or_default(),
+        ..first.spec.clone()
+    };
+    let mut points: Vec<PointValue> = loaded.into_iter().flat_map(|s| s.points).collect();
+    points.sort_by_key(|p| p.point.index);
+    if let Some(old) = read_spec(out)? {
+        if !old.same_work(&spec) {
+            return Err(Error::invalid(
+                "output directory",
+                format!(
+                    "{} holds a different surface (directions {}); merge into a new directory",
+                    out.display(),
+                    old.directions.id
+                ),
+            ));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+    let src = shards[0].as_ref().join(DIRECTIONS_FILE);
+    let bytes = std::fs::read(&src).map_err(|e| Error::io("reading", &src, e))?;
+    let dst = out.join(DIRECTIONS_FILE);
+    write_atomic(&dst, true, |w| {
+        std::io::Write::write_all(w, &bytes).map_err(|e| Error::io("writing", &dst, e))
+    })?;
+    write_json(&out.join(SPEC_FILE), &spec)?;
+    write_points_parquet(&out.join(RESULT_FILE), &spec, &points)?;
+    let sharpness = compute_sharpness(&spec, &points);
+    write_json(&out.join(SHARPNESS_FILE), &sharpness)?;
+    tracing::info!(
+        shards = shards.len(),
+        points = points.len(),
+        "shards merged"
+    );
+    Ok(SurfaceResult {
+        dir: out.to_path_buf(),
+        spec,
+        points,
+        computed: 0,
+        seconds: 0.0,
+        sharpness,
+    })
+}
+
+/// A finished shard directory.
+struct LoadedShard {
+    spec: SurfaceSpec,
+    points: Vec<PointValue>,
+}
+
+/// Loads and cross-checks shard directories (see [`merge_shards`]).
+fn check_shards(shards: &[impl AsRef<Path>]) -> Result<Vec<LoadedShard>> {
+    if shards.is_empty() {
+        return Err(Error::invalid("shards", "no shard directories given"));
+    }
+    let mut loaded: Vec<LoadedShard> = Vec::new();
+    let mut seen: BTreeMap<usize, PathBuf> = BTreeMap::new();
+    let first_dir = shards[0].as_ref();
+    for dir in shards {
+        let dir = dir.as_ref();
+        let spec = read_spec(dir)?.ok_or_else(|| {
+            Error::invalid(
+                "shards",
+                format!(
+                    "{} is not a surface directory (no {SPEC_FILE})",
+                    dir.display()
+                ),
+            )
+        })?;
+        let Some((i, n)) = spec.shard else {
+            return Err(Error::invalid(
+                "shards",
+                format!("{} holds a whole surface, not a shard", dir.display()),
+            ));
+        };
+        if let Some(f) = loaded.first() {
+            let mismatch = |what: &str, a: String, b: String| {
+                Error::invalid(
+                    "shards",
+                    format!(
+                        "{} and {} are shards of different surfaces: {what} {a} vs {b}",
+                        first_dir.display(),
+                        dir.display()
+                    ),
+                )
+            };
+            let f = &f.spec;
+            if f.directions.id != spec.directions.id {
+                return Err(mismatch(
+                    "directions (centre/model or directions differ):",
+                    f.directions.id.clone(),
+                    spec.directions.id.clone(),
+                ));
+            }
+            if f.grid != spec.grid {
+                return Err(mismatch(
+                    "grid",
+                    format!("{:?}", f.grid),
+                    format!("{:?}", spec.grid),
+                ));
+            }
+            if f.evaluator != spec.evaluator {
+                return Err(mismatch(
+                    "evaluator",
+                    format!("'{}'", f.evaluator),
+                    format!("'{}'", spec.evaluator),
+                ));
+            }
+            if f.sharpness_epsilon != spec.sharpness_epsilon {
+                return Err(mismatch(
+                    "sharpness epsilon",
+                    format!("{:?}", f.sharpness_epsilon),
+                    format!("{:?}", spec.sharpness_epsilon),
+                ));
+            }
+            let fn_ = f.shard.map_or(0, |s| s.1);
+            if fn_ != n {
+                return Err(mismatch("shard count", fn_.to_string(), n.to_string()));
+            }
+        }
+        if let Some(other) = seen.insert(i, dir.to_path_buf()) {
+            return Err(Error::invalid(
+                "shards",
+                format!(
+                    "shard {i}/{n} given twice: {} and {}",
+                    other.display(),
+                    dir.display()
+                ),
+            ));
+        }
+        let wanted = (0..spec.grid.len()).filter(|p| p % n == i).count();
+        let points = if dir.join(RESULT_FILE).exists() {
+            read_points_parquet(&dir.join(RESULT_FILE), &spec.grid)?
+        } else {
+            Vec::new()
+        };
+        if points.len() != wanted || points.iter().any(|p| p.point.index % n != i) {
+            let mut have = points.len();
+            if have == 0 {
+                for (_, seg) in list_segments(&dir.join(POINTS_DIR)).unwrap_or_default() {
+                    have += read_segment(&seg, &spec.grid).map_or(0, |v| v.len());
+                }
+            }
+            return Err(Error::invalid(
+                "shards",
+                format!(
+                    "shard {i}/{n} in {} is incomplete: {have} of its {wanted} points are done; \
+                     run it again (it resumes) before merging",
+                    dir.display()
+                ),
+            ));
+        }
+        loaded.push(LoadedShard { spec, points });
+    }
+    let n = loaded[0].spec.shard.map_or(0, |s| s.1);
+    let missing: Vec<String> = (0..n)
+        .filter(|i| !seen.contains_key(i))
+        .map(|i| format!("{i}/{n}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(
+            "shards",
+            format!(
+                "missing shard(s) {}: got {} of {n}",
+                missing.join(", "),
+                seen.len()
+            ),
+        ));
+    }
+    Ok(loaded)
+}
+
+/// Where a worker gets its next grid index: called with the value of the
+/// point it just finished (`None` on the first call), returns the next flat
+/// grid index, or `None` when there is no more work.
+pub(crate) type Exchange<'x> = dyn FnMut(Option<PointValue>) -> Result<Option<usize>> + 'x;
+
+/// An [`Exchange`] over a shared list: hands out `todo[k]` for k taken from
+/// `next`, passes finished points to `sink`, stops early when `stop` is set.
+pub(crate) fn shared_queue<'x>(
+    todo: &'x [usize],
+    next: &'x AtomicUsize,
+    stop: &'x AtomicBool,
+    mut sink: impl FnMut(PointValue) -> Result<()> + 'x,
+) -> impl FnMut(Option<PointValue>) -> Result<Option<usize>> + 'x {
+    move |done| {
+        if let Some(p) = done {
+            sink(p)?;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        Ok(todo.get(next.fetch_add(1, Ordering::Relaxed)).copied())
+    }
+}
+
+/// Evaluates the points handed out by `exchange` on one model.
+pub(crate) fn evaluate_points<E: Evaluator + ?Sized>(
     dirs: &Directions,
     grid: &Grid,
     vs: &tch::nn::VarStore,
     eval: &mut E,
-    todo: &[usize],
-    next: &AtomicUsize,
-    stop: &AtomicBool,
-    sink: &mut dyn FnMut(PointValue) -> Result<()>,
+    exchange: &mut Exchange<'_>,
 ) -> Result<()> {
     dirs.check_model(vs)?;
     let device = vs.device();
@@ -603,14 +873,8 @@ fn evaluate_points<E: Evaluator + ?Sized>(
     let centre = on_device(&dirs.centre);
     let d: Vec<Vec<Tensor>> = dirs.dirs.iter().map(on_device).collect();
     let _guard = RestoreGuard::new(vs);
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let k = next.fetch_add(1, Ordering::Relaxed);
-        let Some(&index) = todo.get(k) else {
-            return Ok(());
-        };
+    let mut finished = None;
+    while let Some(index) = exchange(finished.take())? {
         let point = grid.point(index);
         let _span = tracing::debug_span!("point", ix = point.ix, iy = point.iy).entered();
         tch::no_grad(|| {
@@ -625,8 +889,9 @@ fn evaluate_points<E: Evaluator + ?Sized>(
             Ok::<(), Error>(())
         })?;
         let splits = eval.evaluate()?;
-        sink(PointValue { point, splits })?;
+        finished = Some(PointValue { point, splits });
     }
+    Ok(())
 }
 
 fn compute_sharpness(spec: &SurfaceSpec, points: &[PointValue]) -> Vec<Sharpness> {

@@ -5,8 +5,10 @@ mod compare;
 mod demo;
 mod export;
 mod info;
+mod merge;
 mod pca;
 mod report;
+mod surface;
 mod vtk;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +29,8 @@ enum Command {
     Demo(demo::Args),
     Info(info::Args),
     Export(export::Args),
+    Surface(surface::Args),
+    Merge(merge::Args),
     Pca(pca::Args),
     Report(report::Args),
     Compare(compare::Args),
@@ -40,6 +44,8 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
+        Command::Surface(a) => surface::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Pca(a) => pca::run(a),
         Command::Report(a) => report::run(a),
         Command::Compare(a) => compare::run(a),

@@ -1,0 +1,43 @@
+//! `landscape merge`: combine the shards of a surface or curvature map.
+
+use std::path::PathBuf;
+
+use tch_landscape::analysis::hessian::{merge_curvature_shards, CURVATURE_FILE};
+use tch_landscape::analysis::surface::merge_shards;
+
+/// Combine shard directories (from `--shard i/n` / `Surface::shard`) into
+/// the result one process computing the whole grid writes. Refuses
+/// incomplete, missing, repeated or mismatched shards.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  landscape merge s/shard-0 s/shard-1 s/shard-2 s/shard-3 --out s/filter-2d"
+)]
+pub struct Args {
+    /// The shard directories, in any order.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.shards.iter().any(|s| s.join(CURVATURE_FILE).exists()) {
+        let m = merge_curvature_shards(&args.shards, &args.out)?;
+        println!(
+            "{}: curvature map of {} points from {} shards",
+            m.dir.display(),
+            m.points.len(),
+            args.shards.len()
+        );
+    } else {
+        let r = merge_shards(&args.shards, &args.out)?;
+        println!(
+            "{}: surface of {} points from {} shards",
+            r.dir.display(),
+            r.points.len(),
+            args.shards.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Shards for batch schedulers: shards merged in any order equal the
+//! single-process result bit for bit (surfaces and curvature maps, library
+//! and CLI); incomplete, missing, repeated and mismatched shards are refused
+//! with errors naming the directories.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::digits_subset;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::evaluator::ClassifierEvaluator;
+use tch_landscape::analysis::hessian::{
+    merge_curvature_shards, Curvature, LanczosOptions, SupervisedObjective,
+};
+use tch_landscape::analysis::surface::{merge_shards, Surface, SurfaceResult, SPEC_FILE};
+use tch_landscape::models::Mlp;
+
+fn setup() -> (VarStore, Mlp, Tensor, Tensor) {
+    tch::manual_seed(21);
+    let vs = VarStore::new(Device::Cpu);
+    let m = Mlp::new(&vs.root(), &[64, 12, 10]);
+    let (x, y) = digits_subset(120);
+    (vs, m, x, y)
+}
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn merged_shards_equal_the_single_process_surface() {
+    let (vs, model, x, y) = setup();
+    let dirs =
+        Directions::random_plane_at(&vs, 4, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap()
+        .split("test", &x.narrow(0, 0, 40), &y.narrow(0, 0, 40))
+        .unwrap();
+    let tmp = common::tempdir();
+    let surface = || {
+        Surface::new(&dirs)
+            .grid(-1.0..=1.0, 7, -0.5..=0.5, 5)
+            .flush_every(3)
+    };
+    let single = surface()
+        .evaluate(&vs, &mut eval, tmp.path().join("single"))
+        .unwrap();
+
+    let shard_dir = |i: usize| tmp.path().join(format!("shard-{i}"));
+    for i in 0..3 {
+        // Shard 1 is interrupted once and resumed, as after a pre-empted job.
+        if i == 1 {
+            let part = surface()
+                .shard(1, 3)
+                .stop_after(4)
+                .evaluate(&vs, &mut eval, shard_dir(1))
+                .unwrap();
+            assert_eq!(part.computed, 4);
+        }
+        let r = surface()
+            .shard(i, 3)
+            .evaluate(&vs, &mut eval, shard_dir(i))
+            .unwrap();
+        assert!(r.points.iter().all(|p| p.point.index % 3 == i));
+        assert!(
+            r.sharpness.is_empty(),
+            "a shard has no whole grid for sharpness"
+        );
+    }
+    let merged = merge_shards(
+        &[shard_dir(2), shard_dir(0), shard_dir(1)],
+        tmp.path().join("merged"),
+    )
+    .unwrap();
+    let loaded = SurfaceResult::load(tmp.path().join("merged")).unwrap();
+    for r in [&merged, &loaded] {
+        assert_eq!(r.spec.shard, None);
+        assert_eq!(r.points.len(), 35);
+        for split in ["train", "test"] {
+            assert_eq!(
+                bits(&r.loss(split)),
+                bits(&single.loss(split)),
+                "{split} loss"
+            );
+            assert_eq!(bits(&r.accuracy(split)), bits(&single.accuracy(split)));
+        }
+        assert_eq!(r.sharpness, single.sharpness);
+        assert_eq!(r.spec.directions, single.spec.directions);
+        assert_eq!(r.spec.grid, single.spec.grid);
+        assert_eq!(r.spec.evaluator, single.spec.evaluator);
+    }
+    // The merged directory is a finished surface: evaluating it again computes nothing.
+    let again = surface()
+        .evaluate(&vs, &mut eval, tmp.path().join("merged"))
+        .unwrap();
+    assert_eq!(again.computed, 0);
+}
+
+fn expect_err(r: tch_landscape::Result<SurfaceResult>, parts: &[&str]) {
+    let e = r.expect_err("merge accepted bad shards").to_string();
+    for p in parts {
+        assert!(e.contains(p), "error '{e}' does not mention '{p}'");
+    }
+}
+
+#[test]
+fn incomplete_missing_and_mismatched_shards_are_refused() {
+    let (vs, model, x, y) = setup();
+    let dirs =
+        Directions::random_plane_at(&vs, 4, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let other_dirs =
+        Directions::random_plane_at(&vs, 5, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let mut small_eval = ClassifierEvaluator::new(&model)
+        .split("train", &x.narrow(0, 0, 60), &y.narrow(0, 0, 60))
+        .unwrap();
+    let tmp = common::tempdir();
+    let p = |name: &str| tmp.path().join(name);
+    let grid = |d| Surface::new(d).grid(-1.0..=1.0, 4, -1.0..=1.0, 3);
+    let s = |i, n, name: &str, e: &mut ClassifierEvaluator| {
+        grid(&dirs).shard(i, n).evaluate(&vs, e, p(name)).unwrap();
+    };
+    s(0, 2, "a0", &mut eval);
+    s(1, 2, "a1", &mut eval);
+    grid(&dirs).evaluate(&vs, &mut eval, p("whole")).unwrap();
+    let merge = |names: &[&str]| {
+        let dirs: Vec<PathBuf> = names.iter().map(|n| p(n)).collect();
+        merge_shards(&dirs, p("out"))
+    };
+
+    expect_err(merge(&["a0"]), &["missing shard(s) 1/2"]);
+    expect_err(merge(&["a0", "a0"]), &["given twice", "a0"]);
+    expect_err(merge(&["a0", "whole"]), &["whole", "not a shard"]);
+    std::fs::create_dir_all(p("empty")).unwrap();
+    expect_err(
+        merge(&["a0", "empty"]),
+        &["empty", "not a surface directory", SPEC_FILE],
+    );
+    expect_err(merge(&[]), &["no shard"]);
+
+    // Another seed (another model or centre gives another id the same way).
+    grid(&other_dirs)
+        .shard(1, 2)
+        .evaluate(&vs, &mut eval, p("seed"))
+        .unwrap();
+    expect_err(merge(&["a0", "seed"]), &["a0", "seed", "directions"]);
+    // Another grid.
+    Surface::new(&dirs)
+        .grid(-1.0..=1.0, 5, -1.0..=1.0, 3)
+        .shard(1, 2)
+        .evaluate(&vs, &mut eval, p("grid"))
+        .unwrap();
+    expect_err(merge(&["a0", "grid"]), &["grid"]);
+    // Another evaluator (other data).
+    s(1, 2, "data", &mut small_eval);
+    expect_err(merge(&["a0", "data"]), &["evaluator", "60 samples"]);
+    // Another shard count.
+    s(1, 3, "of3", &mut eval);
+    expect_err(merge(&["a0", "of3"]), &["shard count"]);
+    // Unfinished: says how far it got.
+    grid(&dirs)
+        .shard(1, 2)
+        .flush_every(1)
+        .stop_after(2)
+        .evaluate(&vs, &mut eval, p("part"))
+        .unwrap();
+    expect_err(
+        merge(&["a0", "part"]),
+        &["part", "incomplete", "2 of its 6 points"],
+    );
+    assert!(
+        !p("out").join("surface.parquet").exists(),
+        "a refused merge wrote output"
+    );
+
+    merge(&["a1", "a0"]).unwrap();
+}
+
+#[test]
+fn merged_curvature_shards_equal_the_single_process_map() {
+    let (vs, model, x, y) = setup();
+    let dirs =
+        Directions::random_plane_at(&vs, 4, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let objective = || SupervisedObjective::new(&model, &x, &y).unwrap();
+    let opts = LanczosOptions {
+        tol: 1e-2,
+        ..Default::default()
+    };
+    let tmp = common::tempdir();
+    let map = || {
+        Curvature::new(&dirs)
+            .grid(-0.5..=0.5, 3, -0.5..=0.5, 2)
+            .lanczos(opts.clone())
+    };
+    let single = map()
+        .evaluate(&vs, objective(), tmp.path().join("single"))
+        .unwrap();
+    let shards: Vec<PathBuf> = (0..2).map(|i| tmp.path().join(format!("c{i}"))).collect();
+    for (i, d) in shards.iter().enumerate() {
+        let m = map().shard(i, 2).evaluate(&vs, objective(), d).unwrap();
+        assert!(m.complete);
+    }
+    let merged = merge_curvature_shards(&shards, tmp.path().join("merged")).unwrap();
+    assert!(merged.complete);
+    assert_eq!(merged.points, single.points);
+    assert_eq!(merged.spec.lanczos, single.spec.lanczos);
+    assert_eq!(merged.spec.shard, None);
+
+    // Other Lanczos settings are another map.
+    let other = tmp.path().join("tol");
+    map()
+        .lanczos(LanczosOptions {
+            tol: 1e-3,
+            ..Default::default()
+        })
+        .shard(1, 2)
+        .evaluate(&vs, objective(), &other)
+        .unwrap();
+    let e = merge_curvature_shards(&[shards[0].clone(), other], tmp.path().join("bad"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("different curvature maps"), "{e}");
+}
+
+fn landscape(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_landscape"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running landscape");
+    assert!(
+        out.status.success(),
+        "landscape {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn landscape_err(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_landscape"))
+        .args(args)
+        .output()
+        .expect("running landscape");
+    assert!(!out.status.success(), "landscape {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A short run of the demo's model, as `landscape surface` expects.
+pub fn demo_run(dir: &Path) {
+    let data = tch_landscape::data::digits::Digits::load().unwrap();
+    let (train, _) = data.split_at(1437).unwrap();
+    let cfg = tch_landscape::demo::TrainConfig {
+        epochs: 1,
+        lr_drops: vec![],
+        ..Default::default()
+    };
+    tch_landscape::demo::train_digits(dir, &train, &cfg).unwrap();
+}
+
+#[test]
+fn cli_shards_and_merge_equal_one_process() {
+    let tmp = common::tempdir();
+    let run = tmp.path().join("run");
+    demo_run(&run);
+    let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
+    let run_s = run.to_string_lossy().into_owned();
+    let common_args = ["--grid", "6", "--threads", "1", "--seed", "9"];
+    let mut args = vec!["surface", run_s.as_str(), "--out"];
+    let single = p("single");
+    args.push(&single);
+    args.extend(common_args);
+    landscape(&args);
+    let mut shard_dirs = Vec::new();
+    for i in 0..4 {
+        let (dir, shard) = (p(&format!("s{i}")), format!("{i}/4"));
+        let mut a = vec!["surface", run_s.as_str(), "--out", &dir, "--shard", &shard];
+        a.extend(common_args);
+        let out = landscape(&a);
+        assert!(out.contains(&format!("shard {i}/4")), "{out}");
+        shard_dirs.push(dir);
+    }
+    let merged = p("merged");
+    let mut a = vec!["merge", "--out", &merged];
+    a.extend(shard_dirs.iter().rev().map(String::as_str));
+    let out = landscape(&a);
+    assert!(out.contains("36 points from 4 shards"), "{out}");
+    let (s, m) = (
+        SurfaceResult::load(&single).unwrap(),
+        SurfaceResult::load(&merged).unwrap(),
+    );
+    for split in ["train", "test"] {
+        assert_eq!(bits(&s.loss(split)), bits(&m.loss(split)));
+    }
+    assert_eq!(s.sharpness, m.sharpness);
+
+    // A Slurm array task (ids 4..=7) computes its shard from the environment.
+    let slurm = p("slurm");
+    let out = Command::new(env!("CARGO_BIN_EXE_landscape"))
+        .args(["surface", &run_s, "--out", &slurm, "--shard", "slurm"])
+        .args(common_args)
+        .env("SLURM_ARRAY_TASK_ID", "5")
+        .env("SLURM_ARRAY_TASK_MIN", "4")
+        .env("SLURM_ARRAY_TASK_COUNT", "4")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a, b) = (
+        SurfaceResult::load(&slurm).unwrap(),
+        SurfaceResult::load(&shard_dirs[1]).unwrap(),
+    );
+    assert_eq!(a.spec.shard, Some((1, 4)));
+    assert_eq!(bits(&a.loss("test")), bits(&b.loss("test")));
+
+    // Refusals on the command line: one line, naming what is wrong.
+    let e = landscape_err(&["merge", "--out", &p("x"), &shard_dirs[0], &shard_dirs[1]]);
+    assert!(e.contains("missing shard(s) 2/4, 3/4"), "{e}");
+    let e = landscape_err(&["surface", &run_s, "--out", &p("x"), "--shard", "4/4"]);
+    assert!(e.contains("4/4") && e.contains("0 ≤ i < n"), "{e}");
+    let e = landscape_err(&["surface", &run_s, "--out", &p("x"), "--shard", "slurm"]);
+    assert!(e.contains("SLURM_ARRAY_TASK_ID"), "{e}");
+    common::record_tiny_run(&tmp.path().join("tiny"), 1);
+    let e = landscape_err(&["surface", &p("tiny"), "--out", &p("x")]);
+    assert!(e.contains("knows only runs of `landscape demo`"), "{e}");
+    #[cfg(not(feature = "mpi"))]
+    {
+        let e = landscape_err(&["surface", &run_s, "--out", &p("x"), "--mpi"]);
+        assert!(e.contains("--features mpi"), "{e}");
+    }
+}
