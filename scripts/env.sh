@@ -72,6 +72,23 @@ ensure_chromium() {
     fi
 }
 
+ensure_mpi() {
+    # The MPI tests (cargo feature `mpi`) need Open MPI and libclang (bindgen).
+    if command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 \
+        && ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+        return 0
+    fi
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        log "installing Open MPI and libclang for the MPI tests"
+        local pkgs="libopenmpi-dev openmpi-bin libclang-dev"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null; }
+    else
+        log "error: the MPI tests need Open MPI and libclang; install them (e.g. sudo apt-get install libopenmpi-dev openmpi-bin libclang-dev)"
+        return 1
+    fi
+}
+
 setup_libtorch() {
     if [ -n "${LIBTORCH:-}" ]; then
         if [ ! -d "$LIBTORCH/lib" ]; then

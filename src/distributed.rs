@@ -58,6 +58,9 @@ pub struct Mpi {
     local_rank: usize,
     local_size: usize,
     threads: usize,
+    /// Computations started so far: tags assignments, so that a worker never
+    /// takes one left over from an earlier computation that failed.
+    round: std::cell::Cell<u64>,
     // Declared last: finalizes MPI after the communicators are gone.
     _universe: mpi::environment::Universe,
 }
@@ -98,6 +101,7 @@ impl Mpi {
             local_rank,
             local_size,
             threads,
+            round: std::cell::Cell::new(0),
             _universe: universe,
         };
         if mpi.device() == Device::Cpu {
@@ -148,6 +152,12 @@ impl Mpi {
         self.threads
     }
 
+    /// Ends every rank of the job with `code` (`MPI_Abort`): for a rank that
+    /// cannot go on, so the others do not wait for it forever.
+    pub fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+
     /// The world communicator, for the user's own collectives.
     pub fn world(&self) -> &SimpleCommunicator {
         &self.world
@@ -157,6 +167,7 @@ impl Mpi {
     /// directions id, grid, evaluator, shard). Every rank gets the same
     /// verdict.
     pub(crate) fn agree(&self, digest: &str) -> Result<()> {
+        self.round.set(self.round.get() + 1);
         let root = self.world.process_at_rank(0);
         let verdict: String = if self.is_writer() {
             let mut bad = Vec::new();
@@ -202,6 +213,7 @@ impl Mpi {
         &self,
     ) -> impl FnMut(Option<PointValue>) -> Result<Option<usize>> + '_ {
         let root = self.world.process_at_rank(0);
+        let round = self.round.get();
         let mut inflight = 0usize;
         let mut started = false;
         move |done| {
@@ -224,8 +236,12 @@ impl Mpi {
                     std::thread::sleep(POLL);
                 };
                 let (v, _) = msg.matched_receive_vec::<u64>();
+                tracing::trace!(?v, round, inflight, "worker got assignment");
+                if v.first() != Some(&round) {
+                    continue; // left over from an earlier computation
+                }
                 inflight -= 1;
-                match v.first() {
+                match v.get(1) {
                     Some(&STOP) | None => continue,
                     Some(&i) => return Ok(Some(i as usize)),
                 }
@@ -329,9 +345,18 @@ impl<'m> Coordinator<'m> {
     /// Serves every message that has arrived; workers' points go to `sink`.
     pub(crate) fn poll(&mut self, sink: &mut dyn FnMut(PointValue) -> Result<()>) {
         let world = &self.mpi.world;
-        while let Some(msg) = world.any_process().immediate_matched_probe() {
+        // Only this computation's tags: a worker that failed may already be
+        // saying hello for the next one.
+        loop {
+            let Some(msg) = [TAG_RESULT, TAG_READY, TAG_FAIL]
+                .into_iter()
+                .find_map(|tag| world.any_process().immediate_matched_probe_with_tag(tag))
+            else {
+                return;
+            };
             let (r, tag) = (msg.1.source_rank() as usize, msg.1.tag());
             let (bytes, _) = msg.matched_receive_vec::<u8>();
+            tracing::trace!(from = r, tag, len = bytes.len(), "rank 0 got message");
             match tag {
                 TAG_READY => self.workers[r].outstanding += 1,
                 TAG_RESULT => {
@@ -351,7 +376,7 @@ impl<'m> Coordinator<'m> {
                         Ok(_) => {}
                     }
                 }
-                TAG_FAIL => {
+                _ => {
                     self.workers[r].failed = true;
                     let e = Error::invalid(
                         "MPI",
@@ -359,10 +384,6 @@ impl<'m> Coordinator<'m> {
                     );
                     self.fail(e);
                 }
-                other => self.fail(Error::invalid(
-                    "MPI",
-                    format!("unexpected message (tag {other}) from rank {r}"),
-                )),
             }
             self.answer(r);
         }
@@ -447,7 +468,7 @@ impl<'m> Coordinator<'m> {
             self.mpi
                 .world
                 .process_at_rank(r as i32)
-                .send_with_tag(&[msg][..], TAG_ASSIGN);
+                .send_with_tag(&[self.mpi.round.get(), msg][..], TAG_ASSIGN);
         }
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::digits_subset;
@@ -253,23 +253,11 @@ fn landscape_err(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A short run of the demo's model, as `landscape surface` expects.
-pub fn demo_run(dir: &Path) {
-    let data = tch_landscape::data::digits::Digits::load().unwrap();
-    let (train, _) = data.split_at(1437).unwrap();
-    let cfg = tch_landscape::demo::TrainConfig {
-        epochs: 1,
-        lr_drops: vec![],
-        ..Default::default()
-    };
-    tch_landscape::demo::train_digits(dir, &train, &cfg).unwrap();
-}
-
 #[test]
 fn cli_shards_and_merge_equal_one_process() {
     let tmp = common::tempdir();
     let run = tmp.path().join("run");
-    demo_run(&run);
+    common::demo_run(&run);
     let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
     let run_s = run.to_string_lossy().into_owned();
     let common_args = ["--grid", "6", "--threads", "1", "--seed", "9"];

@@ -305,3 +305,16 @@ pub fn python_candidates() -> Vec<PathBuf> {
         )])
         .collect()
 }
+
+/// A short run of the demo's model, as `landscape surface` expects.
+#[allow(dead_code)]
+pub fn demo_run(dir: &Path) {
+    let data = tch_landscape::data::digits::Digits::load().unwrap();
+    let (train, _) = data.split_at(1437).unwrap();
+    let cfg = tch_landscape::demo::TrainConfig {
+        epochs: 1,
+        lr_drops: vec![],
+        ..Default::default()
+    };
+    tch_landscape::demo::train_digits(dir, &train, &cfg).unwrap();
+}
