@@ -8,29 +8,21 @@
 
 use std::time::Instant;
 
-use tch::nn::{self, VarStore};
-use tch::{Device, Kind, Tensor};
+use tch::nn;
+use tch::Device;
 use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
-use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator};
+use tch_landscape::analysis::evaluator::Evaluator;
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::Surface;
-use tch_landscape::data::digits::Digits;
-use tch_landscape::demo::{train_digits, TrainConfig};
-use tch_landscape::models::{CifarResNet, Mlp, W1_SIZES};
-use tch_landscape::Run;
+
+#[path = "common/workloads.rs"]
+mod workloads;
+
+use workloads::{w1, w2, Workload};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-struct Workload {
-    name: &'static str,
-    /// Builds (VarStore, evaluator) at the centre.
-    make: Box<dyn Fn() -> (VarStore, Box<dyn Evaluator>) + Sync>,
-    n: usize,
-    reps: usize,
-    reference_s: f64,
 }
 
 fn time_raw(eval: &mut dyn Evaluator, n: usize) -> f64 {
@@ -113,73 +105,6 @@ fn run(w: &Workload) {
         one / two,
         w.reference_s / two
     );
-}
-
-fn w1() -> Workload {
-    // Train W1's run once (10 epochs, SGD 0.1 momentum 0.9, batch 64, seed 0).
-    let dir = tempfile::tempdir().unwrap().keep();
-    let data = Digits::load().unwrap();
-    let cfg = TrainConfig {
-        epochs: 10,
-        lr_drops: vec![],
-        ..TrainConfig::default()
-    };
-    let (loss, acc) = train_digits(&dir.join("w1"), &data, &cfg).unwrap();
-    println!("W1 training: final full-data loss {loss:.4}, accuracy {acc:.1} %");
-    let run = Run::open(dir.join("w1")).unwrap();
-    let last = run.len() - 1;
-    let centre: Vec<(String, Vec<f32>)> = run
-        .tensors(last)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
-        .collect();
-    Workload {
-        name: "W1 mlp-digits",
-        make: Box::new(move || {
-            let vs = VarStore::new(Device::Cpu);
-            let model = Mlp::new(&vs.root(), &W1_SIZES);
-            tch::no_grad(|| {
-                let vars = vs.variables();
-                for (n, v) in &centre {
-                    let mut t = vars[n].shallow_clone();
-                    t.copy_(&Tensor::from_slice(v).reshape(t.size()));
-                }
-            });
-            let data = Digits::load().unwrap();
-            let eval = ClassifierEvaluator::owning(model)
-                .split("train", &data.x, &data.y)
-                .unwrap()
-                .batch(128)
-                .unwrap();
-            (vs, Box::new(eval) as Box<dyn Evaluator>)
-        }),
-        n: 21,
-        reps: 3,
-        reference_s: 0.0171,
-    }
-}
-
-fn w2() -> Workload {
-    Workload {
-        name: "W2 resnet20-synth",
-        make: Box::new(|| {
-            tch::manual_seed(0);
-            let vs = VarStore::new(Device::Cpu);
-            let model = CifarResNet::resnet20(&vs.root());
-            let x = Tensor::randn([512, 3, 32, 32], (Kind::Float, Device::Cpu));
-            let y = Tensor::randint(10, [512], (Kind::Int64, Device::Cpu));
-            let eval = ClassifierEvaluator::owning(model)
-                .split("train", &x, &y)
-                .unwrap()
-                .batch(128)
-                .unwrap();
-            (vs, Box::new(eval) as Box<dyn Evaluator>)
-        }),
-        n: 11,
-        reps: 1,
-        reference_s: 0.547,
-    }
 }
 
 fn main() {

@@ -24,7 +24,9 @@
 //!
 //! [`Mpi::init`] gives each rank its device: CUDA device `local rank mod
 //! GPUs` when CUDA is available, otherwise the CPU with its cores split
-//! evenly between the ranks on the node.
+//! evenly between the ranks on the node. Open MPI binds each rank to one
+//! core by default when there are at most 2 ranks: give ranks several cores
+//! with `--bind-to none` (cores split evenly) or `--map-by slot:PE=n`.
 
 use std::time::Duration;
 
@@ -94,8 +96,7 @@ impl Mpi {
         let world = universe.world();
         let node = world.split_shared(world.rank());
         let (local_rank, local_size) = (node.rank() as usize, node.size() as usize);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (cores / local_size.max(1)).max(1);
+        let threads = threads_for(local_size);
         let mpi = Mpi {
             world,
             local_rank,
@@ -273,6 +274,38 @@ impl Mpi {
             .process_at_rank(0)
             .send_with_tag(msg.as_bytes(), TAG_FAIL);
     }
+}
+
+/// Intra-op threads for one of `local_size` ranks on this node: the cores
+/// this process may run on when mpirun bound it to fewer than the node has
+/// (`--bind-to core`, `--map-by …:PE=n`), else the node's cores divided by
+/// the ranks on it (`--bind-to none`).
+fn threads_for(local_size: usize) -> usize {
+    let allowed = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| count_cpus(s.trim()))
+        .unwrap_or(allowed);
+    if allowed < online {
+        allowed
+    } else {
+        (allowed / local_size.max(1)).max(1)
+    }
+}
+
+/// Counts the CPUs of a Linux CPU list such as `0-3,8,10-11`.
+fn count_cpus(list: &str) -> Option<usize> {
+    list.split(',').try_fold(0usize, |n, part| {
+        Some(
+            n + match part.split_once('-') {
+                Some((a, b)) => b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?,
+                None => {
+                    part.parse::<usize>().ok()?;
+                    1
+                }
+            },
+        )
+    })
 }
 
 /// Rank 0's bookkeeping of one worker.
@@ -531,6 +564,13 @@ pub(crate) fn digest(
 mod tests {
     use super::*;
     use crate::analysis::grid::Axis;
+
+    #[test]
+    fn cpu_lists_are_counted() {
+        assert_eq!(count_cpus("0-3,8,10-11"), Some(7));
+        assert_eq!(count_cpus("0"), Some(1));
+        assert_eq!(count_cpus("x"), None);
+    }
 
     #[test]
     fn point_encoding_is_exact() {
