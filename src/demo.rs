@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::nn::{self, Module, OptimizerConfig};
+use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::digits::Digits;
@@ -17,8 +17,8 @@ use crate::store::run::Run;
 /// surface` computes surfaces for runs that carry it.
 pub const DIGITS_MLP_MODEL: &str = "mlp 64-256-256-10 relu";
 
-/// Settings of a demo training run.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of a training run (the demo's and the experiments').
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrainConfig {
     /// Seed for initialization and batch order.
     pub seed: i64,
@@ -54,14 +54,15 @@ impl Default for TrainConfig {
 
 /// Loss (mean cross-entropy) and accuracy (%) over all of `x`, `y`, in batches
 /// of `batch`, weighted by batch size.
-pub fn evaluate(model: &impl Module, x: &Tensor, y: &Tensor, batch: i64) -> (f64, f64) {
+/// The model runs in evaluation mode (BatchNorm uses its running statistics).
+pub fn evaluate(model: &dyn ModuleT, x: &Tensor, y: &Tensor, batch: i64) -> (f64, f64) {
     tch::no_grad(|| {
         let n = x.size()[0];
         let (mut loss, mut correct) = (0.0, 0.0);
         let mut start = 0;
         while start < n {
             let len = batch.min(n - start);
-            let logits = model.forward(&x.narrow(0, start, len));
+            let logits = model.forward_t(&x.narrow(0, start, len), false);
             let yb = y.narrow(0, start, len);
             loss += logits.cross_entropy_for_logits(&yb).double_value(&[]) * len as f64;
             correct += logits

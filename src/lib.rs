@@ -31,6 +31,7 @@ pub mod demo;
 #[cfg(feature = "mpi")]
 pub mod distributed;
 pub mod error;
+pub mod experiments;
 pub mod models;
 pub mod recorder;
 pub mod report;

@@ -122,6 +122,19 @@ pub struct CifarResNet {
 impl CifarResNet {
     /// Builds the network for `classes` outputs.
     pub fn new(p: &nn::Path, n: usize, width: i64, skip: bool, classes: i64) -> CifarResNet {
+        Self::with_input(p, 3, n, width, skip, classes)
+    }
+
+    /// The same network for images with `in_channels` channels (e.g. 1 for
+    /// the digits and MNIST).
+    pub fn with_input(
+        p: &nn::Path,
+        in_channels: i64,
+        n: usize,
+        width: i64,
+        skip: bool,
+        classes: i64,
+    ) -> CifarResNet {
         let c = [16 * width, 32 * width, 64 * width];
         let mut blocks = Vec::new();
         let mut cin = c[0];
@@ -134,7 +147,7 @@ impl CifarResNet {
             }
         }
         CifarResNet {
-            conv: conv(p / "conv1", 3, c[0], 3, 1),
+            conv: conv(p / "conv1", in_channels, c[0], 3, 1),
             bn: bn(p / "bn1", c[0]),
             blocks,
             fc: nn::linear(p / "fc", c[2], classes, Default::default()),

@@ -54,11 +54,15 @@ impl Digits {
                 format!("must be in 1..{total}, got {n}"),
             ));
         }
-        let part = |start: usize, len: usize| Digits {
+        Ok((self.range(0, n), self.range(n, total - n)))
+    }
+
+    /// Samples `start..start + len` (a view, no copy).
+    pub fn range(&self, start: usize, len: usize) -> Digits {
+        Digits {
             x: self.x.narrow(0, start as i64, len as i64),
             y: self.y.narrow(0, start as i64, len as i64),
-        };
-        Ok((part(0, n), part(n, total - n)))
+        }
     }
 
     /// Number of samples.
