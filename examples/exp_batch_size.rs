@@ -25,17 +25,19 @@ fn main() -> anyhow::Result<()> {
         "MLP 784-100-100-10 on {} MNIST digits, batches {} / {}",
         s.scale.mnist_train, s.batches.0, s.batches.1
     );
-    println!("| run | test error % | ‖θ‖ | raw 1-D width | filter 1-D width | filter widths over {} seeds: median [min, max] | PC1+PC2 % |", s.scale.seeds);
-    println!("|---|---|---|---|---|---|---|");
+    println!("| run | train loss | test error % | ‖θ‖ | raw 1-D width | filter 1-D width | filter 1-D curvature | filter widths over {} seeds: median [min, max] | PC1+PC2 % |", s.scale.seeds);
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &s.rows {
         let (m, lo, hi) = median_spread(&r.seed_widths);
         println!(
-            "| {} | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} [{:.3}, {:.3}] | {:.1} |",
+            "| {} | {:.4} | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} [{:.3}, {:.3}] | {:.1} |",
             r.run.name,
+            r.run.train_loss,
             r.run.test_error(),
             r.run.weight_norm,
             r.raw.width,
             r.filter.width,
+            r.filter.curvature,
             m,
             lo,
             hi,
@@ -44,8 +46,33 @@ fn main() -> anyhow::Result<()> {
     }
     for i in &s.interpolations {
         println!(
-            "interpolation small → large batch, wd {}: width around small batch {:.3}, around large batch {:.3} (α units)",
-            i.weight_decay, i.width_small_batch, i.width_large_batch
+            "interpolation small → large batch, wd {}: width around small batch {:.3}, around large batch {:.3} (α units); curvature {:.3} vs {:.3}; highest train loss between them {:.4}",
+            i.weight_decay,
+            i.width_small_batch,
+            i.width_large_batch,
+            i.curvature_small_batch,
+            i.curvature_large_batch,
+            i.max_between
+        );
+    }
+    // Experiment 6: the same direction seeds for both runs, so the widths pair up.
+    for pair in s.rows.chunks(2) {
+        let d: Vec<f64> = pair[0]
+            .seed_widths
+            .iter()
+            .zip(&pair[1].seed_widths)
+            .map(|(a, b)| a - b)
+            .collect();
+        let (m, lo, hi) = median_spread(&d);
+        println!(
+            "filter width {} − {} per seed: {:?}; median {:.3} [{:.3}, {:.3}]; same sign for every seed: {}",
+            pair[0].run.name,
+            pair[1].run.name,
+            d.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+            m,
+            lo,
+            hi,
+            d.iter().all(|v| *v > 0.0) || d.iter().all(|v| *v < 0.0)
         );
     }
     println!(

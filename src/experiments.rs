@@ -465,6 +465,12 @@ pub struct Interpolation {
     pub width_small_batch: f64,
     /// The same around the large-batch minimizer.
     pub width_large_batch: f64,
+    /// Second-difference curvature of the train loss at α = 0 (α units).
+    pub curvature_small_batch: f64,
+    /// The same at α = 1.
+    pub curvature_large_batch: f64,
+    /// Largest train loss between the two minimizers (0 ≤ α ≤ 1): the barrier.
+    pub max_between: f64,
 }
 
 /// Results of experiments 1, 5 and 6.
@@ -586,7 +592,8 @@ pub fn batch_size(out: &Path, scale: &Scale) -> Result<BatchSummary> {
             train_x: data.inputs(&arch, &data.train.x),
             test_x: data.inputs(&arch, &data.test.x),
         };
-        let n = 2 * scale.points_1d + 1;
+        // α = 0 and α = 1 fall on grid points.
+        let n = 2 * (scale.points_1d - 1) + 1;
         let mut eval = model.evaluator(&data)?;
         let r = Surface::new(&dirs).line(-0.5..=1.5, n).evaluate(
             &model.vs,
@@ -603,10 +610,16 @@ pub fn batch_size(out: &Path, scale: &Scale) -> Result<BatchSummary> {
                 .min_by(|p, q| (p.1 - a).abs().total_cmp(&(q.1 - a).abs()))
                 .map_or(0, |p| p.0)
         };
+        let h = r.spec.grid.x.step();
+        let curv = |c: usize| (loss[c - 1] - 2.0 * loss[c] + loss[c + 1]) / (h * h);
+        let (a0, a1) = (at(0.0), at(1.0));
         interpolations.push(Interpolation {
             weight_decay: wd,
-            width_small_batch: flat_width(&xs, &loss, at(0.0), 0.1),
-            width_large_batch: flat_width(&xs, &loss, at(1.0), 0.1),
+            width_small_batch: flat_width(&xs, &loss, a0, 0.1),
+            width_large_batch: flat_width(&xs, &loss, a1, 0.1),
+            curvature_small_batch: curv(a0),
+            curvature_large_batch: curv(a1),
+            max_between: loss[a0..=a1].iter().copied().fold(f64::MIN, f64::max),
         });
     }
     reports(out, &run_dirs)?;
