@@ -855,13 +855,17 @@ fn arch_runs(
     Ok(s)
 }
 
-/// Experiment 3 (§6): conv ResNets of depth 8, 14 and 20 on the digits
+/// Experiment 3 (§6): conv ResNets of depth 8, 14 and 20 (or others) on the digits
 /// (1 × 8 × 8), with and without skip connections; filter-normalized 2-D
 /// surfaces around each minimizer, and |λmin/λmax| maps (3 × 3, 256
-/// samples) for the deepest pair. `max_n` limits the blocks per stage.
-pub fn depth(out: &Path, scale: &Scale, max_n: usize) -> Result<ArchSummary> {
+/// samples) for the deepest pair. `blocks`: blocks per stage of each depth
+/// (depth 6n + 2; `[1, 2, 3]` for 8, 14, 20).
+pub fn depth(out: &Path, scale: &Scale, blocks: &[usize]) -> Result<ArchSummary> {
+    if blocks.is_empty() || blocks.contains(&0) {
+        return Err(Error::invalid("blocks", "expected one or more counts ≥ 1"));
+    }
     let mut archs = Vec::new();
-    for n in 1..=max_n {
+    for &n in blocks {
         for skip in [true, false] {
             archs.push(Arch::ResNet { n, width: 1, skip });
         }

@@ -58,7 +58,7 @@ fn batch_size_smoke() {
 fn depth_and_width_smoke() {
     let tmp = common::tempdir();
     let scale = Scale::smoke();
-    let d = depth(&tmp.path().join("depth"), &scale, 1).unwrap();
+    let d = depth(&tmp.path().join("depth"), &scale, &[1]).unwrap();
     assert_eq!(d.rows.len(), 2);
     assert_eq!(d.rows[0].run.arch, "resnet-8");
     assert_eq!(d.rows[1].run.arch, "resnet-8-noshort");
