@@ -77,27 +77,27 @@ pub fn evaluate(model: &dyn ModuleT, x: &Tensor, y: &Tensor, batch: i64) -> (f64
     })
 }
 
-/// Trains W1's MLP on `data` with the recorder writing to `run_dir`.
-/// Returns the final (loss, accuracy) over the full data.
-pub fn train_digits(run_dir: &Path, data: &Digits, cfg: &TrainConfig) -> Result<(f64, f64)> {
-    tch::manual_seed(cfg.seed);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Mlp::new(&vs.root(), &W1_SIZES);
+/// Runs SGD on the variables of `vs` as `cfg` says (momentum, weight decay,
+/// learning-rate drops): each epoch visits the `n` samples in a fresh random
+/// order (libtorch's generator) in mini-batches; `loss(indices)` gives the
+/// mini-batch loss, `on_step(epoch, step)` runs after each step and
+/// `on_epoch(epoch, lr)` after each epoch, before any learning-rate drop.
+pub fn sgd(
+    vs: &nn::VarStore,
+    cfg: &TrainConfig,
+    n: usize,
+    mut loss: impl FnMut(&Tensor) -> Tensor,
+    mut on_step: impl FnMut(u64, u64) -> Result<()>,
+    mut on_epoch: impl FnMut(u64, f64) -> Result<()>,
+) -> Result<()> {
     let mut opt = nn::Sgd {
         momentum: cfg.momentum,
         wd: cfg.weight_decay,
         ..Default::default()
     }
-    .build(&vs, cfg.lr)
+    .build(vs, cfg.lr)
     .map_err(|e| Error::torch("building the optimizer", e))?;
-
-    let mut rec = Recorder::builder(run_dir)
-        .overwrite(true)
-        .metadata("model", DIGITS_MLP_MODEL)
-        .metadata("data", "uci digits (1797 x 64) / 16")
-        .metadata("seed", cfg.seed.to_string())
-        .build(&vs)?;
-    let n = data.len() as i64;
+    let n = n as i64;
     let mut lr = cfg.lr;
     let mut step = 0u64;
     for epoch in 1..=cfg.epochs {
@@ -105,27 +105,56 @@ pub fn train_digits(run_dir: &Path, data: &Digits, cfg: &TrainConfig) -> Result<
         let mut start = 0;
         while start < n {
             let len = cfg.batch.min(n - start);
-            let idx = perm.narrow(0, start, len);
-            let loss = model
-                .forward(&data.x.index_select(0, &idx))
-                .cross_entropy_for_logits(&data.y.index_select(0, &idx));
-            opt.backward_step(&loss);
+            opt.backward_step(&loss(&perm.narrow(0, start, len)));
             step += 1;
-            rec.on_step_end(epoch, step, &[])?;
+            on_step(epoch, step)?;
             start += len;
         }
-        let (loss, acc) = evaluate(&model, &data.x, &data.y, 128);
-        rec.on_epoch_end(
-            epoch,
-            &[("train_loss", loss), ("train_acc", acc), ("lr", lr)],
-        )?;
-        tracing::info!(epoch, loss, acc, lr, "epoch done");
+        on_epoch(epoch, lr)?;
         if cfg.lr_drops.contains(&epoch) {
             lr *= 0.1;
             opt.set_lr(lr);
         }
     }
-    rec.finish()?;
+    Ok(())
+}
+
+/// Trains W1's MLP on `data` with the recorder writing to `run_dir`.
+/// Returns the final (loss, accuracy) over the full data.
+pub fn train_digits(run_dir: &Path, data: &Digits, cfg: &TrainConfig) -> Result<(f64, f64)> {
+    tch::manual_seed(cfg.seed);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Mlp::new(&vs.root(), &W1_SIZES);
+    let rec = std::cell::RefCell::new(
+        Recorder::builder(run_dir)
+            .overwrite(true)
+            .metadata("model", DIGITS_MLP_MODEL)
+            .metadata("data", "uci digits (1797 x 64) / 16")
+            .metadata("seed", cfg.seed.to_string())
+            .build(&vs)?,
+    );
+    sgd(
+        &vs,
+        cfg,
+        data.len(),
+        |idx| {
+            model
+                .forward(&data.x.index_select(0, idx))
+                .cross_entropy_for_logits(&data.y.index_select(0, idx))
+        },
+        |epoch, step| rec.borrow_mut().on_step_end(epoch, step, &[]).map(|_| ()),
+        |epoch, lr| {
+            let (loss, acc) = evaluate(&model, &data.x, &data.y, 128);
+            tracing::info!(epoch, loss, acc, lr, "epoch done");
+            rec.borrow_mut()
+                .on_epoch_end(
+                    epoch,
+                    &[("train_loss", loss), ("train_acc", acc), ("lr", lr)],
+                )
+                .map(|_| ())
+        },
+    )?;
+    rec.into_inner().finish()?;
     Ok(evaluate(&model, &data.x, &data.y, 128))
 }
 

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tch::nn::{self, ModuleT, OptimizerConfig, VarStore};
-use tch::{Device, Kind, Tensor};
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Tensor};
 
 use crate::analysis::directions::{Directions, Ignore, Normalization};
 use crate::analysis::evaluator::ClassifierEvaluator;
@@ -19,7 +19,7 @@ use crate::analysis::params::ParamSet;
 use crate::analysis::pca::TrajectoryPca;
 use crate::analysis::surface::{Surface, SurfaceResult};
 use crate::data::digits::Digits;
-use crate::demo::{evaluate, TrainConfig};
+use crate::demo::{evaluate, sgd, TrainConfig};
 use crate::error::{Error, Result};
 use crate::models::{CifarResNet, Mlp};
 use crate::recorder::Recorder;
@@ -214,13 +214,6 @@ pub fn train(
         data.inputs(arch, &data.train.x),
         data.inputs(arch, &data.test.x),
     );
-    let mut opt = nn::Sgd {
-        momentum: cfg.momentum,
-        wd: cfg.weight_decay,
-        ..Default::default()
-    }
-    .build(&vs, cfg.lr)
-    .map_err(|e| Error::torch("building the optimizer", e))?;
     let mut rec = Recorder::builder(run_dir)
         .overwrite(true)
         .metadata("model", arch.name())
@@ -228,37 +221,28 @@ pub fn train(
         .metadata("experiment_run", name)
         .metadata("train", serde_json::to_string(cfg).unwrap_or_default())
         .build(&vs)?;
-    let n = data.train.len() as i64;
-    let mut lr = cfg.lr;
-    for epoch in 1..=cfg.epochs {
-        let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
-        let mut start = 0;
-        while start < n {
-            let len = cfg.batch.min(n - start);
-            let idx = perm.narrow(0, start, len);
-            let loss = net
-                .forward_t(&train_x.index_select(0, &idx), true)
-                .cross_entropy_for_logits(&data.train.y.index_select(0, &idx));
-            opt.backward_step(&loss);
-            start += len;
-        }
-        let (tl, ta) = evaluate(net.as_ref(), &train_x, &data.train.y, 256);
-        let (vl, va) = evaluate(net.as_ref(), &test_x, &data.test.y, 256);
-        rec.on_epoch_end(
-            epoch,
-            &[
+    sgd(
+        &vs,
+        cfg,
+        data.train.len(),
+        |idx| {
+            net.forward_t(&train_x.index_select(0, idx), true)
+                .cross_entropy_for_logits(&data.train.y.index_select(0, idx))
+        },
+        |_, _| Ok(()),
+        |epoch, lr| {
+            let (tl, ta) = evaluate(net.as_ref(), &train_x, &data.train.y, 256);
+            let (vl, va) = evaluate(net.as_ref(), &test_x, &data.test.y, 256);
+            let metrics = [
                 ("train_loss", tl),
                 ("train_acc", ta),
                 ("test_loss", vl),
                 ("test_acc", va),
                 ("lr", lr),
-            ],
-        )?;
-        if cfg.lr_drops.contains(&epoch) {
-            lr *= 0.1;
-            opt.set_lr(lr);
-        }
-    }
+            ];
+            rec.on_epoch_end(epoch, &metrics).map(|_| ())
+        },
+    )?;
     rec.finish()?;
     let (train_loss, train_acc) = evaluate(net.as_ref(), &train_x, &data.train.y, 256);
     let (test_loss, test_acc) = evaluate(net.as_ref(), &test_x, &data.test.y, 256);

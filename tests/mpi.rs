@@ -35,6 +35,14 @@ fn setup() -> (VarStore, Mlp, Tensor, Tensor) {
     (vs, m, x, y)
 }
 
+fn evaluator<'a>(model: &'a Mlp, x: &Tensor, y: &Tensor) -> ClassifierEvaluator<'a> {
+    ClassifierEvaluator::new(model)
+        .split("train", x, y)
+        .unwrap()
+        .split("test", &x.narrow(0, 0, 50), &y.narrow(0, 0, 50))
+        .unwrap()
+}
+
 fn surface(dirs: &Directions) -> Surface<'_> {
     Surface::new(dirs)
         .grid(-1.0..=1.0, 9, -1.0..=1.0, 7)
@@ -91,11 +99,7 @@ fn mpirun_two_ranks_equal_one_process() {
     let (vs, model, x, y) = setup();
     let dirs =
         Directions::random_plane_at(&vs, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    let mut eval = ClassifierEvaluator::new(&model)
-        .split("train", &x, &y)
-        .unwrap()
-        .split("test", &x.narrow(0, 0, 50), &y.narrow(0, 0, 50))
-        .unwrap();
+    let mut eval = evaluator(&model, &x, &y);
     let single = surface(&dirs)
         .evaluate(&vs, &mut eval, tmp.path().join("single"))
         .unwrap();
@@ -225,11 +229,7 @@ fn child(mpi: &Mpi, dir: &Path) {
     let (vs, model, x, y) = setup();
     let dirs =
         Directions::random_plane_at(&vs, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    let mut eval = ClassifierEvaluator::new(&model)
-        .split("train", &x, &y)
-        .unwrap()
-        .split("test", &x.narrow(0, 0, 50), &y.narrow(0, 0, 50))
-        .unwrap();
+    let mut eval = evaluator(&model, &x, &y);
 
     // 1. The whole grid; only rank 0 gets (and writes) the result.
     let r = surface(&dirs)
