@@ -366,12 +366,15 @@ impl<'m> Coordinator<'m> {
     }
 
     /// Takes the next index for rank 0 itself.
+    /// (Rank 0's own points and the workers' come from this one queue.)
     pub(crate) fn take(&mut self) -> Option<usize> {
         if self.stop {
             return None;
         }
         let i = self.todo.get(self.next).copied();
-        self.next += 1;
+        if i.is_some() {
+            self.next += 1;
+        }
         i
     }
 
@@ -477,15 +480,7 @@ impl<'m> Coordinator<'m> {
             return;
         }
         while self.workers[r].outstanding > 0 {
-            let next = if self.stop {
-                None
-            } else {
-                let i = self.todo.get(self.next).copied();
-                if i.is_some() {
-                    self.next += 1;
-                }
-                i
-            };
+            let next = self.take();
             let w = &mut self.workers[r];
             w.outstanding -= 1;
             let msg = match next {

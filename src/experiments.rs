@@ -17,6 +17,7 @@ use crate::analysis::evaluator::ClassifierEvaluator;
 use crate::analysis::hessian::{Curvature, LanczosOptions, SupervisedObjective};
 use crate::analysis::params::ParamSet;
 use crate::analysis::pca::TrajectoryPca;
+use crate::analysis::sharpness::{width_1d, Sharpness};
 use crate::analysis::surface::{Surface, SurfaceResult};
 use crate::data::digits::Digits;
 use crate::demo::{evaluate, sgd, TrainConfig};
@@ -269,27 +270,10 @@ pub fn train(
 }
 
 /// Half-width of the sub-level set {L < L(c) + ε} around index `c` of a
-/// 1-D curve with coordinates `xs`, walking outwards on each side and
-/// interpolating the crossing linearly (reaching the end counts as the end).
+/// 1-D curve with coordinates `xs` (see [`width_1d`]; reaching the end counts
+/// as the end).
 pub fn flat_width(xs: &[f64], loss: &[f64], c: usize, eps: f64) -> f64 {
-    let level = loss[c] + eps;
-    let walk = |step: isize| -> f64 {
-        let mut i = c as isize;
-        loop {
-            let j = i + step;
-            if j < 0 || j as usize >= xs.len() {
-                return (xs[i as usize] - xs[c]).abs();
-            }
-            let (a, b) = (loss[i as usize], loss[j as usize]);
-            if b >= level {
-                let t = if b > a { (level - a) / (b - a) } else { 0.0 };
-                let (xa, xb) = (xs[i as usize], xs[j as usize]);
-                return (xa + t * (xb - xa) - xs[c]).abs();
-            }
-            i = j;
-        }
-    };
-    0.5 * (walk(-1) + walk(1))
+    0.5 * width_1d(xs, loss, c, loss[c] + eps).0
 }
 
 /// Sharpness figures of a 1-D slice around its centre, train split.
@@ -329,22 +313,26 @@ fn slice(
     let r = Surface::new(&dirs)
         .line(-1.0..=1.0, points)
         .evaluate(&model.vs, &mut eval, out)?;
-    let loss = r.loss("train");
-    let xs = r.spec.grid.x.values();
-    let c = points / 2;
-    let h = r.spec.grid.x.step();
-    let curvature = (loss[c - 1] - 2.0 * loss[c] + loss[c + 1]) / (h * h);
+    let s = train_sharpness(&r)?;
     Ok((
         Slice {
             name: name.to_string(),
             seed,
             normalization: format!("{norm:?}").to_lowercase(),
-            centre_loss: loss[c],
-            width: flat_width(&xs, &loss, c, 0.1),
-            curvature,
+            centre_loss: s.centre_loss,
+            width: 0.5 * s.width.unwrap_or(f64::NAN),
+            curvature: s.curvature_x.unwrap_or(f64::NAN),
         },
         r,
     ))
+}
+
+/// The surface's own sharpness figures (ε = 0.1) of the train split.
+fn train_sharpness(r: &SurfaceResult) -> Result<&Sharpness> {
+    r.sharpness
+        .iter()
+        .find(|s| s.split == "train")
+        .ok_or_else(|| Error::invalid("surface", "no sharpness for the train split"))
 }
 
 fn plane(model: &Model, data: &Data, seed: u64, n: usize, out: &Path) -> Result<SurfaceResult> {
@@ -783,12 +771,7 @@ fn arch_runs(
             scale.points_2d,
             &run_dir.join(SURFACES_DIR).join("filter-2d"),
         )?;
-        let s = r
-            .sharpness
-            .iter()
-            .find(|s| s.split == "train")
-            .cloned()
-            .ok_or_else(|| Error::invalid("surface", "no train sharpness"))?;
+        let s = train_sharpness(&r)?;
         let mean_abs_ratio = if curvature_for.contains(&k) {
             let dirs2 = Directions::random_plane(
                 &ParamSet::from_varstore(&model.vs)?,

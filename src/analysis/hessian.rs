@@ -1950,7 +1950,7 @@ fn finish_map(
             abs_ratio: get(SPLIT_ABS_RATIO)?,
         });
     }
-    let wanted = (0..spec.grid.len()).filter(|i| shard.is_none_or(|(s, n)| i % n == s));
+    let wanted = (0..spec.grid.len()).filter(|&i| crate::analysis::shard::in_shard(shard, i));
     let have: std::collections::HashSet<usize> = points.iter().map(|p| p.index).collect();
     let complete = !stopped && wanted.into_iter().all(|i| have.contains(&i));
     if complete {

@@ -35,7 +35,7 @@ impl Shard {
 
     /// Whether the grid point with flat index `point` belongs to this shard.
     pub fn contains(&self, point: usize) -> bool {
-        point % self.count == self.index
+        in_shard(Some((self.index, self.count)), point)
     }
 
     /// The shard of a Slurm array task: `SLURM_ARRAY_TASK_ID` minus
@@ -63,6 +63,12 @@ impl Shard {
         })?;
         Shard::new(index, count).map(Some)
     }
+}
+
+/// Whether grid point `point` belongs to `shard` given as `(i, n)`; every
+/// point belongs when there is no shard. (The form surface specs store.)
+pub fn in_shard(shard: Option<(usize, usize)>, point: usize) -> bool {
+    shard.is_none_or(|(i, n)| point % n == i)
 }
 
 impl fmt::Display for Shard {

@@ -91,7 +91,11 @@ pub fn sharpness(grid: &Grid, loss: &[f64], split: &str, epsilon: f64) -> Option
     })
 }
 
-fn width_1d(xs: &[f64], loss: &[f64], c: usize, level: f64) -> (f64, bool) {
+/// Length of the interval around index `c` of a 1-D curve (coordinates
+/// `xs`) where `loss < level`, crossings linearly interpolated; the flag is
+/// false when the interval reaches an end of the curve. 0 when `loss[c]` is
+/// not below `level`.
+pub fn width_1d(xs: &[f64], loss: &[f64], c: usize, level: f64) -> (f64, bool) {
     let below = |i: usize| loss[i] < level;
     if !below(c) {
         return (0.0, true);

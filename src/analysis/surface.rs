@@ -52,6 +52,7 @@ use crate::analysis::directions::{combine, Directions, DirectionsMeta};
 use crate::analysis::evaluator::{Evaluator, SplitResult};
 use crate::analysis::grid::{Axis, Grid, GridPoint};
 use crate::analysis::params::{ParamSet, RestoreGuard};
+use crate::analysis::shard::{in_shard, Shard};
 use crate::analysis::sharpness::{sharpness, Sharpness};
 use crate::error::{Error, Result};
 use crate::store::fsutil::{is_temp_name, write_atomic};
@@ -469,12 +470,7 @@ impl<'a> Surface<'a> {
             return Err(Error::invalid("flush_every", "must be at least 1"));
         }
         if let Some((i, n)) = self.shard {
-            if n == 0 || i >= n {
-                return Err(Error::invalid(
-                    "shard",
-                    format!("{i}/{n}: expected 0 ≤ i < n"),
-                ));
-            }
+            Shard::new(i, n)?;
         }
         if self.epsilon.is_nan() || self.epsilon <= 0.0 {
             return Err(Error::invalid(
@@ -529,7 +525,7 @@ impl<'a> Surface<'a> {
             }
         }
         let wanted: Vec<usize> = (0..spec.grid.len())
-            .filter(|i| self.shard.is_none_or(|(s, n)| i % n == s))
+            .filter(|&i| in_shard(self.shard, i))
             .collect();
         let mut todo: Vec<usize> = wanted
             .iter()
@@ -781,13 +777,15 @@ fn check_shards(shards: &[impl AsRef<Path>]) -> Result<Vec<LoadedShard>> {
                 ),
             ));
         }
-        let wanted = (0..spec.grid.len()).filter(|p| p % n == i).count();
+        let wanted = (0..spec.grid.len())
+            .filter(|&p| in_shard(spec.shard, p))
+            .count();
         let points = if dir.join(RESULT_FILE).exists() {
             read_points_parquet(&dir.join(RESULT_FILE), &spec.grid)?
         } else {
             Vec::new()
         };
-        if points.len() != wanted || points.iter().any(|p| p.point.index % n != i) {
+        if points.len() != wanted || points.iter().any(|p| !in_shard(spec.shard, p.point.index)) {
             let mut have = points.len();
             if have == 0 {
                 for (_, seg) in list_segments(&dir.join(POINTS_DIR)).unwrap_or_default() {
