@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::analysis::supervised::{self, loss_of, Data, LossKind};
 use crate::data::digits::Digits;
 use crate::error::{Error, Result};
 use crate::models::{Mlp, W1_SIZES};
@@ -53,28 +54,23 @@ impl Default for TrainConfig {
 }
 
 /// Loss (mean cross-entropy) and accuracy (%) over all of `x`, `y`, in batches
-/// of `batch`, weighted by batch size.
+/// of `batch`, weighted by batch size, computed by the evaluation core
+/// ([`supervised`](crate::analysis::supervised)).
 /// The model runs in evaluation mode (BatchNorm uses its running statistics).
-pub fn evaluate(model: &dyn ModuleT, x: &Tensor, y: &Tensor, batch: i64) -> (f64, f64) {
-    tch::no_grad(|| {
-        let n = x.size()[0];
-        let (mut loss, mut correct) = (0.0, 0.0);
-        let mut start = 0;
-        while start < n {
-            let len = batch.min(n - start);
-            let logits = model.forward_t(&x.narrow(0, start, len), false);
-            let yb = y.narrow(0, start, len);
-            loss += logits.cross_entropy_for_logits(&yb).double_value(&[]) * len as f64;
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&yb)
-                .to_kind(Kind::Double)
-                .sum(Kind::Double)
-                .double_value(&[]);
-            start += len;
-        }
-        (loss / n as f64, 100.0 * correct / n as f64)
-    })
+pub fn evaluate(model: &dyn ModuleT, x: &Tensor, y: &Tensor, batch: i64) -> Result<(f64, f64)> {
+    let data = Data::new("evaluation data", x, y)?;
+    let (loss, acc) =
+        supervised::evaluate(model, &data, batch, LossKind::CrossEntropy, "the data")?;
+    Ok((loss, acc.unwrap_or(f64::NAN)))
+}
+
+/// The mean cross-entropy of `model` (training mode) on the samples `idx`
+/// of `x`, `y`: the mini-batch loss of the training helpers.
+pub fn batch_loss(model: &dyn ModuleT, x: &Tensor, y: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    let err = |e| Error::torch("computing a mini-batch loss", e);
+    let xb = x.f_index_select(0, idx).map_err(err)?;
+    let yb = y.f_index_select(0, idx).map_err(err)?;
+    loss_of(&model.forward_t(&xb, true), &yb, LossKind::CrossEntropy).map_err(err)
 }
 
 /// Runs SGD on the variables of `vs` as `cfg` says (momentum, weight decay,
@@ -86,7 +82,7 @@ pub fn sgd(
     vs: &nn::VarStore,
     cfg: &TrainConfig,
     n: usize,
-    mut loss: impl FnMut(&Tensor) -> Tensor,
+    mut loss: impl FnMut(&Tensor) -> Result<Tensor>,
     mut on_step: impl FnMut(u64, u64) -> Result<()>,
     mut on_epoch: impl FnMut(u64, f64) -> Result<()>,
 ) -> Result<()> {
@@ -105,7 +101,7 @@ pub fn sgd(
         let mut start = 0;
         while start < n {
             let len = cfg.batch.min(n - start);
-            opt.backward_step(&loss(&perm.narrow(0, start, len)));
+            opt.backward_step(&loss(&perm.narrow(0, start, len))?);
             step += 1;
             on_step(epoch, step)?;
             start += len;
@@ -137,14 +133,10 @@ pub fn train_digits(run_dir: &Path, data: &Digits, cfg: &TrainConfig) -> Result<
         &vs,
         cfg,
         data.len(),
-        |idx| {
-            model
-                .forward(&data.x.index_select(0, idx))
-                .cross_entropy_for_logits(&data.y.index_select(0, idx))
-        },
+        |idx| batch_loss(&model, &data.x, &data.y, idx),
         |epoch, step| rec.borrow_mut().on_step_end(epoch, step, &[]).map(|_| ()),
         |epoch, lr| {
-            let (loss, acc) = evaluate(&model, &data.x, &data.y, 128);
+            let (loss, acc) = evaluate(&model, &data.x, &data.y, 128)?;
             tracing::info!(epoch, loss, acc, lr, "epoch done");
             rec.borrow_mut()
                 .on_epoch_end(
@@ -155,7 +147,7 @@ pub fn train_digits(run_dir: &Path, data: &Digits, cfg: &TrainConfig) -> Result<
         },
     )?;
     rec.into_inner().finish()?;
-    Ok(evaluate(&model, &data.x, &data.y, 128))
+    evaluate(&model, &data.x, &data.y, 128)
 }
 
 /// What the demo produced.

@@ -165,6 +165,52 @@ pub enum Error {
     #[error("the recorder's writer thread {0}")]
     Writer(String),
 
+    /// An iterative method (Lanczos) stopped before reaching its tolerance.
+    #[error("{method}: {iterations} iterations did not converge to tol {tol} ({detail}); raise max_iter or tol")]
+    NotConverged {
+        /// The method, e.g. "Lanczos".
+        method: &'static str,
+        /// Iterations run.
+        iterations: usize,
+        /// The largest residual of the values asked for.
+        residual: f64,
+        /// The tolerance asked for.
+        tol: f64,
+        /// The current estimates and their residuals.
+        detail: String,
+    },
+
+    /// Shards (or MPI ranks) that do not belong to one computation.
+    #[error("{path}: {reason}")]
+    ShardMismatch {
+        /// The shard directory (or rank) that differs.
+        path: PathBuf,
+        /// What differs, or what is missing or repeated.
+        reason: String,
+    },
+
+    /// A result directory whose computation has not finished.
+    #[error("{what} in {path} is incomplete: {done} of its {total} points are done; run it again (it resumes)")]
+    Incomplete {
+        /// The directory.
+        path: PathBuf,
+        /// What is incomplete, e.g. "shard 1/2".
+        what: String,
+        /// Points done.
+        done: usize,
+        /// Points wanted.
+        total: usize,
+    },
+
+    /// A worker thread (or MPI rank) panicked or failed; its work is lost.
+    #[error("{worker} panicked{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    WorkerPanicked {
+        /// Which worker, e.g. "replica thread 1" or "the snapshot reader thread".
+        worker: String,
+        /// The panic message, when it was a string.
+        message: Option<String>,
+    },
+
     /// A data file (dataset) could not be parsed.
     #[error("cannot read data file {path}: {reason}")]
     Data {
@@ -206,6 +252,21 @@ impl Error {
         Error::InvalidArgument {
             option: option.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// A [`Error::WorkerPanicked`] from a joined thread's panic payload.
+    pub fn worker_panicked(
+        worker: impl Into<String>,
+        payload: &(dyn std::any::Any + Send),
+    ) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned());
+        Error::WorkerPanicked {
+            worker: worker.into(),
+            message,
         }
     }
 

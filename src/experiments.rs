@@ -20,7 +20,7 @@ use crate::analysis::pca::TrajectoryPca;
 use crate::analysis::sharpness::{width_1d, Sharpness};
 use crate::analysis::surface::{Surface, SurfaceResult};
 use crate::data::digits::Digits;
-use crate::demo::{evaluate, sgd, TrainConfig};
+use crate::demo::{batch_loss, evaluate, sgd, TrainConfig};
 use crate::error::{Error, Result};
 use crate::models::{CifarResNet, Mlp};
 use crate::recorder::Recorder;
@@ -226,14 +226,11 @@ pub fn train(
         &vs,
         cfg,
         data.train.len(),
-        |idx| {
-            net.forward_t(&train_x.index_select(0, idx), true)
-                .cross_entropy_for_logits(&data.train.y.index_select(0, idx))
-        },
+        |idx| batch_loss(net.as_ref(), &train_x, &data.train.y, idx),
         |_, _| Ok(()),
         |epoch, lr| {
-            let (tl, ta) = evaluate(net.as_ref(), &train_x, &data.train.y, 256);
-            let (vl, va) = evaluate(net.as_ref(), &test_x, &data.test.y, 256);
+            let (tl, ta) = evaluate(net.as_ref(), &train_x, &data.train.y, 256)?;
+            let (vl, va) = evaluate(net.as_ref(), &test_x, &data.test.y, 256)?;
             let metrics = [
                 ("train_loss", tl),
                 ("train_acc", ta),
@@ -245,8 +242,8 @@ pub fn train(
         },
     )?;
     rec.finish()?;
-    let (train_loss, train_acc) = evaluate(net.as_ref(), &train_x, &data.train.y, 256);
-    let (test_loss, test_acc) = evaluate(net.as_ref(), &test_x, &data.test.y, 256);
+    let (train_loss, train_acc) = evaluate(net.as_ref(), &train_x, &data.train.y, 256)?;
+    let (test_loss, test_acc) = evaluate(net.as_ref(), &test_x, &data.test.y, 256)?;
     let trained = Trained {
         name: name.to_string(),
         arch: arch.name(),

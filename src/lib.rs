@@ -26,16 +26,24 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
-pub mod data;
-pub mod demo;
 #[cfg(feature = "mpi")]
 pub mod distributed;
 pub mod error;
-pub mod experiments;
-pub mod models;
 pub mod recorder;
 pub mod report;
 pub mod store;
+pub mod tensor;
+
+// Applications built on the library, behind cargo features so that a library
+// user pulls neither their code nor 1.6 MB of embedded data.
+#[cfg(feature = "data")]
+pub mod data;
+#[cfg(feature = "data")]
+pub mod demo;
+#[cfg(feature = "experiments")]
+pub mod experiments;
+#[cfg(feature = "data")]
+pub mod models;
 
 pub use error::{Error, Result};
 pub use recorder::{Durability, Recorder, RecorderBuilder, RunSummary};

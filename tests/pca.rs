@@ -876,7 +876,7 @@ fn plane_check_on_a_trained_mlp() {
     // True losses are those of the snapshots themselves.
     let first = &check.rows[0];
     run.load_into(0, &vs).unwrap();
-    let (loss0, _) = tch_landscape::demo::evaluate(&model, &data.x, &data.y, 128);
+    let (loss0, _) = tch_landscape::demo::evaluate(&model, &data.x, &data.y, 128).unwrap();
     assert_close(first.true_loss, loss0, 1e-9, "true loss at snapshot 0");
     assert!(
         first.true_loss > 1.5 && last.true_loss < 0.5,

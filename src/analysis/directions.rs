@@ -471,7 +471,7 @@ impl Directions {
     pub fn check_model(&self, vs: &tch::nn::VarStore) -> Result<()> {
         let vars = vs.variables();
         for t in &self.centre.tensors {
-            crate::analysis::params::model_variable(
+            crate::tensor::model_variable(
                 &vars,
                 &t.name,
                 &t.tensor.size(),

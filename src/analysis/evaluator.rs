@@ -2,14 +2,14 @@
 //! user implements for any model, and [`ClassifierEvaluator`], the ready one
 //! for the common case (a `ModuleT`, tensors of inputs and targets).
 //!
-//! Conventions (benchmarks W1–W4): eval mode (BatchNorm uses running stats,
-//! no dropout), no gradients, batches are consecutive slices in natural order
-//! (the last one short), loss = Σ_b mean_loss(b)·|b| / N, accuracy =
-//! 100·correct/N.
+//! Conventions: eval mode (BatchNorm uses running stats, no dropout), no
+//! gradients; batching and the dtype policy are those of the evaluation core,
+//! [`supervised`](crate::analysis::supervised).
 
 use tch::nn::ModuleT;
-use tch::{Kind, Reduction, Tensor};
+use tch::Tensor;
 
+use crate::analysis::supervised::{self, check_batch, Data, ModelRef};
 use crate::error::{Error, Result};
 
 /// Loss and accuracy of the model on one data split.
@@ -37,30 +37,26 @@ pub trait Evaluator {
     }
 }
 
-/// The loss a [`ClassifierEvaluator`] computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LossKind {
-    /// Cross-entropy on logits with int64 class targets; accuracy reported.
-    CrossEntropy,
-    /// Mean squared error with float targets of the output's shape; no accuracy.
-    Mse,
-}
+pub use crate::analysis::supervised::LossKind;
 
 /// One named data split.
 #[derive(Debug)]
 pub struct Split {
     /// Split name.
     pub name: String,
-    /// Inputs, first dimension = samples.
-    pub x: Tensor,
-    /// Targets, first dimension = samples.
-    pub y: Tensor,
+    data: Data,
 }
 
-#[derive(Debug)]
-enum ModelRef<'m> {
-    Borrowed(&'m dyn ModuleT),
-    Owned(Box<dyn ModuleT>),
+impl Split {
+    /// Inputs, first dimension = samples.
+    pub fn x(&self) -> &Tensor {
+        &self.data.x
+    }
+
+    /// Targets, first dimension = samples.
+    pub fn y(&self) -> &Tensor {
+        &self.data.y
+    }
 }
 
 /// The ready evaluator: a `ModuleT` in eval mode over in-memory splits.
@@ -93,45 +89,18 @@ impl<'m> ClassifierEvaluator<'m> {
         }
     }
 
-    fn module(&self) -> &dyn ModuleT {
-        match &self.model {
-            ModelRef::Borrowed(m) => *m,
-            ModelRef::Owned(m) => m.as_ref(),
-        }
-    }
-
     /// Adds a split (e.g. `"train"`, `"test"`). Inputs and targets must have
     /// the same number of samples (checked).
     pub fn split(mut self, name: impl Into<String>, x: &Tensor, y: &Tensor) -> Result<Self> {
         let name = name.into();
-        let (nx, ny) = (x.size().first().copied(), y.size().first().copied());
-        if nx.is_none() || nx != ny || nx == Some(0) {
-            return Err(Error::invalid(
-                format!("split '{name}'"),
-                format!(
-                    "inputs {:?} and targets {:?} must be non-empty with the same first dimension",
-                    x.size(),
-                    y.size()
-                ),
-            ));
-        }
-        self.splits.push(Split {
-            name,
-            x: x.shallow_clone(),
-            y: y.shallow_clone(),
-        });
+        let data = Data::new(&format!("split '{name}'"), x, y)?;
+        self.splits.push(Split { name, data });
         Ok(self)
     }
 
     /// Evaluation batch size (default 128).
     pub fn batch(mut self, batch: i64) -> Result<Self> {
-        if batch < 1 {
-            return Err(Error::invalid(
-                "batch",
-                format!("must be at least 1, got {batch}"),
-            ));
-        }
-        self.batch = batch;
+        self.batch = check_batch(batch)?;
         Ok(self)
     }
 
@@ -147,38 +116,13 @@ impl<'m> ClassifierEvaluator<'m> {
     }
 
     fn evaluate_split(&self, s: &Split) -> Result<SplitResult> {
-        let n = s.x.size()[0];
-        let (mut loss_sum, mut correct) = (0.0f64, 0i64);
-        let mut start = 0;
-        while start < n {
-            let len = self.batch.min(n - start);
-            let xb = s.x.narrow(0, start, len);
-            let yb = s.y.narrow(0, start, len);
-            let out = self.module().forward_t(&xb, false);
-            let err = |e| Error::torch(format!("evaluating split '{}'", s.name), e);
-            let loss = match self.loss {
-                LossKind::CrossEntropy => out
-                    .f_log_softmax(-1, Kind::Float)
-                    .and_then(|l| l.f_nll_loss::<Tensor>(&yb, None, Reduction::Mean, -100))
-                    .map_err(err)?,
-                LossKind::Mse => out.f_mse_loss(&yb, Reduction::Mean).map_err(err)?,
-            };
-            loss_sum += loss.f_double_value(&[]).map_err(err)? * len as f64;
-            if self.loss == LossKind::CrossEntropy {
-                correct += out
-                    .f_argmax(-1, false)
-                    .and_then(|p| p.f_eq_tensor(&yb))
-                    .and_then(|c| c.f_sum(Kind::Int64))
-                    .and_then(|c| c.f_int64_value(&[]))
-                    .map_err(err)?;
-            }
-            start += len;
-        }
+        let what = format!("split '{}'", s.name);
+        let (loss, accuracy) =
+            supervised::evaluate(self.model.module(), &s.data, self.batch, self.loss, &what)?;
         Ok(SplitResult {
             split: s.name.clone(),
-            loss: loss_sum / n as f64,
-            accuracy: (self.loss == LossKind::CrossEntropy)
-                .then(|| 100.0 * correct as f64 / n as f64),
+            loss,
+            accuracy,
         })
     }
 }
@@ -191,14 +135,14 @@ impl Evaluator for ClassifierEvaluator<'_> {
                 "has no data split; add one with .split(name, x, y)",
             ));
         }
-        tch::no_grad(|| self.splits.iter().map(|s| self.evaluate_split(s)).collect())
+        self.splits.iter().map(|s| self.evaluate_split(s)).collect()
     }
 
     fn describe(&self) -> String {
         let splits: Vec<String> = self
             .splits
             .iter()
-            .map(|s| format!("{} ({} samples)", s.name, s.x.size()[0]))
+            .map(|s| format!("{} ({} samples)", s.name, s.data.len()))
             .collect();
         format!(
             "{:?} loss, batch {}, splits: {}",

@@ -42,7 +42,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::fs::File;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,7 +50,6 @@ use arrow::array::{Array, ArrayRef, Float64Array, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use nalgebra::{DMatrix, SymmetricEigen};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -61,14 +59,16 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use tch::nn::{ModuleT, VarStore};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::analysis::directions::{Directions, DirectionsMeta};
-use crate::analysis::evaluator::{Evaluator, LossKind, SplitResult};
+use crate::analysis::evaluator::{Evaluator, SplitResult};
 use crate::analysis::grid::Grid;
+use crate::analysis::supervised::{check_batch, loss_of, Data, LossKind, ModelRef};
 use crate::analysis::surface::{Surface, SurfaceResult};
 use crate::error::{Error, Result};
 use crate::store::fsutil::write_atomic;
+use crate::store::table::read_parquet;
 
 // ---------------------------------------------------------------------------
 // Objectives
@@ -119,22 +119,14 @@ impl<O: Objective + ?Sized> Objective for Box<O> {
     }
 }
 
-#[derive(Debug)]
-enum ModelRef<'m> {
-    Borrowed(&'m dyn ModuleT),
-    Owned(Box<dyn ModuleT>),
-}
-
 /// The ready [`Objective`]: a `ModuleT` in eval mode (`forward_t(x, false)`)
 /// over in-memory inputs and targets, cross-entropy (int64 class targets) or
-/// MSE (float targets shaped like the output), in consecutive batches in
-/// natural order, the last one short (benchmark conventions W1–W4).
+/// MSE (float targets shaped like the output), batched as the evaluation core
+/// [`supervised`](crate::analysis::supervised) does (its dtype policy too).
 #[derive(Debug)]
 pub struct SupervisedObjective<'m> {
     model: ModelRef<'m>,
-    x: Tensor,
-    y: Tensor,
-    n: i64,
+    data: Data,
     batch: i64,
     loss: LossKind,
 }
@@ -157,37 +149,18 @@ impl<'m> SupervisedObjective<'m> {
     }
 
     fn with_model(model: ModelRef<'m>, x: &Tensor, y: &Tensor) -> Result<Self> {
-        let (nx, ny) = (x.size().first().copied(), y.size().first().copied());
-        match (nx, ny) {
-            (Some(n), Some(m)) if n == m && n > 0 => Ok(SupervisedObjective {
-                model,
-                x: x.shallow_clone(),
-                y: y.shallow_clone(),
-                n,
-                batch: 128,
-                loss: LossKind::CrossEntropy,
-            }),
-            _ => Err(Error::invalid(
-                "objective data",
-                format!(
-                    "inputs {:?} and targets {:?} must be non-empty with the same first dimension",
-                    x.size(),
-                    y.size()
-                ),
-            )),
-        }
+        Ok(SupervisedObjective {
+            model,
+            data: Data::new("objective data", x, y)?,
+            batch: 128,
+            loss: LossKind::CrossEntropy,
+        })
     }
 
     /// Batch size (default 128); the batches' Hessians are averaged, weighted
     /// by size, so the result does not depend on it (up to rounding).
     pub fn batch(mut self, batch: i64) -> Result<Self> {
-        if batch < 1 {
-            return Err(Error::invalid(
-                "batch",
-                format!("must be at least 1, got {batch}"),
-            ));
-        }
-        self.batch = batch;
+        self.batch = check_batch(batch)?;
         Ok(self)
     }
 
@@ -199,56 +172,34 @@ impl<'m> SupervisedObjective<'m> {
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.n as usize
+        self.data.len() as usize
     }
 
     /// True when there is no sample (never, for a constructed value).
     pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    fn module(&self) -> &dyn ModuleT {
-        match &self.model {
-            ModelRef::Borrowed(m) => *m,
-            ModelRef::Owned(m) => m.as_ref(),
-        }
+        self.data.len() == 0
     }
 }
 
 impl Objective for SupervisedObjective<'_> {
     fn num_batches(&self) -> usize {
-        (self.n as usize).div_ceil(self.batch as usize)
+        self.data.num_batches(self.batch)
     }
 
     fn batch_loss(&mut self, b: usize) -> Result<(Tensor, usize)> {
-        let nb = self.num_batches();
-        if b >= nb {
-            return Err(Error::invalid(
-                "batch index",
-                format!("{b} is out of range: the objective has {nb} batches"),
-            ));
-        }
-        let start = b as i64 * self.batch;
-        let len = self.batch.min(self.n - start);
-        let err = |e| Error::torch(format!("computing the loss of batch {b}"), e);
-        let xb = self.x.f_narrow(0, start, len).map_err(err)?;
-        let yb = self.y.f_narrow(0, start, len).map_err(err)?;
-        let out = self.module().forward_t(&xb, false);
-        let loss = match self.loss {
-            LossKind::CrossEntropy => out
-                .f_kind()
-                .and_then(|k| out.f_log_softmax(-1, k))
-                .and_then(|l| l.f_nll_loss::<Tensor>(&yb, None, Reduction::Mean, -100))
-                .map_err(err)?,
-            LossKind::Mse => out.f_mse_loss(&yb, Reduction::Mean).map_err(err)?,
-        };
+        let (xb, yb, len) = self.data.batch(b, self.batch)?;
+        let out = self.model.module().forward_t(&xb, false);
+        let loss = loss_of(&out, &yb, self.loss)
+            .map_err(|e| Error::torch(format!("computing the loss of batch {b}"), e))?;
         Ok((loss, len as usize))
     }
 
     fn describe(&self) -> String {
         format!(
             "{:?} loss of a ModuleT in eval mode on {} samples, batches of {}",
-            self.loss, self.n, self.batch
+            self.loss,
+            self.data.len(),
+            self.batch
         )
     }
 }
@@ -1575,30 +1526,11 @@ impl CurvatureMap {
     pub fn load(dir: impl AsRef<Path>) -> Result<CurvatureMap> {
         let dir = dir.as_ref();
         let path = dir.join(CURVATURE_FILE);
-        let file = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
         let corrupt = |r: String| Error::corrupt(&path, r);
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| corrupt(format!("not a Parquet file ({e})")))?;
-        let meta_json = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|k| k.key == CURVATURE_META_KEY))
-            .and_then(|k| k.value.clone())
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "no '{CURVATURE_META_KEY}' metadata: not a curvature map"
-                ))
-            })?;
-        let spec: CurvatureSpec = serde_json::from_str(&meta_json)
-            .map_err(|e| corrupt(format!("bad curvature metadata ({e})")))?;
-        if builder.schema().fields() != curvature_schema().fields() {
-            return Err(corrupt("columns differ from the curvature schema".into()));
-        }
-        let reader = builder.build().map_err(|e| corrupt(e.to_string()))?;
+        let table = read_parquet(&path, &curvature_schema(), "a curvature map")?;
+        let spec: CurvatureSpec = table.json_meta(&path, CURVATURE_META_KEY, "a curvature map")?;
         let mut points = Vec::new();
-        for batch in reader {
-            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        for batch in &table.batches {
             let u = |i: usize| {
                 batch
                     .column(i)

@@ -9,4 +9,5 @@ pub mod params;
 pub mod pca;
 pub mod shard;
 pub mod sharpness;
+pub mod supervised;
 pub mod surface;

@@ -258,26 +258,3 @@ impl Drop for RestoreGuard {
         });
     }
 }
-
-/// The variable `name` of `vars`, checked to have `shape`; `place` says where
-/// it was looked up, for the error message.
-pub fn model_variable(
-    vars: &std::collections::HashMap<String, Tensor>,
-    name: &str,
-    shape: &[i64],
-    place: &str,
-) -> Result<Tensor> {
-    let var = vars.get(name).ok_or_else(|| Error::UnknownTensor {
-        tensor: name.to_string(),
-        place: place.to_string(),
-    })?;
-    if var.size() != shape {
-        return Err(Error::ShapeChanged {
-            tensor: name.to_string(),
-            expected: shape.to_vec(),
-            found: var.size(),
-            context: format!(" in {place}"),
-        });
-    }
-    Ok(var.shallow_clone())
-}

@@ -67,7 +67,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::analysis::directions::{combine, normalize, DirectionKind, Directions, Normalization};
@@ -184,7 +184,7 @@ pub struct TrajectoryPca {
 }
 
 /// One snapshot of the path in PCA coordinates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathPoint {
     /// Stored snapshot index.
     pub snapshot: u32,
@@ -211,7 +211,7 @@ impl PathPoint {
 }
 
 /// Per-tensor (per-layer) figures of a trajectory PCA.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorPca {
     /// Tensor name.
     pub name: String,
@@ -809,7 +809,7 @@ pub struct PcaFiles {
 }
 
 /// The JSON summary of a PCA ([`SUMMARY_FILE`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PcaSummary {
     /// Always `tch-landscape-pca`.
     pub format: String,
@@ -853,6 +853,20 @@ pub struct PcaSummary {
     pub seconds: f64,
     /// When the summary was written.
     pub created_utc: String,
+}
+
+impl PcaSummary {
+    /// Reads the summary `pca.json` written by [`PcaResult::save`].
+    pub fn load(path: &Path) -> Result<PcaSummary> {
+        let mut file = crate::store::fsutil::open_regular(path)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)
+            .map_err(|e| Error::io("reading", path, e))?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
 }
 
 /// Schema of [`VARIANCE_FILE`].
@@ -1011,7 +1025,7 @@ pub fn plane_check(
     let mut targets = Vec::new();
     for s in selected_tensors(run, &pca.selection)? {
         let info = &manifest.tensors[s.tensor];
-        let var = crate::analysis::params::model_variable(
+        let var = crate::tensor::model_variable(
             &vars,
             &info.name,
             &info.shape,

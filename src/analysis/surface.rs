@@ -1120,14 +1120,10 @@ fn write_points_parquet(path: &Path, spec: &SurfaceSpec, points: &[PointValue]) 
 }
 
 fn read_points_parquet(path: &Path, grid: &Grid) -> Result<Vec<PointValue>> {
-    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| Error::corrupt(path, format!("not a readable Parquet file ({e})")))?;
+    let table = crate::store::table::read_parquet(path, &points_schema(), "a surface table")?;
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
-        batch_points(&batch, grid, path, &mut out)?;
+    for batch in &table.batches {
+        batch_points(batch, grid, path, &mut out)?;
     }
     Ok(out)
 }

@@ -11,8 +11,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::store::manifest::{Role, SkippedTensor, StorageDtype, TensorInfo};
-use crate::store::run::kind_name;
 use crate::store::snapshot::HostValues;
+use crate::tensor::kind_name;
 
 /// The live variables of a VarStore (`VarStore::variables_`), shared so the
 /// recorder does not borrow the VarStore.

@@ -7,7 +7,6 @@
 //! - `metrics.parquet`: the metrics table;
 //! - `summary.parquet`: per snapshot and tensor: L2 norm, mean, std, min, max.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,13 +16,12 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
 use crate::store::metrics::metrics_batch;
 use crate::store::run::Run;
+use crate::store::snapshot::SnapshotMeta;
+use crate::store::table::{write_parquet, write_parquet_batch};
 
 /// Default number of values per trajectory row.
 pub const DEFAULT_CHUNK: usize = 65_536;
@@ -77,31 +75,11 @@ pub fn summary_schema() -> SchemaRef {
     ]))
 }
 
-fn props(run: &Run) -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
-            "tch_landscape.run_id".to_string(),
-            run.manifest().run_id.clone(),
-        )]))
-        .build()
-}
-
-fn parquet_writer(path: &Path, schema: SchemaRef, run: &Run) -> Result<ArrowWriter<File>> {
-    let file = File::create(path).map_err(|e| Error::io("creating", path, e))?;
-    ArrowWriter::try_new(file, schema, Some(props(run))).map_err(|source| Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn pq(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
-    move |source| Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    }
+fn run_metadata(run: &Run) -> Vec<(String, String)> {
+    vec![(
+        "tch_landscape.run_id".to_string(),
+        run.manifest().run_id.clone(),
+    )]
 }
 
 /// Exports `run` into `out_dir` (created if needed), `chunk` values per
@@ -116,46 +94,24 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
     // Trajectory: snapshot-major, tensor by tensor, chunk by chunk; one
     // record batch per (snapshot, tensor) keeps memory at one tensor.
     let trajectory = out_dir.join("trajectory.parquet");
-    let mut w = parquet_writer(&trajectory, trajectory_schema(), run)?;
-    let mut rows = 0u64;
+    let kv = run_metadata(run);
     let mut stats_rows: Vec<StatsRow> = Vec::new();
-    for snap in run.snapshots() {
-        let meta = snap.meta();
-        for (k, info) in manifest.tensors.iter().enumerate() {
-            let n = info.numel as usize;
-            let mut values = vec![0f32; n];
-            snap.read_f32_into(k, 0, &mut values);
-            stats_rows.push((meta.index, meta.epoch, k, summarize(&values)));
-            let n_chunks = n.div_ceil(chunk).max(1);
-            let offsets: Vec<i32> = (0..=n_chunks).map(|c| (c * chunk).min(n) as i32).collect();
-            let list = ListArray::try_new(
-                Arc::new(Field::new("item", DataType::Float32, false)),
-                OffsetBuffer::new(offsets.into()),
-                Arc::new(Float32Array::from(values)),
-                None,
-            )
-            .map_err(|e| Error::arrow(&trajectory, e))?;
-            let cols: Vec<ArrayRef> = vec![
-                Arc::new(UInt32Array::from(vec![meta.index; n_chunks])),
-                Arc::new(UInt64Array::from(vec![meta.epoch; n_chunks])),
-                Arc::new(UInt64Array::from(vec![meta.step; n_chunks])),
-                Arc::new(StringArray::from(vec![info.name.as_str(); n_chunks])),
-                Arc::new(UInt32Array::from_iter_values(0..n_chunks as u32)),
-                Arc::new(UInt64Array::from_iter_values(
-                    (0..n_chunks).map(|c| (c * chunk) as u64),
-                )),
-                Arc::new(list),
-            ];
-            let batch = RecordBatch::try_new(trajectory_schema(), cols)
-                .map_err(|e| Error::arrow(&trajectory, e))?;
-            w.write(&batch).map_err(pq(&trajectory))?;
-            rows += n_chunks as u64;
+    let rows = write_parquet(&trajectory, trajectory_schema(), &kv, |sink| {
+        for snap in run.snapshots() {
+            let meta = snap.meta();
+            for (k, info) in manifest.tensors.iter().enumerate() {
+                let mut values = vec![0f32; info.numel as usize];
+                snap.read_f32_into(k, 0, &mut values);
+                stats_rows.push((meta.index, meta.epoch, k, summarize(&values)));
+                let batch = trajectory_batch(meta, &info.name, values, chunk)
+                    .map_err(|e| Error::arrow(&trajectory, e))?;
+                sink.write(&batch)?;
+            }
         }
-    }
-    w.close().map_err(pq(&trajectory))?;
+        Ok(())
+    })?;
 
     let summary = out_dir.join("summary.parquet");
-    let mut w = parquet_writer(&summary, summary_schema(), run)?;
     let col = |f: fn(&StatsRow) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(stats_rows.iter().map(f)))
     };
@@ -187,14 +143,11 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
     ];
     let batch =
         RecordBatch::try_new(summary_schema(), cols).map_err(|e| Error::arrow(&summary, e))?;
-    w.write(&batch).map_err(pq(&summary))?;
-    w.close().map_err(pq(&summary))?;
+    write_parquet_batch(&summary, &batch, &kv)?;
 
     let metrics = out_dir.join("metrics.parquet");
     let batch = metrics_batch(&run.metrics()?).map_err(|e| Error::arrow(&metrics, e))?;
-    let mut w = parquet_writer(&metrics, batch.schema(), run)?;
-    w.write(&batch).map_err(pq(&metrics))?;
-    w.close().map_err(pq(&metrics))?;
+    write_parquet_batch(&metrics, &batch, &kv)?;
 
     Ok(ExportSummary {
         trajectory,
@@ -202,6 +155,36 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
         summary,
         trajectory_rows: rows,
     })
+}
+
+/// The trajectory rows of one tensor of one snapshot: `chunk` values a row.
+fn trajectory_batch(
+    meta: &SnapshotMeta,
+    tensor: &str,
+    values: Vec<f32>,
+    chunk: usize,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let n = values.len();
+    let n_chunks = n.div_ceil(chunk).max(1);
+    let offsets: Vec<i32> = (0..=n_chunks).map(|c| (c * chunk).min(n) as i32).collect();
+    let list = ListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(Float32Array::from(values)),
+        None,
+    )?;
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from(vec![meta.index; n_chunks])),
+        Arc::new(UInt64Array::from(vec![meta.epoch; n_chunks])),
+        Arc::new(UInt64Array::from(vec![meta.step; n_chunks])),
+        Arc::new(StringArray::from(vec![tensor; n_chunks])),
+        Arc::new(UInt32Array::from_iter_values(0..n_chunks as u32)),
+        Arc::new(UInt64Array::from_iter_values(
+            (0..n_chunks).map(|c| (c * chunk) as u64),
+        )),
+        Arc::new(list),
+    ];
+    RecordBatch::try_new(trajectory_schema(), cols)
 }
 
 /// L2 norm, mean, population std, min and max (accumulated in float64).

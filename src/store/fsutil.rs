@@ -57,6 +57,20 @@ where
     Ok(())
 }
 
+/// Opens `path` for reading after checking that it is a regular file: a
+/// FIFO, socket or device planted in a run directory would block or never
+/// end, so it is refused before it is opened.
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("opening", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::corrupt(
+            path,
+            format!("not a regular file ({:?})", meta.file_type()),
+        ));
+    }
+    File::open(path).map_err(|e| Error::io("opening", path, e))
+}
+
 /// Fsyncs a directory, making renames inside it durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| Error::io("opening", dir, e))?;

@@ -20,39 +20,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The `format` field's value, to tell our manifests from other JSON files.
 pub const FORMAT_NAME: &str = "tch-landscape-run";
 
-/// What a recorded variable is, for the analyses that treat kinds differently
-/// (e.g. the paper's "ignore biasbn" zeroes directions of 1-D parameters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// A trainable tensor with two or more dimensions (linear or conv weight).
-    Weight,
-    /// A trainable tensor with at most one dimension: biases and normalization
-    /// scales/shifts (BatchNorm γ/β).
-    Bias,
-    /// A non-trainable buffer, e.g. BatchNorm running mean/variance.
-    Buffer,
-}
-
-impl Role {
-    /// Classifies a variable from its trainable flag and number of dimensions.
-    pub fn classify(trainable: bool, dims: usize) -> Role {
-        match (trainable, dims) {
-            (false, _) => Role::Buffer,
-            (true, d) if d >= 2 => Role::Weight,
-            (true, _) => Role::Bias,
-        }
-    }
-
-    /// The role's name as written in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Weight => "weight",
-            Role::Bias => "bias",
-            Role::Buffer => "buffer",
-        }
-    }
-}
+pub use crate::tensor::Role;
 
 /// The element type values are stored with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,13 +9,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array, StringArray, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::write_atomic;
-use crate::store::snapshot::{check_ipc_block, ipc_footer};
+use crate::store::table::{column, read_ipc, write_ipc};
 
 /// File name of the metrics table inside a run directory.
 pub const METRICS_FILE: &str = "metrics.arrow";
@@ -77,66 +74,23 @@ pub fn metrics_batch(
 /// Writes the whole metrics table atomically.
 pub fn write_metrics(path: &Path, rows: &[MetricRow], fsync: bool) -> Result<()> {
     let batch = metrics_batch(rows).map_err(|e| Error::arrow(path, e))?;
-    write_atomic(path, fsync, |w| {
-        let mut writer =
-            FileWriter::try_new(w, &batch.schema()).map_err(|e| Error::arrow(path, e))?;
-        writer.write(&batch).map_err(|e| Error::arrow(path, e))?;
-        writer.finish().map_err(|e| Error::arrow(path, e))
-    })
+    write_ipc(path, &batch, fsync)
 }
 
 /// Reads the metrics table; a missing file is an empty table.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("reading", path, e)),
-    };
-    // Arrow's reader panics on some damaged files: check the structure first.
-    let (footer, trailer_start) = ipc_footer(&bytes).map_err(|r| Error::corrupt(path, r))?;
-    for block in footer.recordBatches().into_iter().flatten() {
-        check_ipc_block(&bytes, block, trailer_start, &metrics_schema())
-            .map_err(|r| Error::corrupt(path, r))?;
+    if !path.exists() {
+        return Ok(Vec::new());
     }
-    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::corrupt(path, "unexpected dictionary batches"));
-    }
-    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_slice()), None)
-        .map_err(|e| Error::corrupt(path, format!("not an Arrow IPC file ({e})")))?;
-    if reader.schema().fields() != metrics_schema().fields() {
-        return Err(Error::corrupt(
-            path,
-            "columns differ from the metrics schema",
-        ));
-    }
+    let batches = read_ipc(path, &metrics_schema())?;
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::corrupt(path, e.to_string()))?;
-        let col = |i: usize| batch.column(i);
-        let snapshot = col(0)
-            .as_any()
-            .downcast_ref::<UInt32Array>()
-            .expect("schema checked");
-        let epoch = col(1)
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .expect("schema checked");
-        let step = col(2)
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .expect("schema checked");
-        let name = col(3)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("schema checked");
-        let value = col(4)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .expect("schema checked");
-        let time = col(5)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .expect("schema checked");
+    for batch in &batches {
+        let snapshot = column::<UInt32Array>(batch, 0, path)?;
+        let epoch = column::<UInt64Array>(batch, 1, path)?;
+        let step = column::<UInt64Array>(batch, 2, path)?;
+        let name = column::<StringArray>(batch, 3, path)?;
+        let value = column::<Float64Array>(batch, 4, path)?;
+        let time = column::<Float64Array>(batch, 5, path)?;
         for i in 0..batch.num_rows() {
             rows.push(MetricRow {
                 snapshot: snapshot.is_valid(i).then(|| snapshot.value(i)),

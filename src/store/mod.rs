@@ -15,3 +15,4 @@ pub mod manifest;
 pub mod metrics;
 pub mod run;
 pub mod snapshot;
+pub(crate) mod table;

@@ -3,45 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{Error, Result};
 use crate::store::fsutil::is_temp_name;
-use crate::store::manifest::{Manifest, Role, TensorInfo};
+use crate::store::manifest::{Manifest, TensorInfo};
 use crate::store::metrics::{read_metrics, MetricRow, METRICS_FILE};
 use crate::store::snapshot::{parse_snapshot_file_name, SnapshotFile, SNAPSHOT_DIR};
+use crate::tensor::{kind_from_name, model_variable};
 
-/// Which recorded tensors an analysis uses.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Selection {
-    /// Every recorded tensor, buffers included.
-    All,
-    /// Trainable tensors only (weights and biases; no BN running stats).
-    Trainable,
-    /// Trainable tensors with two or more dimensions: the reference code's
-    /// default for trajectory PCA ("ignore biasbn").
-    #[default]
-    Weights,
-    /// Exactly the named tensors.
-    Names(Vec<String>),
-    /// Tensors whose name contains the given text.
-    NameContains(String),
-}
+pub use crate::tensor::Selection;
 
 impl Selection {
     /// Indices (manifest order) of the selected tensors; an error when a name
     /// is unknown or nothing is selected.
     pub fn indices(&self, manifest: &Manifest) -> Result<Vec<usize>> {
-        let pick = |f: &dyn Fn(&TensorInfo) -> bool| -> Vec<usize> {
-            (0..manifest.tensors.len())
-                .filter(|&i| f(&manifest.tensors[i]))
-                .collect()
-        };
         let idx = match self {
-            Selection::All => pick(&|_| true),
-            Selection::Trainable => pick(&|t| t.role != Role::Buffer),
-            Selection::Weights => pick(&|t| t.role == Role::Weight),
-            Selection::NameContains(s) => pick(&|t| t.name.contains(s.as_str())),
             Selection::Names(names) => {
                 let mut idx = Vec::with_capacity(names.len());
                 for n in names {
@@ -58,11 +35,14 @@ impl Selection {
                 idx.dedup();
                 idx
             }
+            _ => (0..manifest.tensors.len())
+                .filter(|&i| self.selects(&manifest.tensors[i].name, manifest.tensors[i].role))
+                .collect(),
         };
         if idx.is_empty() {
             return Err(Error::invalid(
                 "tensor selection",
-                format!("{self:?} selects no tensor of run {}", manifest.run_id),
+                format!("'{self}' selects no tensor of run {}", manifest.run_id),
             ));
         }
         Ok(idx)
@@ -198,12 +178,8 @@ impl Run {
         let snap = self.snapshot(i)?;
         tch::no_grad(|| {
             for (k, info) in self.manifest.tensors.iter().enumerate() {
-                let mut var = crate::analysis::params::model_variable(
-                    &vars,
-                    &info.name,
-                    &info.shape,
-                    "the VarStore being loaded",
-                )?;
+                let mut var =
+                    model_variable(&vars, &info.name, &info.shape, "the VarStore being loaded")?;
                 let src = tensor_from_snapshot(snap, k, info)?;
                 var.f_copy_(&src)
                     .map_err(|e| Error::torch(format!("loading '{}'", info.name), e))?;
@@ -251,28 +227,6 @@ fn tensor_from_snapshot(snap: &SnapshotFile, k: usize, info: &TensorInfo) -> Res
     t.f_reshape(info.shape.as_slice())
         .and_then(|t| t.f_to_kind(kind))
         .map_err(|e| Error::torch(format!("rebuilding tensor '{}'", info.name), e))
-}
-
-/// The dtype name written in manifests for a tch kind (floating kinds only).
-pub fn kind_name(kind: Kind) -> Option<&'static str> {
-    Some(match kind {
-        Kind::Float => "float32",
-        Kind::Double => "float64",
-        Kind::Half => "float16",
-        Kind::BFloat16 => "bfloat16",
-        _ => return None,
-    })
-}
-
-/// The tch kind for a dtype name written by [`kind_name`].
-pub fn kind_from_name(name: &str) -> Option<Kind> {
-    Some(match name {
-        "float32" => Kind::Float,
-        "float64" => Kind::Double,
-        "float16" => Kind::Half,
-        "bfloat16" => Kind::BFloat16,
-        _ => return None,
-    })
 }
 
 /// One element range of one tensor, for every snapshot of a run.

@@ -16,21 +16,18 @@ use arrow::array::{Array, ArrayRef, Float32Array, Float64Array};
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::convert::try_fb_to_schema;
-use arrow::ipc::reader::{read_footer_length, FileDecoder};
+use arrow::ipc::reader::FileDecoder;
 use arrow::ipc::writer::FileWriter;
-use arrow::ipc::{root_as_footer, root_as_message, Block, Footer};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::store::fsutil::write_atomic;
 use crate::store::manifest::{Manifest, StorageDtype};
+use crate::store::table::{check_ipc_block, ipc_footer};
 
 /// Schema metadata key holding the snapshot's [`SnapshotMeta`] as JSON.
 pub const SNAPSHOT_META_KEY: &str = "tch_landscape.snapshot";
-
-/// The magic bytes that start and end an Arrow IPC file.
-const ARROW_MAGIC: [u8; 6] = *b"ARROW1";
 
 /// Sub-directory of a run holding the snapshot files.
 pub const SNAPSHOT_DIR: &str = "snapshots";
@@ -327,131 +324,6 @@ impl SnapshotFile {
             )
         };
     }
-}
-
-/// Checks an Arrow IPC file's leading magic and trailer and parses its
-/// footer; returns the footer and where the trailer starts. Errors are the
-/// reason the file is not a readable IPC file.
-pub(crate) fn ipc_footer(buffer: &[u8]) -> std::result::Result<(Footer<'_>, usize), String> {
-    if buffer.len() < 8 + 10 {
-        return Err(format!(
-            "{} bytes is too short for an Arrow IPC file",
-            buffer.len()
-        ));
-    }
-    if buffer[..6] != ARROW_MAGIC {
-        return Err("does not start with the Arrow IPC magic 'ARROW1'".into());
-    }
-    let trailer_start = buffer.len() - 10;
-    let trailer: [u8; 10] = buffer[trailer_start..].try_into().expect("10 bytes");
-    let footer_len =
-        read_footer_length(trailer).map_err(|e| format!("no Arrow IPC file trailer ({e})"))?;
-    if footer_len > trailer_start - 8 {
-        return Err("footer length exceeds file size".into());
-    }
-    let footer = root_as_footer(&buffer[trailer_start - footer_len..trailer_start])
-        .map_err(|e| format!("unreadable IPC footer ({e})"))?;
-    Ok((footer, trailer_start))
-}
-
-/// The element width of each IPC buffer of a record batch of `schema`
-/// (validity bitmaps and string data: 1), for the flat schemas of this crate.
-fn buffer_widths(schema: &Schema) -> Option<Vec<usize>> {
-    let mut widths = Vec::new();
-    for field in schema.fields() {
-        match field.data_type() {
-            DataType::Utf8 | DataType::Binary => widths.extend([1, 4, 1]),
-            dt if dt.is_primitive() => widths.extend([1, dt.primitive_width()?]),
-            _ => return None,
-        }
-    }
-    Some(widths)
-}
-
-/// Checks that an IPC record-batch block of a file of `schema` lies inside
-/// `buffer[..end]` and that its message's nodes and buffers match the schema
-/// and lie, aligned, inside its body; returns the block's byte range (start,
-/// length). Arrow's decoder assumes all of this and panics on a damaged file
-/// otherwise.
-pub(crate) fn check_ipc_block(
-    buffer: &[u8],
-    block: &Block,
-    end: usize,
-    schema: &Schema,
-) -> std::result::Result<(usize, usize), String> {
-    let (offset, meta_len, body_len) = (block.offset(), block.metaDataLength(), block.bodyLength());
-    let outside =
-        || format!("block (offset {offset}, {meta_len} + {body_len} bytes) lies outside the file");
-    if offset < 8 || meta_len < 8 || body_len < 0 {
-        return Err(outside());
-    }
-    // The IPC format aligns messages and buffers to 8 bytes (this crate's
-    // writer to 64); arrow's validation panics on misaligned offsets.
-    if offset % 8 != 0 || meta_len % 8 != 0 {
-        return Err(format!(
-            "block (offset {offset}, metadata {meta_len} bytes) is not 8-byte aligned"
-        ));
-    }
-    let (start, meta_len, body_len) = (offset as usize, meta_len as usize, body_len as u64);
-    let len = usize::try_from(body_len)
-        .ok()
-        .and_then(|b| b.checked_add(meta_len))
-        .filter(|&len| start.checked_add(len).is_some_and(|e| e <= end))
-        .ok_or_else(outside)?;
-    let data = &buffer[start..start + meta_len];
-    // Encapsulated message: [0xFFFFFFFF] <int32 size> <flatbuffer Message>.
-    let fb = if data[..4] == [0xff; 4] {
-        &data[8..]
-    } else {
-        &data[4..]
-    };
-    let message = root_as_message(fb).map_err(|e| format!("unreadable message header ({e})"))?;
-    let batch = message
-        .header_as_record_batch()
-        .ok_or_else(|| "message is not a record batch".to_string())?;
-    if batch.length() < 0 {
-        return Err(format!("negative row count {}", batch.length()));
-    }
-    let nodes = batch.nodes().map_or(0, |n| n.len());
-    if nodes != schema.fields().len() {
-        return Err(format!(
-            "{nodes} field nodes for {} columns",
-            schema.fields().len()
-        ));
-    }
-    let widths = buffer_widths(schema).unwrap_or_default();
-    let buffers = batch.buffers().map_or(0, |b| b.len());
-    if !widths.is_empty() && buffers != widths.len() {
-        return Err(format!(
-            "{buffers} buffers, the schema needs {}",
-            widths.len()
-        ));
-    }
-    for node in batch.nodes().into_iter().flatten() {
-        if node.length() < 0 || node.null_count() < 0 || node.null_count() > node.length() {
-            return Err(format!(
-                "invalid field node (length {}, null count {})",
-                node.length(),
-                node.null_count()
-            ));
-        }
-    }
-    for (i, b) in batch.buffers().into_iter().flatten().enumerate() {
-        let width = widths.get(i).copied().unwrap_or(1) as i64;
-        let inside = b.offset() >= 0
-            && b.length() >= 0
-            && (b.offset() as u64)
-                .checked_add(b.length() as u64)
-                .is_some_and(|e| e <= body_len);
-        if !inside || b.offset() % 8 != 0 || b.length() % width != 0 {
-            return Err(format!(
-                "buffer {i} at {} + {} bytes is misaligned or lies outside the {body_len}-byte message body",
-                b.offset(),
-                b.length()
-            ));
-        }
-    }
-    Ok((start, len))
 }
 
 fn mmap_buffer(mmap: &Arc<memmap2::Mmap>) -> Buffer {

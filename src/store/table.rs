@@ -1,0 +1,465 @@
+//! The one table writer and reader behind every Parquet and Arrow IPC file
+//! the crate writes (exports, directions, surfaces, PCA, curvature maps,
+//! metrics, surface segments).
+//!
+//! Writing: zstd level 3 ([`ZSTD_LEVEL`]), key-value metadata, written to a
+//! temporary name and renamed into place ([`write_atomic`]), so a reader never
+//! sees a half-written table under its final name.
+//!
+//! Reading: the file must be a regular file (a FIFO or device is refused
+//! before anything is read), its columns must equal the expected schema, and
+//! Arrow IPC files are checked block by block before Arrow decodes them
+//! (Arrow's decoder panics on some damaged files).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::ipc::reader::{read_footer_length, FileReader};
+use arrow::ipc::writer::FileWriter;
+use arrow::ipc::{root_as_footer, root_as_message, Block, Footer};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::store::fsutil::{open_regular, write_atomic};
+
+/// The zstd level of every Parquet table.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// The magic bytes that start and end an Arrow IPC file.
+const ARROW_MAGIC: [u8; 6] = *b"ARROW1";
+
+fn parquet_error(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
+    move |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writer properties of every Parquet table: zstd, `metadata` as key-values.
+fn properties(metadata: &[(String, String)]) -> WriterProperties {
+    let level = ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default();
+    let kv = metadata
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect::<Vec<_>>();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_key_value_metadata((!kv.is_empty()).then_some(kv))
+        .build()
+}
+
+/// The open Parquet table handed to the closure of [`write_parquet`].
+pub(crate) struct ParquetSink<'a> {
+    writer: ArrowWriter<&'a mut BufWriter<File>>,
+    path: &'a Path,
+    rows: u64,
+}
+
+impl ParquetSink<'_> {
+    /// Appends a record batch (its schema must be the table's).
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch).map_err(parquet_error(self.path))
+    }
+}
+
+/// Writes the Parquet table `path` atomically: `fill` appends record batches
+/// of `schema`; `metadata` becomes the file's key-value metadata. Returns the
+/// number of rows written. When `fill` or the write fails nothing is left
+/// under `path` or its temporary name.
+pub(crate) fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    metadata: &[(String, String)],
+    fill: impl FnOnce(&mut ParquetSink<'_>) -> Result<()>,
+) -> Result<u64> {
+    let mut rows = 0;
+    write_atomic(path, true, |w| {
+        let writer = ArrowWriter::try_new(w, schema, Some(properties(metadata)))
+            .map_err(parquet_error(path))?;
+        let mut sink = ParquetSink {
+            writer,
+            path,
+            rows: 0,
+        };
+        fill(&mut sink)?;
+        rows = sink.rows;
+        sink.writer.close().map_err(parquet_error(path))?;
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Writes one record batch as the Parquet table `path` (see [`write_parquet`]).
+pub(crate) fn write_parquet_batch(
+    path: &Path,
+    batch: &RecordBatch,
+    metadata: &[(String, String)],
+) -> Result<()> {
+    write_parquet(path, batch.schema(), metadata, |sink| sink.write(batch)).map(|_| ())
+}
+
+/// A Parquet table read back: its record batches and key-value metadata.
+#[derive(Debug)]
+pub(crate) struct Table {
+    /// The record batches, in file order.
+    pub(crate) batches: Vec<RecordBatch>,
+    /// The file's key-value metadata.
+    pub(crate) metadata: HashMap<String, String>,
+}
+
+impl Table {
+    /// The metadata value of `key`, or an error naming the file and key.
+    pub(crate) fn required_meta(&self, path: &Path, key: &str, what: &str) -> Result<&str> {
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::corrupt(path, format!("no '{key}' metadata: not {what}")))
+    }
+
+    /// Deserializes the JSON metadata value of `key`.
+    pub(crate) fn json_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+        key: &str,
+        what: &str,
+    ) -> Result<T> {
+        let json = self.required_meta(path, key, what)?;
+        serde_json::from_str(json)
+            .map_err(|e| Error::corrupt(path, format!("bad '{key}' metadata ({e})")))
+    }
+}
+
+/// Reads the Parquet table `path`, whose columns must be those of `schema`
+/// (names, types and nullability); `what` names the kind of table in errors
+/// ("a curvature map").
+pub(crate) fn read_parquet(path: &Path, schema: &Schema, what: &str) -> Result<Table> {
+    let file = open_regular(path)?;
+    let corrupt = |r: String| Error::corrupt(path, r);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| corrupt(format!("not a readable Parquet file ({e})")))?;
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+        .collect();
+    if builder.schema().fields() != schema.fields() {
+        return Err(corrupt(format!(
+            "its columns differ from those of {what} (schemas/ documents them)"
+        )));
+    }
+    let reader = builder.build().map_err(|e| corrupt(e.to_string()))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(Table { batches, metadata })
+}
+
+/// Writes one record batch as the Arrow IPC file `path`, atomically; with
+/// `fsync` the file and the rename are durable when this returns.
+pub(crate) fn write_ipc(path: &Path, batch: &RecordBatch, fsync: bool) -> Result<()> {
+    write_atomic(path, fsync, |w| {
+        let mut writer =
+            FileWriter::try_new(w, &batch.schema()).map_err(|e| Error::arrow(path, e))?;
+        writer.write(batch).map_err(|e| Error::arrow(path, e))?;
+        writer.finish().map_err(|e| Error::arrow(path, e))
+    })
+}
+
+/// Reads the Arrow IPC file `path` of flat `schema` (primitive and string
+/// columns), checking its footer and every block before decoding.
+pub(crate) fn read_ipc(path: &Path, schema: &Schema) -> Result<Vec<RecordBatch>> {
+    let mut file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io("reading", path, e))?;
+    let corrupt = |r: String| Error::corrupt(path, r);
+    let (footer, trailer_start) = ipc_footer(&bytes).map_err(corrupt)?;
+    for block in footer.recordBatches().into_iter().flatten() {
+        check_ipc_block(&bytes, block, trailer_start, schema).map_err(corrupt)?;
+    }
+    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+        return Err(corrupt("unexpected dictionary batches".into()));
+    }
+    let reader = FileReader::try_new(std::io::Cursor::new(bytes.as_slice()), None)
+        .map_err(|e| corrupt(format!("not an Arrow IPC file ({e})")))?;
+    if reader.schema().fields() != schema.fields() {
+        return Err(corrupt(format!(
+            "columns {:?} differ from the expected {:?}",
+            field_names(&reader.schema()),
+            field_names(schema)
+        )));
+    }
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+fn field_names(schema: &Schema) -> Vec<&str> {
+    schema.fields().iter().map(|f| f.name().as_str()).collect()
+}
+
+/// Column `i` of `batch` as the array type `T`, or an error naming the file
+/// and the column (the schema was checked, so this fails only on a bug or a
+/// damaged file).
+pub(crate) fn column<'b, T: Array + 'static>(
+    batch: &'b RecordBatch,
+    i: usize,
+    path: &Path,
+) -> Result<&'b T> {
+    let name = batch
+        .schema_ref()
+        .fields()
+        .get(i)
+        .map(|f| f.name().clone())
+        .unwrap_or_else(|| format!("#{i}"));
+    batch
+        .columns()
+        .get(i)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            Error::corrupt(
+                path,
+                format!(
+                    "column '{name}' is not of type {}",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+}
+
+/// Checks an Arrow IPC file's leading magic and trailer and parses its
+/// footer; returns the footer and where the trailer starts. Errors are the
+/// reason the file is not a readable IPC file.
+pub(crate) fn ipc_footer(buffer: &[u8]) -> std::result::Result<(Footer<'_>, usize), String> {
+    if buffer.len() < 8 + 10 {
+        return Err(format!(
+            "{} bytes is too short for an Arrow IPC file",
+            buffer.len()
+        ));
+    }
+    if buffer[..6] != ARROW_MAGIC {
+        return Err("does not start with the Arrow IPC magic 'ARROW1'".into());
+    }
+    let trailer_start = buffer.len() - 10;
+    let mut trailer = [0u8; 10];
+    trailer.copy_from_slice(&buffer[trailer_start..]);
+    let footer_len =
+        read_footer_length(trailer).map_err(|e| format!("no Arrow IPC file trailer ({e})"))?;
+    if footer_len > trailer_start - 8 {
+        return Err("footer length exceeds file size".into());
+    }
+    let footer = root_as_footer(&buffer[trailer_start - footer_len..trailer_start])
+        .map_err(|e| format!("unreadable IPC footer ({e})"))?;
+    Ok((footer, trailer_start))
+}
+
+/// The element width of each IPC buffer of a record batch of `schema`
+/// (validity bitmaps and string data: 1), for the flat schemas of this crate.
+fn buffer_widths(schema: &Schema) -> Option<Vec<usize>> {
+    let mut widths = Vec::new();
+    for field in schema.fields() {
+        match field.data_type() {
+            DataType::Utf8 | DataType::Binary => widths.extend([1, 4, 1]),
+            dt if dt.is_primitive() => widths.extend([1, dt.primitive_width()?]),
+            _ => return None,
+        }
+    }
+    Some(widths)
+}
+
+/// Checks that an IPC record-batch block of a file of `schema` lies inside
+/// `buffer[..end]` and that its message's nodes and buffers match the schema
+/// and lie, aligned, inside its body; returns the block's byte range (start,
+/// length). Arrow's decoder assumes all of this and panics on a damaged file
+/// otherwise.
+pub(crate) fn check_ipc_block(
+    buffer: &[u8],
+    block: &Block,
+    end: usize,
+    schema: &Schema,
+) -> std::result::Result<(usize, usize), String> {
+    let (offset, meta_len, body_len) = (block.offset(), block.metaDataLength(), block.bodyLength());
+    let outside =
+        || format!("block (offset {offset}, {meta_len} + {body_len} bytes) lies outside the file");
+    if offset < 8 || meta_len < 8 || body_len < 0 {
+        return Err(outside());
+    }
+    // The IPC format aligns messages and buffers to 8 bytes (this crate's
+    // writer to 64); arrow's validation panics on misaligned offsets.
+    if offset % 8 != 0 || meta_len % 8 != 0 {
+        return Err(format!(
+            "block (offset {offset}, metadata {meta_len} bytes) is not 8-byte aligned"
+        ));
+    }
+    let (start, meta_len, body_len) = (offset as usize, meta_len as usize, body_len as u64);
+    let len = usize::try_from(body_len)
+        .ok()
+        .and_then(|b| b.checked_add(meta_len))
+        .filter(|&len| start.checked_add(len).is_some_and(|e| e <= end))
+        .ok_or_else(outside)?;
+    let data = &buffer[start..start + meta_len];
+    // Encapsulated message: [0xFFFFFFFF] <int32 size> <flatbuffer Message>.
+    let fb = if data[..4] == [0xff; 4] {
+        &data[8..]
+    } else {
+        &data[4..]
+    };
+    let message = root_as_message(fb).map_err(|e| format!("unreadable message header ({e})"))?;
+    let batch = message
+        .header_as_record_batch()
+        .ok_or_else(|| "message is not a record batch".to_string())?;
+    if batch.length() < 0 {
+        return Err(format!("negative row count {}", batch.length()));
+    }
+    let nodes = batch.nodes().map_or(0, |n| n.len());
+    if nodes != schema.fields().len() {
+        return Err(format!(
+            "{nodes} field nodes for {} columns",
+            schema.fields().len()
+        ));
+    }
+    let widths = buffer_widths(schema).unwrap_or_default();
+    let buffers = batch.buffers().map_or(0, |b| b.len());
+    if !widths.is_empty() && buffers != widths.len() {
+        return Err(format!(
+            "{buffers} buffers, the schema needs {}",
+            widths.len()
+        ));
+    }
+    for node in batch.nodes().into_iter().flatten() {
+        if node.length() < 0 || node.null_count() < 0 || node.null_count() > node.length() {
+            return Err(format!(
+                "invalid field node (length {}, null count {})",
+                node.length(),
+                node.null_count()
+            ));
+        }
+    }
+    for (i, b) in batch.buffers().into_iter().flatten().enumerate() {
+        let width = widths.get(i).copied().unwrap_or(1) as i64;
+        let inside = b.offset() >= 0
+            && b.length() >= 0
+            && (b.offset() as u64)
+                .checked_add(b.length() as u64)
+                .is_some_and(|e| e <= body_len);
+        if !inside || b.offset() % 8 != 0 || b.length() % width != 0 {
+            return Err(format!(
+                "buffer {i} at {} + {} bytes is misaligned or lies outside the {body_len}-byte message body",
+                b.offset(),
+                b.length()
+            ));
+        }
+    }
+    Ok((start, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray, UInt32Array};
+    use arrow::datatypes::Field;
+
+    use super::*;
+
+    fn sample() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("i", DataType::UInt32, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("v", DataType::Float64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(UInt32Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                Arc::new(Float64Array::from(vec![0.5, -1.0, 2.0])),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn parquet_round_trip_keeps_rows_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let b = sample();
+        let meta = vec![("k".to_string(), "{\"x\":1}".to_string())];
+        write_parquet_batch(&p, &b, &meta).unwrap();
+        let t = read_parquet(&p, &b.schema(), "a sample table").unwrap();
+        assert_eq!(t.batches.concat_rows(), 3);
+        assert_eq!(t.batches[0], b);
+        let v: serde_json::Value = t.json_meta(&p, "k", "a sample").unwrap();
+        assert_eq!(v["x"], 1);
+        let e = t.required_meta(&p, "missing", "a sample").unwrap_err();
+        assert!(e.to_string().contains("'missing'"), "{e}");
+    }
+
+    trait Rows {
+        fn concat_rows(&self) -> usize;
+    }
+    impl Rows for Vec<RecordBatch> {
+        fn concat_rows(&self) -> usize {
+            self.iter().map(|b| b.num_rows()).sum()
+        }
+    }
+
+    #[test]
+    fn wrong_schema_and_failed_fill_are_errors_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let b = sample();
+        let r = write_parquet(&p, b.schema(), &[], |_| {
+            Err(Error::invalid("test", "fails on purpose"))
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_parquet_batch(&p, &b, &[]).unwrap();
+        let other = Schema::new(vec![Field::new("i", DataType::UInt32, false)]);
+        let e = read_parquet(&p, &other, "a one-column table").unwrap_err();
+        assert!(e.to_string().contains("a one-column table"), "{e}");
+    }
+
+    #[test]
+    fn ipc_round_trip_and_damage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.arrow");
+        let b = sample();
+        write_ipc(&p, &b, false).unwrap();
+        assert_eq!(read_ipc(&p, &b.schema()).unwrap(), vec![b.clone()]);
+        let bytes = std::fs::read(&p).unwrap();
+        // Every single flipped byte is an error or the same rows, never a panic.
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x5a;
+            std::fs::write(&p, &bad).unwrap();
+            let _ = read_ipc(&p, &b.schema());
+        }
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(read_ipc(&p, &b.schema()).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fifo.parquet");
+        let ok = std::process::Command::new("mkfifo").arg(&p).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            return; // no mkfifo on this system
+        }
+        let e = read_parquet(&p, &sample().schema(), "a table").unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+}
