@@ -16,7 +16,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 use tch_landscape::data::digits::Digits;
 use tch_landscape::models::Mlp;
-use tch_landscape::store::fsutil::is_temp_name;
+use tch_landscape::store::is_temp_name;
 use tch_landscape::store::snapshot::parse_snapshot_file_name;
 use tch_landscape::store::snapshot::{Trigger, SNAPSHOT_DIR};
 use tch_landscape::{Durability, Error, Recorder, Role, Run, Selection};

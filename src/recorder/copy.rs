@@ -16,10 +16,10 @@ use crate::tensor::kind_name;
 
 /// The live variables of a VarStore (`VarStore::variables_`), shared so the
 /// recorder does not borrow the VarStore.
-pub type SharedVariables = Arc<Mutex<tch::nn::Variables>>;
+pub(crate) type SharedVariables = Arc<Mutex<tch::nn::Variables>>;
 
 /// A shallow-cloned, name-sorted view of the variables.
-pub fn sorted_variables(vars: &SharedVariables) -> Vec<(String, Tensor)> {
+pub(crate) fn sorted_variables(vars: &SharedVariables) -> Vec<(String, Tensor)> {
     let guard = vars.lock().unwrap_or_else(|p| p.into_inner());
     let mut v: Vec<(String, Tensor)> = guard
         .named_variables
@@ -32,7 +32,9 @@ pub fn sorted_variables(vars: &SharedVariables) -> Vec<(String, Tensor)> {
 
 /// The tensor list of a new run: recorded tensors (sorted, with offsets), the
 /// skipped ones, and the storage dtype.
-pub fn describe(vars: &[(String, Tensor)]) -> (Vec<TensorInfo>, Vec<SkippedTensor>, StorageDtype) {
+pub(crate) fn describe(
+    vars: &[(String, Tensor)],
+) -> (Vec<TensorInfo>, Vec<SkippedTensor>, StorageDtype) {
     let mut infos = Vec::new();
     let mut skipped = Vec::new();
     let mut offset = 0u64;
@@ -73,7 +75,7 @@ pub fn describe(vars: &[(String, Tensor)]) -> (Vec<TensorInfo>, Vec<SkippedTenso
 
 /// Deep-copies the recorded variables to host memory, checking that the set
 /// of variables and their shapes still match the manifest.
-pub fn copy_to_host(
+pub(crate) fn copy_to_host(
     vars: &SharedVariables,
     tensors: &[TensorInfo],
     skipped: &[SkippedTensor],

@@ -20,8 +20,8 @@
 //! `kill -9`. [`Durability::Queued`] returns right after the copy, for the
 //! least overhead, and may lose the last `queue` snapshots on a crash.
 
-pub mod copy;
-pub mod writer;
+mod copy;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -337,12 +337,7 @@ impl Recorder {
         self.send(Job::Metrics { rows, ack }, rx)
     }
 
-    fn ack_pair(
-        &self,
-    ) -> (
-        Option<Ack>,
-        Option<crossbeam_channel::Receiver<std::result::Result<(), String>>>,
-    ) {
+    fn ack_pair(&self) -> (Option<Ack>, Option<crossbeam_channel::Receiver<()>>) {
         match self.durability {
             Durability::Written => {
                 let (tx, rx) = crossbeam_channel::bounded(1);
@@ -354,11 +349,7 @@ impl Recorder {
 
     /// Hands a job to the writer and, when `wait` is given, waits for its
     /// acknowledgement. When the writer has died, returns its real error.
-    fn send(
-        &mut self,
-        job: Job,
-        wait: Option<crossbeam_channel::Receiver<std::result::Result<(), String>>>,
-    ) -> Result<()> {
+    fn send(&mut self, job: Job, wait: Option<crossbeam_channel::Receiver<()>>) -> Result<()> {
         let Some(tx) = &self.tx else {
             // `close` sets `closed` before dropping `tx`, and `snapshot_now`
             // checks `closed`: here the writer failed at an earlier call.
@@ -370,9 +361,8 @@ impl Recorder {
             return Err(self.writer_failure());
         }
         if let Some(rx) = wait {
-            match rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return Err(self.writer_failure()),
+            if rx.recv().is_err() {
+                return Err(self.writer_failure());
             }
         }
         Ok(())
@@ -384,7 +374,7 @@ impl Recorder {
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(Err(e))) => e,
             Some(Ok(Ok(_))) => Error::Writer("stopped unexpectedly".into()),
-            Some(Err(_)) => Error::Writer("panicked".into()),
+            Some(Err(p)) => Error::worker_panicked("the recorder's writer thread", p.as_ref()),
             None => Error::Writer("already failed earlier".into()),
         }
     }
@@ -398,7 +388,12 @@ impl Recorder {
         let stats = match self.handle.take().map(|h| h.join()) {
             Some(Ok(Ok(stats))) => stats,
             Some(Ok(Err(e))) => return Err(e),
-            Some(Err(_)) => return Err(Error::Writer("panicked".into())),
+            Some(Err(p)) => {
+                return Err(Error::worker_panicked(
+                    "the recorder's writer thread",
+                    p.as_ref(),
+                ))
+            }
             None => return Err(Error::Writer("had already failed".into())),
         };
         self.manifest.finished = true;

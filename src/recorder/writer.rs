@@ -18,11 +18,13 @@ use crate::store::snapshot::{
     snapshot_file_name, write_snapshot, HostValues, SnapshotMeta, SNAPSHOT_DIR,
 };
 
-/// Acknowledgement channel: the writer answers once the work is on disk.
-pub type Ack = Sender<std::result::Result<(), String>>;
+/// Acknowledgement channel: the writer answers `()` once the work is on
+/// disk; when the work fails it drops the sender unanswered and stops, and
+/// the waiting caller joins the writer to get the real [`Error`].
+pub(crate) type Ack = Sender<()>;
 
 /// A unit of work for the writer.
-pub enum Job {
+pub(crate) enum Job {
     /// Write one snapshot (values in manifest order).
     Snapshot {
         /// Its metadata.
@@ -55,7 +57,7 @@ pub struct WriterStats {
 }
 
 /// Starts the writer thread for the run directory `dir`.
-pub fn spawn(
+pub(crate) fn spawn(
     dir: PathBuf,
     dtype: StorageDtype,
     fsync: bool,
@@ -95,16 +97,16 @@ fn run(dir: PathBuf, dtype: StorageDtype, fsync: bool, rx: Receiver<Job>) -> Res
         match result {
             Ok(()) => {
                 if let Some(ack) = ack {
-                    let _ = ack.send(Ok(()));
+                    let _ = ack.send(());
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "recorder writer failed; stopping");
-                if let Some(ack) = ack {
-                    let _ = ack.send(Err(e.to_string()));
-                }
-                // Dropping `rx` on return makes later sends fail, so the
-                // training thread learns of the failure at its next call.
+                // Dropping `ack` unanswered wakes the waiting caller, and
+                // dropping `rx` on return makes later sends fail, so the
+                // training thread learns of the failure at its next call;
+                // either way it joins this thread and returns `e`.
+                drop(ack);
                 return Err(e);
             }
         }

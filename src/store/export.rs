@@ -188,7 +188,7 @@ fn trajectory_batch(
 }
 
 /// L2 norm, mean, population std, min and max (accumulated in float64).
-pub fn summarize(v: &[f32]) -> [f64; 5] {
+pub(crate) fn summarize(v: &[f32]) -> [f64; 5] {
     if v.is_empty() {
         return [0.0, f64::NAN, f64::NAN, f64::NAN, f64::NAN];
     }

@@ -102,7 +102,6 @@ pub fn remove_temp_files(dir: &Path) -> Result<usize> {
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
-    path: PathBuf,
 }
 
 /// Name of the lock file inside a run directory.
@@ -133,12 +132,7 @@ impl DirLock {
         }
         let _ = file.set_len(0);
         let _ = writeln!(file, "{}", std::process::id());
-        Ok(DirLock { _file: file, path })
-    }
-
-    /// The lock file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DirLock { _file: file })
     }
 }
 

@@ -110,7 +110,7 @@ impl Manifest {
     }
 
     /// Writes the manifest atomically into `dir`.
-    pub fn write(&self, dir: &Path, fsync: bool) -> Result<()> {
+    pub(crate) fn write(&self, dir: &Path, fsync: bool) -> Result<()> {
         let path = Self::path_in(dir);
         let bytes = serde_json::to_vec_pretty(self).map_err(|source| Error::Json {
             path: path.clone(),
@@ -195,7 +195,7 @@ impl Manifest {
 }
 
 /// Formats a Unix time as RFC 3339 UTC (`2026-11-27T09:06:15.123Z`).
-pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339_utc(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

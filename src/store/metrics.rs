@@ -47,7 +47,7 @@ pub fn metrics_schema() -> SchemaRef {
 }
 
 /// Builds the metrics table as one record batch.
-pub fn metrics_batch(
+pub(crate) fn metrics_batch(
     rows: &[MetricRow],
 ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(
@@ -72,7 +72,7 @@ pub fn metrics_batch(
 }
 
 /// Writes the whole metrics table atomically.
-pub fn write_metrics(path: &Path, rows: &[MetricRow], fsync: bool) -> Result<()> {
+pub(crate) fn write_metrics(path: &Path, rows: &[MetricRow], fsync: bool) -> Result<()> {
     let batch = metrics_batch(rows).map_err(|e| Error::arrow(path, e))?;
     write_ipc(path, &batch, fsync)
 }

@@ -10,9 +10,11 @@
 //! ```
 
 pub mod export;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod manifest;
 pub mod metrics;
 pub mod run;
 pub mod snapshot;
 pub(crate) mod table;
+
+pub use fsutil::{is_temp_name, LOCK_FILE};

@@ -66,7 +66,7 @@ pub struct SnapshotMeta {
 
 /// Host-memory values of one tensor.
 #[derive(Debug, Clone, PartialEq)]
-pub enum HostValues {
+pub(crate) enum HostValues {
     /// float32 storage.
     F32(Vec<f32>),
     /// float64 storage.
@@ -74,19 +74,6 @@ pub enum HostValues {
 }
 
 impl HostValues {
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        match self {
-            HostValues::F32(v) => v.len(),
-            HostValues::F64(v) => v.len(),
-        }
-    }
-
-    /// True when there are no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Size in bytes.
     pub fn nbytes(&self) -> usize {
         match self {
@@ -125,7 +112,7 @@ pub fn snapshot_schema(dtype: StorageDtype) -> Schema {
 
 /// Writes one snapshot file atomically into `path`. `values` must be in
 /// manifest order. Returns the number of value bytes written.
-pub fn write_snapshot(
+pub(crate) fn write_snapshot(
     path: &Path,
     dtype: StorageDtype,
     meta: &SnapshotMeta,
@@ -300,7 +287,7 @@ impl SnapshotFile {
     /// Tells the kernel the mapped pages of the `i`-th tensor's range
     /// `[start, start+len)` (elements) will not be needed again soon, so
     /// streaming over files larger than memory does not grow the resident set.
-    pub fn release_range(&self, i: usize, start: usize, len: usize) {
+    pub(crate) fn release_range(&self, i: usize, start: usize, len: usize) {
         let elem = match self.arrays[i].data_type() {
             DataType::Float64 => 8,
             _ => 4,
