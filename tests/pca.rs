@@ -709,10 +709,10 @@ fn directions_are_unit_or_filter_normalized_around_the_final_snapshot() {
     assert_eq!(raw.meta.extra["pca.normalization"], "raw_unit_norm");
     assert_eq!(filt.meta.extra["pca.normalization"], "filter");
     for dir in &raw.dirs {
-        assert_close(dir.norm(), 1.0, 1e-6, "raw direction norm");
+        assert_close(dir.norm().unwrap(), 1.0, 1e-6, "raw direction norm");
     }
     assert_close(
-        raw.dirs[0].dot(&raw.dirs[1]),
+        raw.dirs[0].dot(&raw.dirs[1]).unwrap(),
         0.0,
         1e-6,
         "raw directions orthogonal",
@@ -735,7 +735,7 @@ fn directions_are_unit_or_filter_normalized_around_the_final_snapshot() {
     }
     // The raw plane point at a snapshot's coordinates is its projection.
     let p = &pca.path[2];
-    let point = raw.point(p.x(), p.y());
+    let point = raw.point(p.x(), p.y()).unwrap();
     let snap = run.tensors(2).unwrap();
     let resid: f64 = point
         .tensors
