@@ -58,7 +58,7 @@ impl Directions {
                     let values = t
                         .tensor
                         .f_flatten(0, -1)
-                        .and_then(|v| Vec::<f32>::try_from(v))
+                        .and_then(Vec::<f32>::try_from)
                         .map_err(|e| Error::torch(format!("reading '{}'", t.name), e))?;
                     let batch =
                         tensor_rows(vector, t, values).map_err(|e| Error::arrow(path, e))?;

@@ -348,12 +348,8 @@ mod tests {
         sigma.sort_by(|a, b| b.total_cmp(a));
         // m rows centred: rank m − 1.
         assert_eq!(f.spectrum.rank, m - 1);
-        for k in 0..m - 1 {
-            assert_relative_eq!(
-                f.spectrum.lambda[k],
-                sigma[k] * sigma[k],
-                max_relative = 1e-9
-            );
+        for (l, s) in f.spectrum.lambda.iter().zip(&sigma).take(m - 1) {
+            assert_relative_eq!(*l, s * s, max_relative = 1e-9);
         }
         let pcs = components(
             &traj,

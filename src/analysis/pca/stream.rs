@@ -268,13 +268,12 @@ pub(crate) mod tests {
         traj.for_each_centred(|c| {
             seen += 1;
             assert_eq!((c.len, c.xt.len(), c.mu.len()), (70, 140, 70));
-            for t in 0..70 {
+            for (t, (col, mu)) in c.xt.chunks_exact(2).zip(&c.mu).enumerate() {
                 let d: Vec<f64> = (0..2).map(|i| (rows[i][t] - rows[2][t]) as f64).collect();
                 let mean = (d[0] + d[1]) / 2.0;
-                approx::assert_abs_diff_eq!(c.mu[t], mean);
-                for i in 0..2 {
-                    approx::assert_abs_diff_eq!(c.xt[t * 2 + i], d[i] - mean);
-                }
+                approx::assert_abs_diff_eq!(*mu, mean);
+                approx::assert_abs_diff_eq!(col[0], d[0] - mean);
+                approx::assert_abs_diff_eq!(col[1], d[1] - mean);
             }
             Ok(())
         })
