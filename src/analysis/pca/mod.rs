@@ -44,6 +44,14 @@
 //! line give one component) are not returned: asking for k components of a
 //! trajectory of rank r < k gives r, with a warning, never NaN.
 //!
+//! The code: `stream` (the selected tensors as re-streamable chunks, centred
+//! on a reader thread), `gram` (the blocked Gram matrix and its
+//! eigen-decomposition), `fit` (both passes over any chunk source, unit-tested
+//! on chunks in memory), `project` (pass 2 and the components), `result`
+//! ([`PcaResult`], the PCA plane as directions) and `plane_check`. The files
+//! ([`PcaResult::save`], [`PlaneCheck::save`], [`PcaSummary::load`]) are
+//! written and read by `store::pca`.
+//!
 //! ```no_run
 //! # fn main() -> tch_landscape::Result<()> {
 //! use tch_landscape::analysis::pca::TrajectoryPca;
