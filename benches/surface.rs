@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tch::nn;
 use tch::Device;
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::Evaluator;
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::Surface;
@@ -36,13 +36,10 @@ fn time_raw(eval: &mut dyn Evaluator, n: usize) -> f64 {
 fn run(w: &Workload) {
     let tmp = tempfile::tempdir().unwrap();
     let (vs, mut eval) = (w.make)();
-    let dirs = Directions::random_plane(
-        &ParamSet::from_varstore(&vs).unwrap(),
-        123,
-        Normalization::Filter,
-        Ignore::BiasAndBn,
-    )
-    .unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(123)
+        .build()
+        .unwrap();
     let points = w.n * w.n;
     tch::set_num_threads(2);
     eval.evaluate().unwrap(); // warm-up, not timed

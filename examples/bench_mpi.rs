@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use mpi::collective::CommunicatorCollectives;
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::Surface;
 use tch_landscape::distributed::Mpi;
@@ -95,12 +95,9 @@ fn resnet56_estimate() -> Result<()> {
 
 fn bench(mpi: &Mpi, w: &Workload, base: &std::path::Path) -> Result<()> {
     let (vs, mut eval) = (w.make)();
-    let dirs = Directions::random_plane(
-        &ParamSet::from_varstore(&vs)?,
-        123,
-        Normalization::Filter,
-        Ignore::BiasAndBn,
-    )?;
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs)?)
+        .seed(123)
+        .build()?;
     eval.evaluate()?; // warm-up, not timed
     let points = w.n * w.n;
     let mut times = Vec::new();

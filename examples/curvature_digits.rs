@@ -21,11 +21,12 @@ use std::time::Instant;
 use anyhow::Context;
 use tch::nn::VarStore;
 use tch::Device;
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::hessian::{
     Curvature, Hessian, LanczosOptions, Objective, ParamSelection, SupervisedObjective,
     TraceOptions,
 };
+use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::data::digits::Digits;
 use tch_landscape::demo::{train_digits, TrainConfig};
 use tch_landscape::models::{Mlp, W1_SIZES};
@@ -90,7 +91,9 @@ fn run() -> anyhow::Result<()> {
         tr.estimate, tr.std_error, tr.probes
     );
 
-    let dirs = Directions::random_plane_at(&vs, 123, Normalization::Filter, Ignore::BiasAndBn)?
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs)?)
+        .seed(123)
+        .build()?
         .with_description("demo MLP after 20 epochs");
     let map_dir = out.join("curvature");
     let t2 = Instant::now();

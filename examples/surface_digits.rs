@@ -18,7 +18,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::nn::VarStore;
 use tch::Device;
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::{Surface, SurfaceResult};
@@ -122,7 +122,9 @@ fn main() -> Result<()> {
     );
 
     // 3. 2-D filter-normalized surface around the final snapshot.
-    let dirs = Directions::random_plane(&last, 123, Normalization::Filter, Ignore::BiasAndBn)?
+    let dirs = Directions::random(&last)
+        .seed(123)
+        .build()?
         .with_description(format!("final snapshot of {}", run_dir.display()));
     let pb = bar("2-D surface");
     let r = Surface::new(&dirs)

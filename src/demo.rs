@@ -204,7 +204,7 @@ pub fn run(
     cfg: &DemoConfig,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<DemoSummary> {
-    use crate::analysis::directions::{Directions, Ignore, Normalization};
+    use crate::analysis::directions::Directions;
     use crate::analysis::evaluator::ClassifierEvaluator;
     use crate::analysis::params::ParamSet;
     use crate::analysis::surface::Surface;
@@ -249,7 +249,10 @@ pub fn run(
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 
-    let line = Directions::random_line(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?
+    let line = Directions::random(&last_set)
+        .dims(1)
+        .seed(123)
+        .build()?
         .with_description(format!("final snapshot {last}"));
     let name = "filter-1d";
     Surface::new(&line)
@@ -258,7 +261,9 @@ pub fn run(
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 
-    let plane = Directions::random_plane(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?
+    let plane = Directions::random(&last_set)
+        .seed(123)
+        .build()?
         .with_description(format!("final snapshot {last}"));
     let name = "filter-2d";
     Surface::new(&plane)

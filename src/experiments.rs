@@ -12,7 +12,7 @@ use serde::Serialize;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Tensor};
 
-use crate::analysis::directions::{Directions, Ignore, Normalization};
+use crate::analysis::directions::{Directions, Normalization};
 use crate::analysis::evaluator::ClassifierEvaluator;
 use crate::analysis::hessian::{Curvature, LanczosOptions, SupervisedObjective};
 use crate::analysis::params::ParamSet;
@@ -252,7 +252,7 @@ pub fn train(
         train_acc,
         test_loss,
         test_acc,
-        weight_norm: ParamSet::from_varstore(&vs)?.norm(),
+        weight_norm: ParamSet::from_varstore(&vs)?.norm()?,
     };
     tracing::info!(?trained, "trained");
     Ok((
@@ -299,13 +299,12 @@ fn slice(
     points: usize,
     out: &Path,
 ) -> Result<(Slice, SurfaceResult)> {
-    let dirs = Directions::random_line(
-        &ParamSet::from_varstore(&model.vs)?,
-        seed,
-        norm,
-        Ignore::BiasAndBn,
-    )?
-    .with_description(format!("final {name}"));
+    let dirs = Directions::random(&ParamSet::from_varstore(&model.vs)?)
+        .dims(1)
+        .seed(seed)
+        .normalization(norm)
+        .build()?
+        .with_description(format!("final {name}"));
     let mut eval = model.evaluator(data)?;
     let r = Surface::new(&dirs)
         .line(-1.0..=1.0, points)
@@ -333,12 +332,9 @@ fn train_sharpness(r: &SurfaceResult) -> Result<&Sharpness> {
 }
 
 fn plane(model: &Model, data: &Data, seed: u64, n: usize, out: &Path) -> Result<SurfaceResult> {
-    let dirs = Directions::random_plane(
-        &ParamSet::from_varstore(&model.vs)?,
-        seed,
-        Normalization::Filter,
-        Ignore::BiasAndBn,
-    )?;
+    let dirs = Directions::random(&ParamSet::from_varstore(&model.vs)?)
+        .seed(seed)
+        .build()?;
     let mut eval = model.evaluator(data)?;
     Surface::new(&dirs)
         .grid(-1.0..=1.0, n, -1.0..=1.0, n)
@@ -770,12 +766,9 @@ fn arch_runs(
         )?;
         let s = train_sharpness(&r)?;
         let mean_abs_ratio = if curvature_for.contains(&k) {
-            let dirs2 = Directions::random_plane(
-                &ParamSet::from_varstore(&model.vs)?,
-                1,
-                Normalization::Filter,
-                Ignore::BiasAndBn,
-            )?;
+            let dirs2 = Directions::random(&ParamSet::from_varstore(&model.vs)?)
+                .seed(1)
+                .build()?;
             let sub = 256.min(data.train.len() as i64);
             let objective = SupervisedObjective::new(
                 model.net.as_ref(),

@@ -13,13 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::LossKind;
 use tch_landscape::analysis::hessian::{
     lanczos, Curvature, CurvatureMap, DensityOptions, Hessian, HessianParams, LanczosOptions,
     Objective, ParamSelection, SupervisedObjective, TraceOptions, CURVATURE_FILE,
     CURVATURE_META_KEY,
 };
+use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::models::Mlp;
 use tch_landscape::{Error, Result};
 
@@ -591,8 +592,10 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
     let vs = VarStore::new(Device::Cpu);
     let mlp = Mlp::new(&vs.root(), &[64, 16, 10]);
     let before = snapshot_bits(&vs);
-    let dirs =
-        Directions::random_plane_at(&vs, 7, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(7)
+        .build()
+        .unwrap();
     let opts = LanczosOptions {
         tol: 1e-3,
         seed: 2,
@@ -701,8 +704,10 @@ fn curvature_map_resumes_and_parallel_replicas_agree() {
     tch::manual_seed(12);
     let vs = VarStore::new(Device::Cpu);
     let mlp = Mlp::new(&vs.root(), &[64, 12, 10]);
-    let dirs =
-        Directions::random_plane_at(&vs, 3, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(3)
+        .build()
+        .unwrap();
     let opts = LanczosOptions {
         tol: 1e-4,
         ..Default::default()

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use common::digits_subset;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator, SplitResult};
 use tch_landscape::analysis::hessian::{
     Curvature, CurvatureMap, LanczosOptions, SupervisedObjective,
 };
+use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::{Surface, SurfaceResult};
 use tch_landscape::distributed::Mpi;
 use tch_landscape::models::Mlp;
@@ -97,8 +98,10 @@ fn mpirun_two_ranks_equal_one_process() {
     tch::set_num_threads(1);
     let tmp = common::tempdir();
     let (vs, model, x, y) = setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(8)
+        .build()
+        .unwrap();
     let mut eval = evaluator(&model, &x, &y);
     let single = surface(&dirs)
         .evaluate(&vs, &mut eval, tmp.path().join("single"))
@@ -227,8 +230,10 @@ fn mpi_child() {
 fn child(mpi: &Mpi, dir: &Path) {
     let rank = mpi.rank();
     let (vs, model, x, y) = setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(8)
+        .build()
+        .unwrap();
     let mut eval = evaluator(&model, &x, &y);
 
     // 1. The whole grid; only rank 0 gets (and writes) the result.
@@ -284,8 +289,10 @@ fn child(mpi: &Mpi, dir: &Path) {
 
     // 4. Ranks that built different directions are refused, on every rank.
     let seed = if rank == 1 { 9 } else { 8 };
-    let other =
-        Directions::random_plane_at(&vs, seed, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let other = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(seed)
+        .build()
+        .unwrap();
     let e = surface(&other)
         .evaluate_mpi(mpi, &vs, &mut eval, dir.join("disagree"))
         .unwrap_err()

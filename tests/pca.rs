@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 use common::*;
 use tch_landscape::analysis::directions::{DirectionKind, Directions};
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
-use tch_landscape::analysis::pca::{plane_check, PcaResult, TrajectoryPca};
+use tch_landscape::analysis::pca::{plane_check, PcaResult, PcaSummary, TrajectoryPca};
 use tch_landscape::data::digits::Digits;
 use tch_landscape::models::Mlp;
 use tch_landscape::{Error, Recorder, Run, Selection};
@@ -659,6 +659,7 @@ fn per_tensor_figures_add_up() {
     // Own ratios against a PCA restricted to that tensor.
     for t in &pca.tensors {
         let own = fit(&run, 2, 4096, Selection::Names(vec![t.name.clone()]));
+        assert_eq!(own.summary().selection, format!("names:{}", t.name));
         assert_close(
             t.own_ratio[0],
             own.explained_variance_ratio[0],
@@ -709,10 +710,10 @@ fn directions_are_unit_or_filter_normalized_around_the_final_snapshot() {
     assert_eq!(raw.meta.extra["pca.normalization"], "raw_unit_norm");
     assert_eq!(filt.meta.extra["pca.normalization"], "filter");
     for dir in &raw.dirs {
-        assert_close(dir.norm(), 1.0, 1e-6, "raw direction norm");
+        assert_close(dir.norm().unwrap(), 1.0, 1e-6, "raw direction norm");
     }
     assert_close(
-        raw.dirs[0].dot(&raw.dirs[1]),
+        raw.dirs[0].dot(&raw.dirs[1]).unwrap(),
         0.0,
         1e-6,
         "raw directions orthogonal",
@@ -735,7 +736,7 @@ fn directions_are_unit_or_filter_normalized_around_the_final_snapshot() {
     }
     // The raw plane point at a snapshot's coordinates is its projection.
     let p = &pca.path[2];
-    let point = raw.point(p.x(), p.y());
+    let point = raw.point(p.x(), p.y()).unwrap();
     let snap = run.tensors(2).unwrap();
     let resid: f64 = point
         .tensors
@@ -819,7 +820,17 @@ fn save_writes_the_tables_the_summary_and_both_directions() {
     for p in [&files.directions_raw, &files.directions_filter] {
         let d = Directions::load(p).unwrap();
         assert_eq!(d.meta.kind, DirectionKind::Pca);
+        assert_eq!(d.meta.bn_stats.to_string(), "fixed");
+        assert_eq!(d.meta.extra["pca.selection"], "weights");
     }
+    // The summary reads back through the library, as the report reads it.
+    let back = PcaSummary::load(&files.summary).unwrap();
+    assert_eq!((back.selection.as_str(), back.rank), ("weights", pca.rank));
+    assert_eq!(back.path.len(), 6);
+    assert_eq!(
+        files.summary.file_name().unwrap(),
+        tch_landscape::analysis::pca::SUMMARY_FILE
+    );
 }
 
 /// Trains a 64-32-10 MLP on the digits for 6 epochs with the recorder.

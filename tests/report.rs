@@ -7,7 +7,7 @@ use std::process::Command;
 
 use tch::nn::{self, Module, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::Surface;
@@ -45,14 +45,12 @@ fn make_run(dir: &Path) -> PathBuf {
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
         .unwrap();
-    let plane =
-        Directions::random_plane(&centre, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let plane = Directions::random(&centre).seed(1).build().unwrap();
     Surface::new(&plane)
         .grid(-1.0..=1.0, 9, -1.0..=1.0, 7)
         .evaluate(&vs, &mut eval, run_dir.join("surfaces/plane"))
         .unwrap();
-    let line =
-        Directions::random_line(&centre, 2, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let line = Directions::random(&centre).dims(1).seed(2).build().unwrap();
     Surface::new(&line)
         .line(-1.0..=1.0, 15)
         .evaluate(&vs, &mut eval, run_dir.join("surfaces/line"))

@@ -11,11 +11,12 @@ use std::process::Command;
 use common::digits_subset;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
 use tch_landscape::analysis::hessian::{
     merge_curvature_shards, Curvature, LanczosOptions, SupervisedObjective,
 };
+use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::{merge_shards, Surface, SurfaceResult, SPEC_FILE};
 use tch_landscape::models::Mlp;
 
@@ -34,8 +35,10 @@ fn bits(v: &[f64]) -> Vec<u64> {
 #[test]
 fn merged_shards_equal_the_single_process_surface() {
     let (vs, model, x, y) = setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 4, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(4)
+        .build()
+        .unwrap();
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
         .unwrap()
@@ -111,10 +114,14 @@ fn expect_err(r: tch_landscape::Result<SurfaceResult>, parts: &[&str]) {
 #[test]
 fn incomplete_missing_and_mismatched_shards_are_refused() {
     let (vs, model, x, y) = setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 4, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    let other_dirs =
-        Directions::random_plane_at(&vs, 5, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(4)
+        .build()
+        .unwrap();
+    let other_dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(5)
+        .build()
+        .unwrap();
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
         .unwrap();
@@ -186,8 +193,10 @@ fn incomplete_missing_and_mismatched_shards_are_refused() {
 #[test]
 fn merged_curvature_shards_equal_the_single_process_map() {
     let (vs, model, x, y) = setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 4, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(4)
+        .build()
+        .unwrap();
     let objective = || SupervisedObjective::new(&model, &x, &y).unwrap();
     let opts = LanczosOptions {
         tol: 1e-2,

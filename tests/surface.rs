@@ -28,8 +28,10 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
     let (vs, model) = mlp(1, &[64, 16, 10]);
     let (x, y) = digits_subset(200);
     let before = snapshot_bits(&vs);
-    let dirs =
-        Directions::random_plane_at(&vs, 5, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(5)
+        .build()
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
@@ -109,7 +111,11 @@ fn filter_normalized_surface_is_scale_invariant() {
             let _ = b1.f_mul_scalar_(scale).unwrap();
             let _ = w2.f_mul_scalar_(1.0 / scale).unwrap();
         });
-        let dirs = Directions::random_plane_at(&vs, 123, norm, Ignore::BiasAndBn).unwrap();
+        let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+            .seed(123)
+            .normalization(norm)
+            .build()
+            .unwrap();
         let mut eval = ClassifierEvaluator::new(&model)
             .split("train", &x, &y)
             .unwrap();
@@ -157,8 +163,10 @@ fn linear_regression_surface_matches_closed_form() {
     );
     let x = Tensor::randn([64, 5], (Kind::Float, Device::Cpu));
     let y = Tensor::randn([64, 1], (Kind::Float, Device::Cpu));
-    let dirs =
-        Directions::random_plane_at(&vs, 9, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(9)
+        .build()
+        .unwrap();
     let module = nn::func(move |xs| lin.forward(xs));
     let mut eval = ClassifierEvaluator::new(&module)
         .split("train", &x, &y)
@@ -294,8 +302,10 @@ fn small_setup() -> (VarStore, Mlp, Tensor, Tensor) {
 #[test]
 fn resumes_without_recomputing_and_gives_identical_results() {
     let (vs, model, x, y) = small_setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(1)
+        .build()
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
@@ -350,7 +360,12 @@ fn resumes_without_recomputing_and_gives_identical_results() {
 #[test]
 fn non_square_grids_lines_and_metadata() {
     let (vs, model, x, y) = small_setup();
-    let dirs = Directions::random_plane_at(&vs, 2, Normalization::Layer, Ignore::Nothing).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(2)
+        .normalization(Normalization::Layer)
+        .ignore(Ignore::Nothing)
+        .build()
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
@@ -381,13 +396,11 @@ fn non_square_grids_lines_and_metadata() {
     assert_eq!(get("tch_landscape.normalization"), "layer");
     assert_eq!(get("tch_landscape.directions_id"), dirs.meta.id);
     // 1-D slice along the first direction, with sharpness figures.
-    let line = Directions::random_line(
-        &ParamSet::from_varstore(&vs).unwrap(),
-        4,
-        Normalization::Filter,
-        Ignore::BiasAndBn,
-    )
-    .unwrap();
+    let line = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .dims(1)
+        .seed(4)
+        .build()
+        .unwrap();
     let r = Surface::new(&line)
         .line(-1.0..=1.0, 21)
         .evaluate(&vs, &mut eval, tmp.path().join("l"))
@@ -440,14 +453,16 @@ fn interpolation_hits_both_end_points() {
         loss[6],
         direct_b
     );
-    assert_eq!(r.spec.directions.bn_stats, "interpolated");
+    assert_eq!(r.spec.directions.bn_stats.to_string(), "interpolated");
 }
 
 #[test]
 fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
     let (vs, model, x, y) = small_setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(1)
+        .build()
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
@@ -462,13 +477,11 @@ fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
         .evaluate(&vs, &mut eval, tmp.path().join("b"))
         .unwrap_err();
     assert!(e.to_string().contains("at least 1 point"), "{e}");
-    let line = Directions::random_line(
-        &ParamSet::from_varstore(&vs).unwrap(),
-        1,
-        Normalization::Filter,
-        Ignore::BiasAndBn,
-    )
-    .unwrap();
+    let line = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .dims(1)
+        .seed(1)
+        .build()
+        .unwrap();
     let e = Surface::new(&line)
         .grid(-1.0..=1.0, 3, -1.0..=1.0, 3)
         .evaluate(&vs, &mut eval, tmp.path().join("c"))
@@ -528,8 +541,10 @@ fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
 #[test]
 fn parallel_replicas_match_a_single_replica() {
     let (vs, model, x, y) = small_setup();
-    let dirs =
-        Directions::random_plane_at(&vs, 8, Normalization::Filter, Ignore::BiasAndBn).unwrap();
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(8)
+        .build()
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)

@@ -1604,12 +1604,12 @@ pub fn curvature_schema() -> SchemaRef {
 /// the Hessian at every point θ* + αδ + βη of a grid (Figure 7).
 ///
 /// ```no_run
-/// # use tch_landscape::analysis::{directions::*, hessian::*};
+/// # use tch_landscape::analysis::{directions::*, hessian::*, params::ParamSet};
 /// # fn main() -> tch_landscape::Result<()> {
 /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 /// # let model = tch_landscape::models::Mlp::new(&vs.root(), &[64, 10]);
 /// # let (x, y) = (tch::Tensor::zeros([8, 64], tch::kind::FLOAT_CPU), tch::Tensor::zeros([8], tch::kind::INT64_CPU));
-/// let dirs = Directions::random_plane_at(&vs, 123, Normalization::Filter, Ignore::BiasAndBn)?;
+/// let dirs = Directions::random(&ParamSet::from_varstore(&vs)?).seed(123).build()?;
 /// let objective = SupervisedObjective::new(&model, &x, &y)?;
 /// let map = Curvature::new(&dirs)
 ///     .grid(-0.5..=0.5, 7, -0.5..=0.5, 7)

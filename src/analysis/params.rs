@@ -1,11 +1,13 @@
 //! Named parameter sets: θ at one point (a model's variables, a recorded
-//! snapshot, a direction), as sorted CPU float32 tensors.
+//! snapshot, a direction), as sorted CPU float32 tensors, and the guard
+//! that restores a model's variables. No file is read here: snapshots come
+//! through [`Run`].
 
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::store::manifest::Role;
 use crate::store::run::Run;
+use crate::tensor::{model_variable, Role};
 
 /// One named tensor of a [`ParamSet`].
 #[derive(Debug)]
@@ -70,54 +72,51 @@ impl ParamSet {
     /// Snapshot `i` of a recorded run (every recorded tensor).
     pub fn from_run(run: &Run, i: usize) -> Result<ParamSet> {
         let manifest = run.manifest();
-        let tensors = run
-            .tensors(i)?
-            .into_iter()
-            .zip(&manifest.tensors)
-            .map(|((name, t), info)| NamedTensor {
+        let mut tensors = Vec::with_capacity(manifest.tensors.len());
+        for ((name, t), info) in run.tensors(i)?.into_iter().zip(&manifest.tensors) {
+            let tensor = t
+                .f_to_kind(Kind::Float)
+                .and_then(|t| t.f_contiguous())
+                .map_err(|e| Error::torch(format!("converting '{name}' to float32"), e))?;
+            tensors.push(NamedTensor {
                 name,
                 role: info.role,
-                tensor: t.to_kind(Kind::Float).contiguous(),
-            })
-            .collect();
+                tensor,
+            });
+        }
         Ok(ParamSet { tensors })
     }
 
-    /// A set of zeros shaped like `self`.
-    pub fn zeros_like(&self) -> ParamSet {
-        self.map(|t| t.tensor.zeros_like())
-    }
-
-    /// Applies `f` to every tensor, keeping names and roles.
-    pub fn map(&self, mut f: impl FnMut(&NamedTensor) -> Tensor) -> ParamSet {
-        ParamSet {
-            tensors: self
-                .tensors
-                .iter()
-                .map(|t| NamedTensor {
-                    name: t.name.clone(),
-                    role: t.role,
-                    tensor: f(t),
-                })
-                .collect(),
+    /// Applies `f` to every tensor, keeping names and roles; stops at the
+    /// first error.
+    pub fn map(&self, mut f: impl FnMut(&NamedTensor) -> Result<Tensor>) -> Result<ParamSet> {
+        let mut tensors = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            tensors.push(NamedTensor {
+                name: t.name.clone(),
+                role: t.role,
+                tensor: f(t)?,
+            });
         }
+        Ok(ParamSet { tensors })
     }
 
     /// `self − other`, tensor by tensor; names and shapes must match.
     pub fn sub(&self, other: &ParamSet) -> Result<ParamSet> {
         self.check_compatible(other, "the second parameter set")?;
-        Ok(ParamSet {
-            tensors: self
-                .tensors
-                .iter()
-                .zip(&other.tensors)
-                .map(|(a, b)| NamedTensor {
-                    name: a.name.clone(),
-                    role: a.role,
-                    tensor: &a.tensor - &b.tensor,
-                })
-                .collect(),
-        })
+        let mut tensors = Vec::with_capacity(self.tensors.len());
+        for (a, b) in self.tensors.iter().zip(&other.tensors) {
+            let tensor = a
+                .tensor
+                .f_sub(&b.tensor)
+                .map_err(|e| Error::torch(format!("subtracting '{}'", a.name), e))?;
+            tensors.push(NamedTensor {
+                name: a.name.clone(),
+                role: a.role,
+                tensor,
+            });
+        }
+        Ok(ParamSet { tensors })
     }
 
     /// Checks that `other` has the same tensor names and shapes as `self`.
@@ -155,47 +154,23 @@ impl ParamSet {
     }
 
     /// Euclidean norm over all tensors (float64 accumulation).
-    pub fn norm(&self) -> f64 {
-        self.tensors
-            .iter()
-            .map(|t| {
-                t.tensor
-                    .to_kind(Kind::Double)
-                    .square()
-                    .sum(Kind::Double)
-                    .double_value(&[])
-            })
-            .sum::<f64>()
-            .sqrt()
+    pub fn norm(&self) -> Result<f64> {
+        let mut sum = 0.0;
+        for t in &self.tensors {
+            sum += sum_of(&t.name, &t.tensor, &t.tensor)?;
+        }
+        Ok(sum.sqrt())
     }
 
-    /// Inner product with `other` (float64 accumulation).
-    pub fn dot(&self, other: &ParamSet) -> f64 {
-        self.tensors
-            .iter()
-            .zip(&other.tensors)
-            .map(|(a, b)| {
-                (a.tensor.to_kind(Kind::Double) * b.tensor.to_kind(Kind::Double))
-                    .sum(Kind::Double)
-                    .double_value(&[])
-            })
-            .sum()
-    }
-
-    /// A cheap fingerprint of the values (norm and sum), used to recognise the
-    /// same centre when a computation is resumed.
-    pub fn fingerprint(&self) -> [f64; 2] {
-        let sum = self
-            .tensors
-            .iter()
-            .map(|t| {
-                t.tensor
-                    .to_kind(Kind::Double)
-                    .sum(Kind::Double)
-                    .double_value(&[])
-            })
-            .sum();
-        [self.norm(), sum]
+    /// Inner product with `other` (float64 accumulation); names and shapes
+    /// must match.
+    pub fn dot(&self, other: &ParamSet) -> Result<f64> {
+        self.check_compatible(other, "the second parameter set")?;
+        let mut sum = 0.0;
+        for (a, b) in self.tensors.iter().zip(&other.tensors) {
+            sum += sum_of(&a.name, &a.tensor, &b.tensor)?;
+        }
+        Ok(sum)
     }
 
     /// Writes these values into the variables of `vs` (by name, under
@@ -204,17 +179,24 @@ impl ParamSet {
         let vars = vs.variables();
         tch::no_grad(|| {
             for t in &self.tensors {
-                let var = vars.get(&t.name).ok_or_else(|| Error::UnknownTensor {
-                    tensor: t.name.clone(),
-                    place: "the model's VarStore".into(),
-                })?;
-                let mut var = var.shallow_clone();
+                let mut var =
+                    model_variable(&vars, &t.name, &t.tensor.size(), "the model's VarStore")?;
                 var.f_copy_(&t.tensor)
                     .map_err(|e| Error::torch(format!("setting '{}'", t.name), e))?;
             }
             Ok(())
         })
     }
+}
+
+/// Σ aᵢbᵢ over one tensor pair, in float64.
+fn sum_of(name: &str, a: &Tensor, b: &Tensor) -> Result<f64> {
+    let double = |t: &Tensor| t.f_to_kind(Kind::Double);
+    double(a)
+        .and_then(|a| a.f_mul(&double(b)?))
+        .and_then(|p| p.f_sum(Kind::Double))
+        .and_then(|s| s.f_double_value(&[]))
+        .map_err(|e| Error::torch(format!("summing over '{name}'"), e))
 }
 
 /// Deep copies of a VarStore's variables, written back on drop: the model is

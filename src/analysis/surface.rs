@@ -2,12 +2,12 @@
 //! 1-D slices and 2-D planes, resumable and streamed to disk.
 //!
 //! ```no_run
-//! # use tch_landscape::analysis::{directions::*, evaluator::*, surface::Surface};
+//! # use tch_landscape::analysis::{directions::*, evaluator::*, params::ParamSet, surface::Surface};
 //! # fn main() -> tch_landscape::Result<()> {
 //! # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 //! # let model = tch_landscape::models::Mlp::new(&vs.root(), &[64, 10]);
 //! # let (x, y) = (tch::Tensor::zeros([8, 64], tch::kind::FLOAT_CPU), tch::Tensor::zeros([8], tch::kind::INT64_CPU));
-//! let dirs = Directions::random_plane_at(&vs, 123, Normalization::Filter, Ignore::BiasAndBn)?;
+//! let dirs = Directions::random(&ParamSet::from_varstore(&vs)?).seed(123).build()?;
 //! let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y)?;
 //! let surface = Surface::new(&dirs)
 //!     .grid(-1.0..=1.0, 51, -1.0..=1.0, 51)
@@ -878,7 +878,9 @@ pub(crate) fn evaluate_points<E: Evaluator + ?Sized>(
         tch::no_grad(|| {
             for (i, target) in targets.iter().enumerate() {
                 let dir: Vec<&Tensor> = d.iter().map(|v| &v[i]).collect();
-                let v = combine(&centre[i], &dir, point.x, point.y);
+                let v = combine(&centre[i], &dir, point.x, point.y).map_err(|e| {
+                    Error::torch(format!("forming '{}'", dirs.centre.tensors[i].name), e)
+                })?;
                 let mut target = target.shallow_clone();
                 target.f_copy_(&v).map_err(|e| {
                     Error::torch(format!("setting '{}'", dirs.centre.tensors[i].name), e)
@@ -1095,7 +1097,7 @@ fn write_points_parquet(path: &Path, spec: &SurfaceSpec, points: &[PointValue]) 
                 .map(|n| format!("{n:?}").to_lowercase())
                 .unwrap_or_default(),
         ),
-        ("bn_stats", d.bn_stats.clone()),
+        ("bn_stats", d.bn_stats.to_string()),
         ("centre", d.description.clone()),
     ]);
     for (k, v) in flat {

@@ -9,10 +9,12 @@
 //!   export/*.parquet       written by `landscape export`
 //! ```
 
+pub(crate) mod directions;
 pub mod export;
 pub(crate) mod fsutil;
 pub mod manifest;
 pub mod metrics;
+pub(crate) mod pca;
 pub mod run;
 pub mod snapshot;
 pub(crate) mod table;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tch_landscape::analysis::pca::{TrajectoryPca, DEFAULT_CHUNK};
+use tch_landscape::analysis::pca::{TrajectoryPca, DEFAULT_CHUNK, DEFAULT_COMPONENTS};
 use tch_landscape::{Run, Selection};
 
 /// Principal components of a run's trajectory: explained variance, the path
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Number of principal components.
-    #[arg(short = 'k', long, default_value_t = 2)]
+    #[arg(short = 'k', long, default_value_t = DEFAULT_COMPONENTS)]
     components: usize,
     /// Values streamed per tensor chunk from each snapshot (memory ≈ 40 ×
     /// snapshots × chunk bytes).

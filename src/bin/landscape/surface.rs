@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use tch::nn::VarStore;
-use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::shard::Shard;
@@ -101,9 +101,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let centre = ParamSet::from_run(&run, snapshot)?;
     let dirs = if args.dims == 1 {
-        Directions::random_line(&centre, args.seed, Normalization::Filter, Ignore::BiasAndBn)?
+        Directions::random(&centre)
+            .dims(1)
+            .seed(args.seed)
+            .build()?
     } else {
-        Directions::random_plane(&centre, args.seed, Normalization::Filter, Ignore::BiasAndBn)?
+        Directions::random(&centre).seed(args.seed).build()?
     }
     .with_description(format!("snapshot {snapshot} of {}", run.manifest().run_id));
 

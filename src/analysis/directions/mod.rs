@@ -1,0 +1,374 @@
+//! Directions in parameter space (§3, §4 of the paper): seeded random
+//! directions with filter-, layer- or no normalization; the direction between
+//! two snapshots (1-D linear interpolation); the plane through three snapshots.
+//!
+//! A [`Directions`] value carries its centre θ* (the point the grid is laid
+//! around) and one or two direction vectors δ, η; a grid point (α, β) is
+//! θ* + αδ + βη. Directions are saved to Parquet with their seed and settings
+//! in metadata ([`Directions::save`], `schemas/directions.json`) and load back
+//! bit-identically, so a surface can be recomputed or extended later.
+//!
+//! Random directions are configured with [`Directions::random`]:
+//!
+//! ```no_run
+//! # fn main() -> tch_landscape::Result<()> {
+//! use tch_landscape::analysis::directions::{Directions, Normalization};
+//! use tch_landscape::analysis::params::ParamSet;
+//! # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let centre = ParamSet::from_varstore(&vs)?;
+//! // The paper's defaults: a plane, filter normalization, biases and BN at θ*.
+//! let plane = Directions::random(&centre).seed(123).build()?;
+//! // One layer-normalized direction, for a 1-D slice.
+//! let line = Directions::random(&centre)
+//!     .dims(1)
+//!     .seed(7)
+//!     .normalization(Normalization::Layer)
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+
+mod random;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::analysis::params::{NamedTensor, ParamSet};
+use crate::error::{Error, Result};
+
+pub(crate) use random::normalize;
+pub use random::{Ignore, Normalization, RandomBuilder};
+
+pub use crate::store::directions::{directions_schema, DIRECTIONS_META_KEY};
+
+/// How the directions were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionKind {
+    /// Seeded random directions.
+    Random,
+    /// From the centre to a second point (1-D linear interpolation).
+    Interpolation,
+    /// The plane through three points.
+    ThreePoint,
+    /// Principal components of a trajectory.
+    Pca,
+    /// Given by the user.
+    Custom,
+}
+
+/// What happens to BatchNorm running statistics (buffers) along the
+/// directions. Written to files as `fixed` / `interpolated`, the
+/// [`Display`](fmt::Display) form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BnStats {
+    /// Held at θ* (random, PCA and custom directions, §3).
+    Fixed,
+    /// They move with the direction, as between two minimizers
+    /// (interpolation, three-point plane).
+    Interpolated,
+}
+
+impl fmt::Display for BnStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BnStats::Fixed => "fixed",
+            BnStats::Interpolated => "interpolated",
+        })
+    }
+}
+
+/// Settings and provenance of a set of directions, stored in metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectionsMeta {
+    /// Content hash of centre and directions (hex): equal ids, equal values.
+    pub id: String,
+    /// How they were made.
+    pub kind: DirectionKind,
+    /// Seed of random directions.
+    pub seed: Option<u64>,
+    /// Normalization of random directions (`None` when not random).
+    pub normalization: Option<Normalization>,
+    /// Treatment of 1-D tensors by random directions.
+    pub ignore: Option<Ignore>,
+    /// Whether BN running stats are held at θ* or move with the direction.
+    pub bn_stats: BnStats,
+    /// Number of directions (1 or 2).
+    pub n_directions: usize,
+    /// Free text: where the centre and end points came from.
+    pub description: String,
+    /// Extra key/values (e.g. PCA explained variance).
+    pub extra: BTreeMap<String, String>,
+}
+
+/// A centre θ* and one or two directions.
+#[derive(Debug, Clone)]
+pub struct Directions {
+    /// Provenance and settings.
+    pub meta: DirectionsMeta,
+    /// θ*, the point at grid coordinates (0, 0).
+    pub centre: ParamSet,
+    /// δ (and η).
+    pub dirs: Vec<ParamSet>,
+}
+
+impl Directions {
+    /// Starts configuring seeded random directions around `centre`; see
+    /// [`RandomBuilder`] for the options and their defaults (a plane, seed
+    /// 0, filter normalization, biases and BN held at θ*).
+    pub fn random(centre: &ParamSet) -> RandomBuilder<'_> {
+        RandomBuilder::new(centre)
+    }
+
+    /// The line from `a` (α = 0) to `b` (α = 1): θ(α) = (1−α)a + αb. Every
+    /// tensor moves, BN running stats included (they are part of θ here).
+    pub fn interpolation(a: &ParamSet, b: &ParamSet) -> Result<Directions> {
+        let d = b.sub(a)?;
+        Ok(Self::assemble(
+            Self::endpoint_meta(DirectionKind::Interpolation, 1),
+            a.clone(),
+            vec![d],
+        ))
+    }
+
+    /// The plane through `a`, `b`, `c`: centre `a`, δ = b − a, η = c − a, so
+    /// (0,0) = a, (1,0) = b, (0,1) = c. BN running stats move too.
+    pub fn three_point(a: &ParamSet, b: &ParamSet, c: &ParamSet) -> Result<Directions> {
+        let d1 = b.sub(a)?;
+        let d2 = c.sub(a)?;
+        Ok(Self::assemble(
+            Self::endpoint_meta(DirectionKind::ThreePoint, 2),
+            a.clone(),
+            vec![d1, d2],
+        ))
+    }
+
+    /// Directions given by the user (checked against `centre`); BN running
+    /// stats are held fixed.
+    pub fn custom(
+        centre: ParamSet,
+        dirs: Vec<ParamSet>,
+        kind: DirectionKind,
+        description: impl Into<String>,
+    ) -> Result<Directions> {
+        if !(1..=2).contains(&dirs.len()) {
+            return Err(Error::invalid(
+                "directions",
+                format!("need 1 or 2, got {}", dirs.len()),
+            ));
+        }
+        for d in &dirs {
+            centre.check_compatible(d, "a direction")?;
+        }
+        let mut meta = Self::endpoint_meta(kind, dirs.len());
+        meta.bn_stats = BnStats::Fixed;
+        meta.description = description.into();
+        Ok(Self::assemble(meta, centre, dirs))
+    }
+
+    /// The metadata of directions that are not random: no seed or
+    /// normalization, BN stats interpolated.
+    fn endpoint_meta(kind: DirectionKind, n: usize) -> DirectionsMeta {
+        DirectionsMeta {
+            id: String::new(),
+            kind,
+            seed: None,
+            normalization: None,
+            ignore: None,
+            bn_stats: BnStats::Interpolated,
+            n_directions: n,
+            description: String::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Completes `meta` (number of directions, content id).
+    fn assemble(mut meta: DirectionsMeta, centre: ParamSet, dirs: Vec<ParamSet>) -> Directions {
+        meta.n_directions = dirs.len();
+        let mut d = Directions { meta, centre, dirs };
+        d.meta.id = d.content_hash();
+        d
+    }
+
+    /// Sets the free-text description (provenance) and returns self.
+    pub fn with_description(mut self, text: impl Into<String>) -> Self {
+        self.meta.description = text.into();
+        self
+    }
+
+    /// Number of directions.
+    pub fn len(&self) -> usize {
+        self.dirs.len()
+    }
+
+    /// True when there is no direction (never, for a constructed value).
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    /// θ* + αδ (+ βη), tensor by tensor, always from θ*; an error when a
+    /// direction does not match the centre (names and shapes).
+    pub fn point(&self, alpha: f64, beta: f64) -> Result<ParamSet> {
+        let mut tensors = Vec::with_capacity(self.centre.tensors.len());
+        for (k, c) in self.centre.tensors.iter().enumerate() {
+            let mut d = Vec::with_capacity(self.dirs.len());
+            for dir in &self.dirs {
+                let t = dir.tensors.get(k).filter(|t| t.name == c.name);
+                d.push(
+                    &t.ok_or_else(|| Error::UnknownTensor {
+                        tensor: c.name.clone(),
+                        place: "a direction".into(),
+                    })?
+                    .tensor,
+                );
+            }
+            let tensor = tch::no_grad(|| combine(&c.tensor, &d, alpha, beta)).map_err(|e| {
+                Error::torch(format!("forming '{}' at ({alpha}, {beta})", c.name), e)
+            })?;
+            tensors.push(NamedTensor {
+                name: c.name.clone(),
+                role: c.role,
+                tensor,
+            });
+        }
+        Ok(ParamSet { tensors })
+    }
+
+    /// FNV-1a over names, shapes and value bits of centre and directions.
+    pub(crate) fn content_hash(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for set in std::iter::once(&self.centre).chain(&self.dirs) {
+            for t in &set.tensors {
+                feed(t.name.as_bytes());
+                for s in t.tensor.size() {
+                    feed(&s.to_le_bytes());
+                }
+                let v = Vec::<f32>::try_from(t.tensor.flatten(0, -1)).unwrap_or_default();
+                for x in v {
+                    feed(&x.to_bits().to_le_bytes());
+                }
+            }
+        }
+        format!("{h:016x}")
+    }
+
+    /// Checks that the directions fit the variables of `vs` (names and shapes).
+    pub fn check_model(&self, vs: &tch::nn::VarStore) -> Result<()> {
+        let vars = vs.variables();
+        for t in &self.centre.tensors {
+            crate::tensor::model_variable(
+                &vars,
+                &t.name,
+                &t.tensor.size(),
+                "the model (the directions were made for another model)",
+            )
+            .map(drop)?;
+        }
+        Ok(())
+    }
+}
+
+/// c + α·d₀ (+ β·d₁): one tensor of the point (α, β), computed from the
+/// centre every time; an error when the shapes differ.
+pub(crate) fn combine(
+    c: &Tensor,
+    d: &[&Tensor],
+    alpha: f64,
+    beta: f64,
+) -> std::result::Result<Tensor, tch::TchError> {
+    let mut v = c.f_add(&d[0].f_mul_scalar(alpha)?)?;
+    if let Some(d1) = d.get(1) {
+        v = v.f_add(&d1.f_mul_scalar(beta)?)?;
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Role;
+    use tch::Kind;
+
+    pub(super) fn set(tensors: Vec<(&str, Role, Tensor)>) -> ParamSet {
+        ParamSet {
+            tensors: tensors
+                .into_iter()
+                .map(|(n, role, tensor)| NamedTensor {
+                    name: n.into(),
+                    role,
+                    tensor,
+                })
+                .collect(),
+        }
+    }
+
+    fn from(v: &[f32]) -> Tensor {
+        Tensor::from_slice(v)
+    }
+
+    #[test]
+    fn endpoint_directions_reach_their_points_and_hash_their_values() {
+        let a = set(vec![("w", Role::Weight, from(&[1.0, 2.0]))]);
+        let b = set(vec![("w", Role::Weight, from(&[3.0, -2.0]))]);
+        let c = set(vec![("w", Role::Weight, from(&[0.0, 5.0]))]);
+        let plane = Directions::three_point(&a, &b, &c).unwrap();
+        assert_eq!(plane.meta.kind, DirectionKind::ThreePoint);
+        assert_eq!(plane.meta.bn_stats, BnStats::Interpolated);
+        assert_eq!(plane.len(), 2);
+        for (x, y, want) in [(0.0, 0.0, &a), (1.0, 0.0, &b), (0.0, 1.0, &c)] {
+            let p = plane.point(x, y).unwrap();
+            assert!(
+                p.tensors[0].tensor.equal(&want.tensors[0].tensor),
+                "({x}, {y})"
+            );
+        }
+        let line = Directions::interpolation(&a, &b).unwrap();
+        let mid = line.point(0.5, 0.0).unwrap();
+        assert!(mid.tensors[0].tensor.equal(&from(&[2.0, 0.0])));
+        assert_ne!(line.meta.id, plane.meta.id);
+        let again = Directions::interpolation(&a, &b).unwrap();
+        assert_eq!(line.meta.id, again.meta.id);
+        let custom = Directions::custom(a.clone(), vec![b.clone()], DirectionKind::Custom, "x");
+        assert_eq!(custom.unwrap().meta.bn_stats, BnStats::Fixed);
+        assert!(Directions::custom(a.clone(), vec![], DirectionKind::Custom, "").is_err());
+        let other = set(vec![("v", Role::Weight, from(&[0.0, 0.0]))]);
+        assert!(Directions::interpolation(&a, &other).is_err());
+    }
+
+    #[test]
+    fn bn_stats_are_written_as_before() {
+        for (b, s) in [
+            (BnStats::Fixed, "fixed"),
+            (BnStats::Interpolated, "interpolated"),
+        ] {
+            assert_eq!(b.to_string(), s);
+            assert_eq!(serde_json::to_string(&b).unwrap(), format!("\"{s}\""));
+            assert_eq!(
+                serde_json::from_str::<BnStats>(&format!("\"{s}\"")).unwrap(),
+                b
+            );
+        }
+    }
+
+    #[test]
+    fn a_point_of_mismatched_directions_is_an_error() {
+        let a = set(vec![("w", Role::Weight, from(&[1.0, 2.0]))]);
+        let mut d = Directions::interpolation(&a, &a).unwrap();
+        d.dirs[0].tensors[0].tensor = Tensor::zeros([3], (Kind::Float, tch::Device::Cpu));
+        assert!(matches!(d.point(1.0, 0.0), Err(Error::Torch { .. })));
+        d.dirs[0].tensors.clear();
+        assert!(matches!(
+            d.point(1.0, 0.0),
+            Err(Error::UnknownTensor { .. })
+        ));
+    }
+}

@@ -1,0 +1,446 @@
+//! The PCA itself, over any re-streamable source of chunks ([`Chunks`]):
+//! pass 1 (Gram matrices), the eigen-decomposition, the path coordinates,
+//! pass 2 (signs, residuals, shares). Pure arithmetic on the chunks: the
+//! run-specific parts (snapshot indices, tensor names) are added by
+//! [`PcaResult`](super::PcaResult).
+
+use super::gram::{own_ratios, Gram, Spectrum};
+use super::project::{project_pass, Projection};
+use super::stream::{Chunks, Trajectory};
+use crate::error::{Error, Result};
+
+/// Pass-1 figures of one selected tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorFit {
+    /// Manifest index.
+    pub(crate) tensor: usize,
+    /// Trace of its own centred Gram matrix.
+    pub(crate) trace: f64,
+    /// Explained variance ratios of its own first two components.
+    pub(crate) own_ratio: [f64; 2],
+    /// ‖pc_k restricted to the tensor‖² per returned component.
+    pub(crate) share: Vec<f64>,
+}
+
+/// A fitted trajectory PCA, before the run's labels are attached.
+#[derive(Debug, Clone)]
+pub(crate) struct Fit {
+    /// The decomposed global Gram matrix.
+    pub(crate) spectrum: Spectrum,
+    /// Degrees of freedom: m − 1.
+    pub(crate) dof: f64,
+    /// u_k = v_k / √λ_k (sign fixed), so pc_k = Mcᵀ u_k.
+    pub(crate) weights: Vec<Vec<f64>>,
+    /// Per snapshot (m + 1 rows, the final one at the origin): ⟨Δᵢ, pc_k⟩.
+    pub(crate) coords: Vec<Vec<f64>>,
+    /// Per snapshot: ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ (0 when Δᵢ = 0).
+    pub(crate) residuals: Vec<f64>,
+    /// Per selected tensor, in manifest order.
+    pub(crate) tensors: Vec<TensorFit>,
+    /// Σ of the tensors' traces (= Σλ up to rounding).
+    pub(crate) trace: f64,
+}
+
+/// The results of the Gram pass.
+struct Pass1 {
+    gram: Gram,
+    tensors: Vec<TensorFit>,
+    /// ‖Δᵢ‖².
+    norms2: Vec<f64>,
+    /// (Mc μ)ᵢ.
+    w: Vec<f64>,
+}
+
+/// Fits the PCA of `traj` with up to `components` components (fewer when
+/// the trajectory's rank is lower, with a warning), Gram products on
+/// `threads` threads.
+///
+/// Errors: fewer than 3 snapshots (one centred row carries no variation),
+/// or snapshots before the final one that are all identical.
+pub(crate) fn fit<C: Chunks>(
+    traj: &Trajectory<C>,
+    components: usize,
+    threads: usize,
+) -> Result<Fit> {
+    let m = traj.m;
+    if m < 2 {
+        return Err(Error::invalid(
+            "pca",
+            format!(
+                "needs at least 3 snapshots (the final one is the reference, the others are centred), {} has {}",
+                traj.name,
+                m + 1
+            ),
+        ));
+    }
+    let pass1 = {
+        let _s = tracing::debug_span!("pca gram pass").entered();
+        gram_pass(traj, threads)?
+    };
+    let trace: f64 = pass1.tensors.iter().map(|t| t.trace).sum();
+    if trace.is_nan() || trace <= 0.0 {
+        return Err(Error::invalid(
+            "pca",
+            format!(
+                "the {m} snapshots before the final one of {} are identical over the selected tensors ({}): there is no variation to analyse",
+                traj.name, traj.selection
+            ),
+        ));
+    }
+    let spectrum = Spectrum::of(pass1.gram.to_full());
+    // trace > 0, so λ₁ > 0 and rank ≥ 1.
+    let ncomp = components.min(spectrum.rank);
+    if ncomp < components {
+        tracing::warn!(
+            requested = components,
+            rank = spectrum.rank,
+            "the trajectory has fewer non-zero principal components than requested"
+        );
+    }
+    let (mut weights, mut coords) = path_coordinates(&spectrum, &pass1.w, ncomp);
+    let pass2 = {
+        let _s = tracing::debug_span!("pca projection pass").entered();
+        let proj = Projection {
+            weights: &weights,
+            coords: &coords,
+        };
+        project_pass(traj, proj, None)?
+    };
+    let largest: Vec<f64> = pass2.largest.iter().map(|&(_, v)| v).collect();
+    fix_signs(&mut weights, &mut coords[..m], &largest);
+    let mut tensors = pass1.tensors;
+    for (t, share) in tensors.iter_mut().zip(pass2.shares) {
+        t.share = share;
+    }
+    Ok(Fit {
+        spectrum,
+        dof: (m - 1) as f64,
+        weights,
+        residuals: residuals(&pass2.residual2, &pass1.norms2),
+        coords,
+        tensors,
+        trace,
+    })
+}
+
+/// Pass 1: per-tensor Gram matrices, summed into the global one, and the
+/// row figures ‖Δᵢ‖², (Mc μ)ᵢ.
+fn gram_pass<C: Chunks>(traj: &Trajectory<C>, threads: usize) -> Result<Pass1> {
+    let m = traj.m;
+    let mut gram = Gram::new(m);
+    let mut tensors = Vec::with_capacity(traj.selected.len());
+    let (mut norms2, mut w) = (vec![0.0; m], vec![0.0; m]);
+    // A tensor's chunks arrive together: its Gram is decomposed (for its
+    // own ratios) and added to the global one as soon as it is complete.
+    let mut current: Option<(usize, Gram)> = None;
+    let mut finish = |(tensor, g): (usize, Gram), gram: &mut Gram| {
+        let (trace, own_ratio) = own_ratios(&g.to_full());
+        tensors.push(TensorFit {
+            tensor,
+            trace,
+            own_ratio,
+            share: Vec::new(),
+        });
+        gram.add_gram(&g);
+    };
+    traj.for_each_centred(|c| {
+        if current.as_ref().is_none_or(|(t, _)| *t != c.tensor) {
+            if let Some(done) = current.replace((c.tensor, Gram::new(m))) {
+                finish(done, &mut gram);
+            }
+        }
+        for (col, &u) in c.xt.chunks_exact(m).zip(&c.mu) {
+            for ((x, d2), w) in col.iter().zip(norms2.iter_mut()).zip(w.iter_mut()) {
+                *d2 += (x + u) * (x + u);
+                *w += x * u;
+            }
+        }
+        if let Some((_, g)) = current.as_mut() {
+            g.add(&c.xt, c.len, threads);
+        }
+        Ok(())
+    })?;
+    if let Some(done) = current.take() {
+        finish(done, &mut gram);
+    }
+    // A selected tensor without elements yields no chunk: list it anyway.
+    for s in &traj.selected {
+        if !tensors.iter().any(|t| t.tensor == s.tensor) {
+            tensors.push(TensorFit {
+                tensor: s.tensor,
+                trace: 0.0,
+                own_ratio: [0.0; 2],
+                share: Vec::new(),
+            });
+        }
+    }
+    tensors.sort_by_key(|t| t.tensor);
+    Ok(Pass1 {
+        gram,
+        tensors,
+        norms2,
+        w,
+    })
+}
+
+/// The weights u_k = v_k / √λ_k of the first `ncomp` components and the
+/// path coordinates ⟨Δᵢ, pc_k⟩ (m + 1 rows, the final snapshot at the
+/// origin), before the signs are fixed. With `w` = Mc μ:
+/// ⟨Δᵢ, pc_k⟩ = ⟨Mcᵢ, pc_k⟩ + ⟨μ, pc_k⟩ = √λ v_ki + (Mc μ)·v_k / √λ.
+fn path_coordinates(sp: &Spectrum, w: &[f64], ncomp: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let m = w.len();
+    let mut weights = Vec::with_capacity(ncomp);
+    let mut coords = vec![vec![0.0; ncomp]; m + 1];
+    for k in 0..ncomp {
+        let v = sp.vectors.column(k);
+        let s = sp.lambda[k].sqrt();
+        let offset = w.iter().zip(v.iter()).map(|(a, b)| a * b).sum::<f64>() / s;
+        for (i, row) in coords.iter_mut().take(m).enumerate() {
+            row[k] = s * v[i] + offset;
+        }
+        weights.push(v.iter().map(|x| x / s).collect());
+    }
+    (weights, coords)
+}
+
+/// Flips every component whose largest-magnitude coordinate (`largest[k]`)
+/// is negative (scikit-learn's `svd_flip`, `u_based_decision=False`):
+/// its weights and its column of `coords`.
+fn fix_signs(weights: &mut [Vec<f64>], coords: &mut [Vec<f64>], largest: &[f64]) {
+    for (k, &value) in largest.iter().enumerate() {
+        if value < 0.0 {
+            weights[k].iter_mut().for_each(|x| *x = -*x);
+            coords.iter_mut().for_each(|c| c[k] = -c[k]);
+        }
+    }
+}
+
+/// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ per snapshot from the squared norms, plus the final
+/// snapshot (0).
+fn residuals(residual2: &[f64], norms2: &[f64]) -> Vec<f64> {
+    residual2
+        .iter()
+        .zip(norms2)
+        .map(|(&r2, &d2)| if d2 > 0.0 { (r2 / d2).sqrt() } else { 0.0 })
+        .chain(std::iter::once(0.0))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use approx::{assert_abs_diff_eq, assert_relative_eq};
+    use nalgebra::DMatrix;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    use super::super::project::components;
+    use super::super::stream::tests::chunks_of;
+    use super::super::stream::Selected;
+    use super::*;
+    use crate::store::run::Chunk;
+
+    /// A trajectory over tensors of the given sizes from `rows[s]` (all
+    /// tensors of snapshot s, concatenated), streamed `chunk` values at a
+    /// time.
+    fn trajectory(rows: &[Vec<f32>], sizes: &[usize], chunk: usize) -> Trajectory<Vec<Chunk>> {
+        let (mut chunks, mut selected, mut offset) = (Vec::new(), Vec::new(), 0);
+        for (tensor, &numel) in sizes.iter().enumerate() {
+            let part: Vec<Vec<f32>> = rows
+                .iter()
+                .map(|r| r[offset..offset + numel].to_vec())
+                .collect();
+            if numel > 0 {
+                chunks.extend(chunks_of(tensor, offset, &part, chunk));
+            }
+            selected.push(Selected {
+                tensor,
+                offset,
+                numel,
+            });
+            offset += numel;
+        }
+        Trajectory {
+            m: rows.len() - 1,
+            selected,
+            chunks,
+            name: "the test trajectory".into(),
+            selection: "all".into(),
+        }
+    }
+
+    fn random_rows(n: usize, p: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| (0..p).map(|_| StandardNormal.sample(&mut rng)).collect())
+            .collect()
+    }
+
+    /// Δ = θᵢ − θ_final (m × P) in float64.
+    fn deltas(rows: &[Vec<f32>]) -> DMatrix<f64> {
+        let (m, p) = (rows.len() - 1, rows[0].len());
+        DMatrix::from_fn(m, p, |i, t| rows[i][t] as f64 - rows[m][t] as f64)
+    }
+
+    #[test]
+    fn a_line_has_one_component_and_exact_coordinates() {
+        // θᵢ = a + tᵢ·u: rank 1, x_i = (tᵢ − t_final)·‖u‖, no residual.
+        let u = [3.0f32, -1.0, 0.5, 2.0, 0.0];
+        let t = [0.0f32, 1.0, 3.0, 4.0, 6.0];
+        let rows: Vec<Vec<f32>> = t
+            .iter()
+            .map(|&ti| {
+                u.iter()
+                    .enumerate()
+                    .map(|(j, &uj)| j as f32 + ti * uj)
+                    .collect()
+            })
+            .collect();
+        let traj = trajectory(&rows, &[2, 3], 2);
+        let f = fit(&traj, 2, 1).unwrap();
+        assert_eq!((f.spectrum.rank, f.weights.len()), (1, 1));
+        let norm_u = u.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        for (i, row) in f.coords.iter().enumerate() {
+            assert_abs_diff_eq!(row[0], (t[i] - t[4]) as f64 * norm_u, epsilon = 1e-9);
+        }
+        for r in &f.residuals {
+            assert_abs_diff_eq!(*r, 0.0, epsilon = 1e-6);
+        }
+        // Sample variance of t₀…t₃ (dof 3) times ‖u‖².
+        let mean = (0.0 + 1.0 + 3.0 + 4.0) / 4.0;
+        let var = [0.0, 1.0, 3.0, 4.0]
+            .iter()
+            .map(|x: &f64| (x - mean).powi(2))
+            .sum::<f64>()
+            / 3.0;
+        assert_relative_eq!(
+            f.spectrum.explained_variance(f.dof)[0],
+            var * norm_u * norm_u,
+            max_relative = 1e-9
+        );
+        // The component is u/‖u‖, its largest coordinate (3) positive.
+        let pc = components(
+            &traj,
+            Projection {
+                weights: &f.weights,
+                coords: &f.coords,
+            },
+        )
+        .unwrap();
+        for (p, &x) in pc[0].iter().zip(&u) {
+            assert_abs_diff_eq!(*p as f64, x as f64 / norm_u, epsilon = 1e-6);
+        }
+        let shares: f64 = f.tensors.iter().map(|t| t.share[0]).sum();
+        assert_relative_eq!(shares, 1.0, max_relative = 1e-9);
+    }
+
+    #[test]
+    fn matches_the_svd_of_the_explicit_matrix() {
+        let (n, sizes) = (9, [40usize, 0, 27, 13]);
+        let rows = random_rows(n, sizes.iter().sum(), 11);
+        let traj = trajectory(&rows, &sizes, 16);
+        let f = fit(&traj, 3, 2).unwrap();
+        let d = deltas(&rows);
+        let m = d.nrows();
+        let mean = d.row_mean();
+        let mc = DMatrix::from_fn(m, d.ncols(), |i, j| d[(i, j)] - mean[j]);
+        let svd = mc.clone().svd(false, true);
+        let mut sigma: Vec<f64> = svd.singular_values.iter().copied().collect();
+        sigma.sort_by(|a, b| b.total_cmp(a));
+        // m rows centred: rank m − 1.
+        assert_eq!(f.spectrum.rank, m - 1);
+        for (l, s) in f.spectrum.lambda.iter().zip(&sigma).take(m - 1) {
+            assert_relative_eq!(*l, s * s, max_relative = 1e-9);
+        }
+        let pcs = components(
+            &traj,
+            Projection {
+                weights: &f.weights,
+                coords: &f.coords,
+            },
+        )
+        .unwrap();
+        let vt = svd.v_t.unwrap();
+        let pcs: Vec<Vec<f64>> = pcs
+            .iter()
+            .map(|p| p.iter().map(|&x| x as f64).collect())
+            .collect();
+        for (k, pc) in pcs.iter().enumerate() {
+            // The same axis as the SVD's, up to sign; the largest |entry| positive.
+            let row = (0..vt.nrows())
+                .find(|&r| (svd.singular_values[r] - sigma[k]).abs() < 1e-9)
+                .unwrap();
+            let dot: f64 = pc.iter().zip(vt.row(row).iter()).map(|(a, b)| a * b).sum();
+            assert_relative_eq!(dot.abs(), 1.0, max_relative = 1e-5);
+            let big = pc
+                .iter()
+                .copied()
+                .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+            assert!(big > 0.0, "PC{} has a negative largest coordinate", k + 1);
+            // Coordinates are ⟨Δᵢ, pc_k⟩, the final snapshot at the origin.
+            for i in 0..m {
+                let want: f64 = d.row(i).iter().zip(pc).map(|(a, b)| a * b).sum();
+                assert_abs_diff_eq!(f.coords[i][k], want, epsilon = 1e-4);
+            }
+            assert_eq!(f.coords[m][k], 0.0);
+        }
+        // Residuals: the distance of Δᵢ to the plane of PC1 and PC2.
+        for i in 0..m {
+            let di: Vec<f64> = d.row(i).iter().copied().collect();
+            let mut r = di.clone();
+            for pc in &pcs[..2] {
+                let c: f64 = di.iter().zip(pc).map(|(a, b)| a * b).sum();
+                r.iter_mut().zip(pc).for_each(|(x, p)| *x -= c * p);
+            }
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert_abs_diff_eq!(f.residuals[i], norm(&r) / norm(&di), epsilon = 1e-5);
+        }
+        assert_eq!(f.residuals[m], 0.0);
+        // Per-tensor traces are the squared Frobenius norms of Mc's blocks.
+        let mut offset = 0;
+        for (t, &numel) in f.tensors.iter().zip(&sizes) {
+            let block = mc.columns(offset, numel).norm_squared();
+            assert_relative_eq!(t.trace, block, max_relative = 1e-9, epsilon = 1e-12);
+            offset += numel;
+        }
+        assert_relative_eq!(
+            f.trace,
+            sigma.iter().map(|s| s * s).sum::<f64>(),
+            max_relative = 1e-9
+        );
+        assert_eq!(f.tensors[1].share, vec![0.0; 3], "the empty tensor");
+    }
+
+    #[test]
+    fn chunking_and_threads_change_only_the_rounding() {
+        let rows = random_rows(7, 300, 5);
+        let a = fit(&trajectory(&rows, &[100, 200], 300), 2, 1).unwrap();
+        let b = fit(&trajectory(&rows, &[100, 200], 7), 2, 1).unwrap();
+        let c = fit(&trajectory(&rows, &[100, 200], 7), 2, 4).unwrap();
+        assert_eq!(b.coords, c.coords, "threads changed a bit");
+        assert_eq!(b.spectrum.lambda, c.spectrum.lambda);
+        for (x, y) in a.coords.iter().flatten().zip(b.coords.iter().flatten()) {
+            assert_relative_eq!(x, y, max_relative = 1e-10, epsilon = 1e-12);
+        }
+    }
+
+    #[test]
+    fn degenerate_trajectories_are_errors() {
+        let rows = random_rows(2, 5, 1);
+        let e = fit(&trajectory(&rows, &[5], 5), 2, 1).unwrap_err();
+        assert!(e.to_string().contains("at least 3 snapshots"), "{e}");
+        let mut same = vec![vec![1.0f32; 5]; 4];
+        same.push(vec![2.0; 5]);
+        let e = fit(&trajectory(&same, &[5], 5), 2, 1).unwrap_err();
+        assert!(e.to_string().contains("identical"), "{e}");
+    }
+
+    #[test]
+    fn signs_flip_weights_and_coordinates_and_residuals_end_at_zero() {
+        let mut w = vec![vec![1.0, -2.0], vec![0.5, 0.5]];
+        let mut c = vec![vec![1.0, 2.0], vec![-3.0, 4.0]];
+        fix_signs(&mut w, &mut c, &[-1.0, 2.0]);
+        assert_eq!(w, vec![vec![-1.0, 2.0], vec![0.5, 0.5]]);
+        assert_eq!(c, vec![vec![-1.0, 2.0], vec![3.0, 4.0]]);
+        assert_eq!(residuals(&[1.0, 0.0], &[4.0, 0.0]), vec![0.5, 0.0, 0.0]);
+    }
+}

@@ -1,0 +1,219 @@
+//! Trajectory PCA (§7 of the paper, "Visualizing optimization paths"): the
+//! principal components of a recorded training path, exact for models of any
+//! size in bounded memory.
+//!
+//! With snapshots θ₀ … θ₍ₙ₋₁₎ (θ₍ₙ₋₁₎ the final one, the reference point),
+//! the trajectory matrix M has the rows Δᵢ = θᵢ − θ₍ₙ₋₁₎ for i = 0 … n−2,
+//! over the selected tensors ([`Selection::Weights`] by default: the
+//! reference ignores 1-D tensors). As in scikit-learn's `PCA`, the rows are
+//! mean-centred (Mc = M − 1μᵀ) and
+//!
+//! - **pass 1** streams the run chunk by chunk ([`Run::stream`]) and
+//!   accumulates the (n−1)×(n−1) Gram matrix G = Mc Mcᵀ in float64, one per
+//!   tensor (for the per-layer figures) summed into the global one;
+//! - G = V Λ Vᵀ is decomposed with nalgebra's `SymmetricEigen`, eigenvalues
+//!   sorted in descending order;
+//! - **pass 2** streams the run again and forms pc_k = Mcᵀ v_k / √λ_k (unit
+//!   norm) chunk by chunk, to fix each component's sign and compute each
+//!   snapshot's distance to the PC1/PC2 plane.
+//!
+//! Memory is O(n² + n·chunk) whatever the parameter count P: no pass ever
+//! holds a whole snapshot (a tensor's own Gram matrix is dropped once its
+//! last chunk is in). A second thread reads and centres the next chunk while
+//! the current one is multiplied. Only [`PcaResult::components`] and
+//! [`PcaResult::directions`] materialise components (P floats each), because
+//! a surface needs them anyway. Values are read as float32 ([`Run::stream`]),
+//! also from float64 runs; all arithmetic is float64.
+//!
+//! Conventions, chosen to match scikit-learn (the reference code uses
+//! `sklearn.decomposition.PCA(2)`):
+//! - explained variance λ_k / (n−2) (n−1 rows, one degree of freedom), ratio
+//!   λ_k / Σλ;
+//! - signs follow `svd_flip(u_based_decision=False)`: the coordinate of a
+//!   component with the largest absolute value (first one on ties) is
+//!   positive;
+//! - the path coordinates are those of the reference plot, *not*
+//!   mean-centred: xᵢ = ⟨θᵢ − θ₍ₙ₋₁₎, pc1⟩, yᵢ = ⟨θᵢ − θ₍ₙ₋₁₎, pc2⟩, so the
+//!   final model sits at the origin.
+//!
+//! Results are deterministic: every Gram entry is accumulated in the same
+//! order whatever the thread count; changing the chunk size changes only the
+//! float64 rounding (agreement to ~1e-12 relative).
+//!
+//! Components whose eigenvalue is zero to working precision (snapshots on a
+//! line give one component) are not returned: asking for k components of a
+//! trajectory of rank r < k gives r, with a warning, never NaN.
+//!
+//! The code: `stream` (the selected tensors as re-streamable chunks, centred
+//! on a reader thread), `gram` (the blocked Gram matrix and its
+//! eigen-decomposition), `fit` (both passes over any chunk source, unit-tested
+//! on chunks in memory), `project` (pass 2 and the components), `result`
+//! ([`PcaResult`], the PCA plane as directions) and `plane_check`. The files
+//! ([`PcaResult::save`], [`PlaneCheck::save`], [`PcaSummary::load`]) are
+//! written and read by `store::pca`.
+//!
+//! ```no_run
+//! # fn main() -> tch_landscape::Result<()> {
+//! use tch_landscape::analysis::pca::TrajectoryPca;
+//! let run = tch_landscape::Run::open("runs/mlp")?;
+//! let pca = TrajectoryPca::builder().components(2).build()?.fit(&run)?;
+//! println!("PC1+PC2 explain {:.1} %", 100.0 * pca.plane_ratio());
+//! let files = pca.save(&run, "runs/mlp/pca".as_ref())?; // tables + directions
+//! # Ok(()) }
+//! ```
+
+mod fit;
+mod gram;
+mod plane_check;
+mod project;
+mod result;
+mod stream;
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::store::run::{Run, Selection};
+
+pub use crate::store::pca::{
+    path_schema, plane_check_schema, tensors_schema, variance_schema, PcaFiles, PcaSummary,
+    DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE, PCA_META_KEY, PLANE_CHECK_FILE,
+    SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
+};
+pub use plane_check::{plane_check, PlaneCheck, PlaneCheckRow};
+pub use result::{PathPoint, PcaResult, TensorPca};
+
+/// Default number of values per tensor chunk streamed from each snapshot.
+pub const DEFAULT_CHUNK: usize = 16_384;
+/// Default number of principal components.
+pub const DEFAULT_COMPONENTS: usize = 2;
+
+/// Configures a [`TrajectoryPca`]; options are checked once in
+/// [`build`](PcaBuilder::build).
+#[derive(Debug, Clone)]
+pub struct PcaBuilder {
+    components: usize,
+    chunk: usize,
+    selection: Selection,
+    threads: Option<usize>,
+}
+
+impl PcaBuilder {
+    /// Number of principal components (default 2, at least 1). Directions and
+    /// the path plot use the first two.
+    pub fn components(mut self, k: usize) -> Self {
+        self.components = k;
+        self
+    }
+
+    /// Values per tensor chunk read from each snapshot (default
+    /// [`DEFAULT_CHUNK`], at least 1). Memory is about 40·n·chunk bytes (a
+    /// few chunks in flight) plus O(n²).
+    pub fn chunk(mut self, n: usize) -> Self {
+        self.chunk = n;
+        self
+    }
+
+    /// The tensors analysed (default [`Selection::Weights`], the reference's
+    /// "ignore biasbn").
+    pub fn selection(mut self, s: Selection) -> Self {
+        self.selection = s;
+        self
+    }
+
+    /// Threads for the Gram products (default: available cores, at most 8).
+    /// The result does not depend on it.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Checks the options.
+    pub fn build(self) -> Result<TrajectoryPca> {
+        if self.components == 0 {
+            return Err(Error::invalid(
+                "pca components",
+                "must be at least 1, got 0",
+            ));
+        }
+        if self.chunk == 0 {
+            return Err(Error::invalid(
+                "pca chunk",
+                "must be at least 1 value, got 0",
+            ));
+        }
+        let threads = match self.threads {
+            Some(0) => return Err(Error::invalid("pca threads", "must be at least 1, got 0")),
+            Some(t) => t,
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8),
+        };
+        Ok(TrajectoryPca {
+            components: self.components,
+            chunk: self.chunk,
+            selection: self.selection,
+            threads,
+        })
+    }
+}
+
+/// Trajectory PCA with checked settings. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct TrajectoryPca {
+    components: usize,
+    chunk: usize,
+    selection: Selection,
+    threads: usize,
+}
+
+impl TrajectoryPca {
+    /// Starts configuring: 2 components, chunk [`DEFAULT_CHUNK`],
+    /// [`Selection::Weights`].
+    pub fn builder() -> PcaBuilder {
+        PcaBuilder {
+            components: DEFAULT_COMPONENTS,
+            chunk: DEFAULT_CHUNK,
+            selection: Selection::Weights,
+            threads: None,
+        }
+    }
+
+    /// Components asked for.
+    pub fn components(&self) -> usize {
+        self.components
+    }
+
+    /// Chunk size.
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    /// Tensors analysed.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// Computes the PCA of `run`'s trajectory (two streaming passes).
+    ///
+    /// Errors: fewer than 3 snapshots (one centred row carries no
+    /// variation), an empty or unknown selection, or snapshots before the
+    /// final one that are all identical over the selection.
+    pub fn fit(&self, run: &Run) -> Result<PcaResult> {
+        let t0 = Instant::now();
+        let _span = tracing::info_span!("pca", run = %run.dir().display(), k = self.components, chunk = self.chunk)
+            .entered();
+        let mut traj = stream::Trajectory::of_run(run, &self.selection, self.chunk)?;
+        traj.name = format!("run {} at {}", run.manifest().run_id, run.dir().display());
+        let fit = fit::fit(&traj, self.components, self.threads)?;
+        let result = PcaResult::assemble(run, self, fit, t0.elapsed().as_secs_f64());
+        tracing::info!(
+            snapshots = run.len(),
+            numel = result.numel,
+            rank = result.rank,
+            ratio = ?result.explained_variance_ratio,
+            seconds = result.seconds,
+            "trajectory PCA done"
+        );
+        Ok(result)
+    }
+}

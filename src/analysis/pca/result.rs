@@ -1,0 +1,324 @@
+//! The result of a trajectory PCA: the path, per-tensor figures, the
+//! components and the PCA plane as [`Directions`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::fit::Fit;
+use super::project::{components, Projection};
+use super::stream::{RunChunks, Trajectory};
+use super::TrajectoryPca;
+use crate::analysis::directions::{normalize, DirectionKind, Directions, Normalization};
+use crate::analysis::params::ParamSet;
+use crate::error::{Error, Result};
+use crate::store::manifest::rfc3339_utc;
+use crate::store::pca::PcaSummary;
+use crate::store::run::{Run, Selection};
+use crate::tensor::Role;
+
+/// One snapshot of the path in PCA coordinates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathPoint {
+    /// Stored snapshot index.
+    pub snapshot: u32,
+    /// Epoch at which it was taken.
+    pub epoch: u64,
+    /// ⟨θᵢ − θ_final, pc_k⟩ for every returned component k (not mean-centred:
+    /// the final snapshot is at the origin).
+    pub coords: Vec<f64>,
+    /// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ with Δᵢ = θᵢ − θ_final and P the projection onto the
+    /// PC1/PC2 plane (0 when Δᵢ = 0, e.g. for the final snapshot).
+    pub residual: f64,
+}
+
+impl PathPoint {
+    /// Coordinate along PC1.
+    pub fn x(&self) -> f64 {
+        self.coords.first().copied().unwrap_or(0.0)
+    }
+
+    /// Coordinate along PC2 (0 when the trajectory has rank 1).
+    pub fn y(&self) -> f64 {
+        self.coords.get(1).copied().unwrap_or(0.0)
+    }
+}
+
+/// Per-tensor (per-layer) figures of a trajectory PCA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorPca {
+    /// Tensor name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Number of elements.
+    pub numel: u64,
+    /// The tensor's total variance (trace of its centred Gram / (n−2)).
+    pub variance: f64,
+    /// Its share of the selection's total variance.
+    pub variance_fraction: f64,
+    /// Explained variance ratio of the first two principal components of this
+    /// tensor's own trajectory (how close to 2-D the layer moves; 0 for a
+    /// tensor that does not move).
+    pub own_ratio: [f64; 2],
+    /// ‖pc_k restricted to this tensor‖² for the global components: the share
+    /// of each component lying in this tensor (sums to 1 over tensors).
+    pub share: Vec<f64>,
+}
+
+/// The result of [`TrajectoryPca::fit`].
+#[derive(Debug, Clone)]
+pub struct PcaResult {
+    /// Id of the run analysed.
+    pub run_id: String,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Tensors analysed.
+    pub selection: Selection,
+    /// Chunk size used.
+    pub chunk: usize,
+    /// Components asked for.
+    pub requested: usize,
+    /// Number of selected parameters.
+    pub numel: u64,
+    /// Number of non-zero principal components (≤ n−2).
+    pub rank: usize,
+    /// Explained variance of the returned components (min(requested, rank)).
+    pub explained_variance: Vec<f64>,
+    /// Explained variance ratio of the returned components.
+    pub explained_variance_ratio: Vec<f64>,
+    /// Explained variance of every non-zero component (the full spectrum).
+    pub spectrum: Vec<f64>,
+    /// Cumulative explained variance ratio over all `rank` components.
+    pub cumulative_ratio: Vec<f64>,
+    /// Total variance Σλ / (n−2).
+    pub total_variance: f64,
+    /// Every snapshot (the final one included, at the origin).
+    pub path: Vec<PathPoint>,
+    /// Per-tensor figures, in manifest order.
+    pub tensors: Vec<TensorPca>,
+    /// Wall time of the two passes and the decomposition, in seconds.
+    pub seconds: f64,
+    /// u_k = v_k / √λ_k (sign fixed), so pc_k = Mcᵀ u_k.
+    weights: Vec<Vec<f64>>,
+}
+
+impl PcaResult {
+    /// Labels `fit` with the run's snapshots and tensors.
+    pub(super) fn assemble(run: &Run, pca: &TrajectoryPca, fit: Fit, seconds: f64) -> PcaResult {
+        let manifest = run.manifest();
+        let path = run
+            .snapshots()
+            .iter()
+            .zip(fit.coords)
+            .zip(&fit.residuals)
+            .map(|((snap, coords), &residual)| PathPoint {
+                snapshot: snap.meta().index,
+                epoch: snap.meta().epoch,
+                coords,
+                residual,
+            })
+            .collect();
+        let tensors = fit
+            .tensors
+            .into_iter()
+            .map(|t| {
+                let info = &manifest.tensors[t.tensor];
+                TensorPca {
+                    name: info.name.clone(),
+                    role: info.role,
+                    numel: info.numel,
+                    variance: t.trace / fit.dof,
+                    variance_fraction: t.trace / fit.trace,
+                    own_ratio: t.own_ratio,
+                    share: t.share,
+                }
+            })
+            .collect::<Vec<_>>();
+        let sp = &fit.spectrum;
+        let spectrum = sp.explained_variance(fit.dof);
+        let ncomp = fit.weights.len();
+        PcaResult {
+            run_id: manifest.run_id.clone(),
+            run_dir: run.dir().to_path_buf(),
+            selection: pca.selection().clone(),
+            chunk: pca.chunk(),
+            requested: pca.components(),
+            numel: tensors.iter().map(|t| t.numel).sum(),
+            rank: sp.rank,
+            explained_variance: spectrum[..ncomp].to_vec(),
+            explained_variance_ratio: sp.ratios(ncomp),
+            spectrum,
+            cumulative_ratio: sp.cumulative_ratio(),
+            total_variance: sp.total() / fit.dof,
+            path,
+            tensors,
+            seconds,
+            weights: fit.weights,
+        }
+    }
+
+    /// Number of components returned (min(requested, rank)).
+    pub fn n_components(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Explained variance ratio of PC1 + PC2 (of PC1 alone for a rank-1
+    /// trajectory): the figure the paper quotes (40–90 %).
+    pub fn plane_ratio(&self) -> f64 {
+        self.explained_variance_ratio.iter().take(2).sum()
+    }
+
+    /// The trajectory of `run` this PCA was computed from, or an error when
+    /// `run` is another run.
+    fn trajectory<'a>(&self, run: &'a Run) -> Result<Trajectory<RunChunks<'a>>> {
+        if run.manifest().run_id != self.run_id || run.len() != self.path.len() {
+            return Err(Error::invalid(
+                "run",
+                format!(
+                    "the PCA was computed from run {} with {} snapshots, got run {} at {} with {}",
+                    self.run_id,
+                    self.path.len(),
+                    run.manifest().run_id,
+                    run.dir().display(),
+                    run.len()
+                ),
+            ));
+        }
+        Trajectory::of_run(run, &self.selection, self.chunk)
+    }
+
+    /// The unit-norm principal components over the selected tensors
+    /// (flattened and concatenated in manifest order), formed by one more
+    /// streaming pass over `run`. Each holds [`numel`](Self::numel) floats.
+    pub fn components(&self, run: &Run) -> Result<Vec<Vec<f32>>> {
+        let traj = self.trajectory(run)?;
+        let _span = tracing::debug_span!("pca components").entered();
+        let coords: Vec<Vec<f64>> = self.path.iter().map(|p| p.coords.clone()).collect();
+        let proj = Projection {
+            weights: &self.weights,
+            coords: &coords,
+        };
+        components(&traj, proj)
+    }
+
+    /// The PCA plane as [`Directions`]: centre = the final snapshot (every
+    /// recorded tensor), directions PC1 and PC2 (PC1 only for a rank-1
+    /// trajectory) over all recorded tensors, zero on unselected ones; kind
+    /// [`DirectionKind::Pca`].
+    ///
+    /// `filter_normalized: false` gives the raw unit-norm components, whose
+    /// grid coordinates are the path coordinates of [`PcaResult::path`];
+    /// `true` rescales every filter of each weight tensor (dim ≥ 2) to the
+    /// norm of the centre's filter ([`Normalization::Filter`]); selected 1-D
+    /// tensors keep their raw values. `meta.extra` records which
+    /// (`pca.normalization` = `raw_unit_norm` or `filter`) and the explained
+    /// variance.
+    pub fn directions(&self, run: &Run, filter_normalized: bool) -> Result<Directions> {
+        let comps = self.components(run)?;
+        self.directions_from(run, &comps, filter_normalized)
+    }
+
+    /// [`PcaResult::directions`] from components already formed.
+    pub(crate) fn directions_from(
+        &self,
+        run: &Run,
+        comps: &[Vec<f32>],
+        filter_normalized: bool,
+    ) -> Result<Directions> {
+        let traj = self.trajectory(run)?;
+        let last = traj.m;
+        let centre = ParamSet::from_run(run, last)?;
+        let offsets: HashMap<&str, (usize, usize)> = traj
+            .selected
+            .iter()
+            .map(|s| {
+                let name = run.manifest().tensors[s.tensor].name.as_str();
+                (name, (s.offset, s.numel))
+            })
+            .collect();
+        let mut dirs = Vec::with_capacity(2);
+        for c in comps.iter().take(2) {
+            dirs.push(centre.map(|t| {
+                let Some(&(off, len)) = offsets.get(t.name.as_str()) else {
+                    return Ok(t.tensor.zeros_like());
+                };
+                let d = Tensor::from_slice(&c[off..off + len]).f_reshape(t.tensor.size());
+                let d = match (filter_normalized, t.role) {
+                    (true, Role::Weight) => {
+                        d.and_then(|d| normalize(d, &t.tensor, Normalization::Filter))
+                    }
+                    _ => d,
+                };
+                d.map_err(|e| Error::torch(format!("forming the PCA direction of '{}'", t.name), e))
+            })?);
+        }
+        let snap = run.snapshot(last)?.meta();
+        let description = format!(
+            "trajectory PCA of run {}: centre = final snapshot {} (epoch {}), directions PC1/PC2 over {} tensors ({}), zero elsewhere",
+            self.run_id,
+            snap.index,
+            snap.epoch,
+            offsets.len(),
+            self.selection
+        );
+        let mut d = Directions::custom(centre, dirs, DirectionKind::Pca, description)?;
+        self.describe_directions(&mut d.meta.extra, filter_normalized);
+        Ok(d)
+    }
+
+    /// The `pca.*` keys of the directions' `extra` metadata.
+    fn describe_directions(
+        &self,
+        extra: &mut std::collections::BTreeMap<String, String>,
+        filter_normalized: bool,
+    ) {
+        let json = |v: &[f64]| serde_json::to_string(v).unwrap_or_default();
+        let normalization = if filter_normalized {
+            "filter"
+        } else {
+            "raw_unit_norm"
+        };
+        let two = self.explained_variance.len().min(2);
+        extra.insert("pca.normalization".into(), normalization.into());
+        extra.insert(
+            "pca.explained_variance".into(),
+            json(&self.explained_variance[..two]),
+        );
+        extra.insert(
+            "pca.explained_variance_ratio".into(),
+            json(&self.explained_variance_ratio[..two]),
+        );
+        extra.insert("pca.run_id".into(), self.run_id.clone());
+        extra.insert("pca.selection".into(), self.selection.to_string());
+    }
+
+    /// The settings and results as a JSON-serialisable summary.
+    pub fn summary(&self) -> PcaSummary {
+        PcaSummary {
+            format: "tch-landscape-pca".into(),
+            schema_version: 1,
+            run_id: self.run_id.clone(),
+            run_dir: self.run_dir.display().to_string(),
+            selection: self.selection.to_string(),
+            components: self.requested,
+            chunk: self.chunk,
+            snapshots: self.path.len(),
+            numel: self.numel,
+            rank: self.rank,
+            explained_variance: self.explained_variance.clone(),
+            explained_variance_ratio: self.explained_variance_ratio.clone(),
+            plane_ratio: self.plane_ratio(),
+            cumulative_ratio: self.cumulative_ratio.clone(),
+            total_variance: self.total_variance,
+            sign_convention: "largest |coordinate| of each component positive (sklearn svd_flip, u_based_decision=False)".into(),
+            coordinates: "x_i = <theta_i - theta_final, pc1>, y_i = <theta_i - theta_final, pc2> (not mean-centred)".into(),
+            path: self.path.clone(),
+            tensors: self.tensors.clone(),
+            seconds: self.seconds,
+            created_utc: rfc3339_utc(std::time::SystemTime::now()),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The trajectory as a stream of centred chunks: which tensors are analysed,
+//! where their chunks come from (a run, or memory in the tests), and the
+//! reader thread that centres the next chunk while the current one is used.
+
+use crate::error::{Error, Result};
+use crate::store::manifest::Manifest;
+use crate::store::run::{Chunk, Run, Selection};
+
+/// A selected tensor and its place in the flat concatenation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Selected {
+    /// Manifest index.
+    pub(crate) tensor: usize,
+    /// First element in the flat concatenation of the selected tensors.
+    pub(crate) offset: usize,
+    /// Number of elements.
+    pub(crate) numel: usize,
+}
+
+/// The tensors `selection` picks from `manifest`, in manifest order.
+pub(crate) fn selected_tensors(
+    manifest: &Manifest,
+    selection: &Selection,
+) -> Result<Vec<Selected>> {
+    let mut offset = 0;
+    Ok(selection
+        .indices(manifest)?
+        .into_iter()
+        .map(|tensor| {
+            let numel = manifest.tensors[tensor].numel as usize;
+            let s = Selected {
+                tensor,
+                offset,
+                numel,
+            };
+            offset += numel;
+            s
+        })
+        .collect())
+}
+
+/// Chunks of a trajectory that can be streamed more than once: every call
+/// of [`pass`](Chunks::pass) starts a new pass over the same values, tensor
+/// by tensor in manifest order.
+pub(crate) trait Chunks: Sync {
+    /// A new pass over the chunks.
+    fn pass(&self) -> Result<Box<dyn Iterator<Item = Chunk> + Send + '_>>;
+}
+
+/// The chunks of a recorded run ([`Run::stream`]).
+pub(crate) struct RunChunks<'a> {
+    run: &'a Run,
+    selection: Selection,
+    chunk: usize,
+}
+
+impl Chunks for RunChunks<'_> {
+    fn pass(&self) -> Result<Box<dyn Iterator<Item = Chunk> + Send + '_>> {
+        Ok(Box::new(self.run.stream(&self.selection, self.chunk)?))
+    }
+}
+
+/// Chunks held in memory (unit tests).
+#[cfg(test)]
+impl Chunks for Vec<Chunk> {
+    fn pass(&self) -> Result<Box<dyn Iterator<Item = Chunk> + Send + '_>> {
+        Ok(Box::new(self.iter().cloned()))
+    }
+}
+
+/// A trajectory of n = m + 1 snapshots, the last one the reference point:
+/// the rows of the trajectory matrix are Δᵢ = θᵢ − θ₍ₙ₋₁₎, i < m.
+pub(crate) struct Trajectory<C> {
+    /// Snapshots before the final one: the rows of the trajectory matrix.
+    pub(crate) m: usize,
+    /// The selected tensors, in stream order.
+    pub(crate) selected: Vec<Selected>,
+    /// Where the values come from.
+    pub(crate) chunks: C,
+    /// What the values are, for messages ("run 0123…").
+    pub(crate) name: String,
+    /// The selection, for messages (`weights`).
+    pub(crate) selection: String,
+}
+
+impl<'a> Trajectory<RunChunks<'a>> {
+    /// The trajectory of `run` over `selection`, read `chunk` values at a
+    /// time. The run must have at least 2 snapshots.
+    pub(crate) fn of_run(run: &'a Run, selection: &Selection, chunk: usize) -> Result<Self> {
+        let manifest = run.manifest();
+        Ok(Trajectory {
+            m: run.len().saturating_sub(1),
+            selected: selected_tensors(manifest, selection)?,
+            chunks: RunChunks {
+                run,
+                selection: selection.clone(),
+                chunk,
+            },
+            name: format!("run {}", manifest.run_id),
+            selection: selection.to_string(),
+        })
+    }
+}
+
+/// One chunk of the centred trajectory, as [`centre_chunk`] writes it.
+#[derive(Default)]
+pub(crate) struct Centred {
+    /// Manifest index of the tensor.
+    pub(crate) tensor: usize,
+    /// First element in the flat concatenation of the selected tensors.
+    pub(crate) global_start: usize,
+    /// Number of elements.
+    pub(crate) len: usize,
+    /// `xt[t·m + i]` = Mcᵢₜ.
+    pub(crate) xt: Vec<f64>,
+    /// Row mean μₜ.
+    pub(crate) mu: Vec<f64>,
+}
+
+impl<C: Chunks> Trajectory<C> {
+    /// Streams the selected tensors, centred, through `f`. A second thread
+    /// reads and centres (transposes) the next chunk while `f` works on the
+    /// current one; buffers are recycled, so memory stays at a few chunks.
+    pub(crate) fn for_each_centred(&self, mut f: impl FnMut(&Centred) -> Result<()>) -> Result<()> {
+        let m = self.m;
+        let stream = self.chunks.pass()?;
+        std::thread::scope(|s| {
+            let (tx, rx) = crossbeam_channel::bounded::<Centred>(1);
+            let (back_tx, back_rx) = crossbeam_channel::unbounded::<Centred>();
+            let reader = std::thread::Builder::new()
+                .name("landscape-pca-reader".into())
+                .spawn_scoped(s, move || -> Result<()> {
+                    for c in stream {
+                        let mut buf = back_rx.try_recv().unwrap_or_default();
+                        centre_chunk(&c, m, &mut buf)?;
+                        if tx.send(buf).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| Error::WorkerPanicked {
+                    worker: "the snapshot reader thread".into(),
+                    message: Some(format!("could not be started: {e}")),
+                })?;
+            let mut result = Ok(());
+            for buf in rx.iter() {
+                if let Err(e) = f(&buf) {
+                    result = Err(e);
+                    break;
+                }
+                // The reader may have finished: then the buffer is just dropped.
+                let _ = back_tx.send(buf);
+            }
+            drop(rx);
+            let read = reader
+                .join()
+                .map_err(|p| Error::worker_panicked("the snapshot reader thread", &*p))?;
+            result.and(read)
+        })
+    }
+}
+
+/// Centres one chunk into `out`: `xt[t·m + i]` = Mcᵢₜ = Δᵢₜ − μₜ with
+/// Δᵢ = θᵢ − θ_final and μ the mean of the m rows (into `mu`).
+/// Element-major ("snapshot fastest"): every later loop and both gemm
+/// operands read it with unit stride. An error when the chunk does not hold
+/// m + 1 rows.
+fn centre_chunk(c: &Chunk, m: usize, out: &mut Centred) -> Result<()> {
+    let len = c.len;
+    if c.data.len() != (m + 1) * len {
+        return Err(Error::invalid(
+            "pca",
+            format!(
+                "a chunk of tensor #{} holds {} values, expected {} snapshots × {len}",
+                c.tensor,
+                c.data.len(),
+                m + 1
+            ),
+        ));
+    }
+    (out.tensor, out.global_start, out.len) = (c.tensor, c.global_start, len);
+    let (xt, mu) = (&mut out.xt, &mut out.mu);
+    // Every entry is overwritten: resizing without clearing skips a memset.
+    xt.resize(m * len, 0.0);
+    mu.resize(len, 0.0);
+    let inv = 1.0 / m as f64;
+    let fin = c.row(m);
+    // Transposed through 8 × 64 tiles: contiguous reads of 64 values (four
+    // cache lines of f32) from 8 rows, contiguous writes of 8 values.
+    const TB: usize = 64;
+    const TI: usize = 8;
+    let mut tile = [[0f64; TI]; TB];
+    for (b, block) in xt.chunks_mut(TB * m).enumerate() {
+        let t0 = b * TB;
+        let nb = block.len() / m;
+        let fin = &fin[t0..t0 + nb];
+        for i0 in (0..m).step_by(TI) {
+            let ni = TI.min(m - i0);
+            for ii in 0..ni {
+                let row = &c.row(i0 + ii)[t0..t0 + nb];
+                for ((&v, &f), t) in row.iter().zip(fin).zip(tile.iter_mut()) {
+                    t[ii] = v as f64 - f as f64;
+                }
+            }
+            for (col, t) in block.chunks_exact_mut(m).zip(&tile) {
+                col[i0..i0 + ni].copy_from_slice(&t[..ni]);
+            }
+        }
+        for (col, u) in block.chunks_exact_mut(m).zip(&mut mu[t0..t0 + nb]) {
+            let mean = col.iter().sum::<f64>() * inv;
+            *u = mean;
+            col.iter_mut().for_each(|x| *x -= mean);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The chunks of one tensor of `len` values per snapshot, `chunk` at a
+    /// time; `rows[s]` holds snapshot s.
+    pub(crate) fn chunks_of(
+        tensor: usize,
+        offset: usize,
+        rows: &[Vec<f32>],
+        chunk: usize,
+    ) -> Vec<Chunk> {
+        let len = rows[0].len();
+        (0..len)
+            .step_by(chunk)
+            .map(|start| {
+                let n = chunk.min(len - start);
+                Chunk {
+                    tensor,
+                    start,
+                    len: n,
+                    global_start: offset + start,
+                    data: rows
+                        .iter()
+                        .flat_map(|r| r[start..start + n].iter().copied())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn trajectory(chunks: Vec<Chunk>, m: usize) -> Trajectory<Vec<Chunk>> {
+        Trajectory {
+            m,
+            selected: vec![],
+            chunks,
+            name: "memory".into(),
+            selection: "all".into(),
+        }
+    }
+
+    #[test]
+    fn chunks_are_centred_and_transposed() {
+        // 3 snapshots of 70 values (more than one 64-value tile): Δ = θᵢ − θ₂.
+        let rows: Vec<Vec<f32>> = (0..3)
+            .map(|s| (0..70).map(|t| (s * 100 + t * t) as f32).collect())
+            .collect();
+        let traj = trajectory(chunks_of(0, 0, &rows, 70), 2);
+        let mut seen = 0;
+        traj.for_each_centred(|c| {
+            seen += 1;
+            assert_eq!((c.len, c.xt.len(), c.mu.len()), (70, 140, 70));
+            for (t, (col, mu)) in c.xt.chunks_exact(2).zip(&c.mu).enumerate() {
+                let d: Vec<f64> = (0..2).map(|i| (rows[i][t] - rows[2][t]) as f64).collect();
+                let mean = (d[0] + d[1]) / 2.0;
+                approx::assert_abs_diff_eq!(*mu, mean);
+                approx::assert_abs_diff_eq!(col[0], d[0] - mean);
+                approx::assert_abs_diff_eq!(col[1], d[1] - mean);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn errors_of_the_consumer_and_of_a_bad_chunk_are_returned() {
+        let rows = vec![vec![1.0f32; 10]; 3];
+        let traj = trajectory(chunks_of(0, 0, &rows, 3), 2);
+        let r = traj.for_each_centred(|_| Err(Error::invalid("test", "stop")));
+        assert!(matches!(r, Err(Error::InvalidArgument { .. })));
+        let mut bad = chunks_of(0, 0, &rows, 10);
+        bad[0].data.pop();
+        let r = trajectory(bad, 2).for_each_centred(|_| Ok(()));
+        assert!(r.unwrap_err().to_string().contains("expected 3 snapshots"));
+    }
+}

@@ -1,0 +1,474 @@
+//! The files of a trajectory PCA (`RUN_DIR/pca/` by default):
+//!
+//! ```text
+//! pca-variance.parquet      explained variance per component (schemas/pca_variance.json)
+//! pca-path.parquet          path coordinates and residuals (schemas/pca_path.json)
+//! pca-tensors.parquet       per-tensor figures (schemas/pca_tensors.json)
+//! pca.json                  the summary (PcaSummary)
+//! directions-raw.parquet    the PCA plane, unit-norm components (schemas/directions.json)
+//! directions-filter.parquet the PCA plane, filter-normalized
+//! plane-check.parquet       the plane-vs-true check (schemas/pca_plane_check.json)
+//! ```
+//!
+//! The three PCA tables carry the settings as JSON under [`PCA_META_KEY`];
+//! the plane check carries its evaluator's description there.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::pca::{PathPoint, PcaResult, PlaneCheck, TensorPca};
+use crate::error::{Error, Result};
+use crate::store::fsutil::{open_regular, write_atomic};
+use crate::store::run::Run;
+use crate::store::table;
+
+/// Explained-variance table written by [`PcaResult::save`].
+pub const VARIANCE_FILE: &str = "pca-variance.parquet";
+/// Path table (coordinates and residuals) written by [`PcaResult::save`].
+pub const PATH_FILE: &str = "pca-path.parquet";
+/// Per-tensor table written by [`PcaResult::save`].
+pub const TENSORS_FILE: &str = "pca-tensors.parquet";
+/// JSON summary written by [`PcaResult::save`].
+pub const SUMMARY_FILE: &str = "pca.json";
+/// Raw (unit-norm) PCA directions written by [`PcaResult::save`].
+pub const DIRECTIONS_RAW_FILE: &str = "directions-raw.parquet";
+/// Filter-normalized PCA directions written by [`PcaResult::save`].
+pub const DIRECTIONS_FILTER_FILE: &str = "directions-filter.parquet";
+/// Suggested name of the plane-check table ([`PlaneCheck::save`]) in a PCA
+/// output directory.
+pub const PLANE_CHECK_FILE: &str = "plane-check.parquet";
+/// Parquet metadata key holding the PCA settings (JSON).
+pub const PCA_META_KEY: &str = "tch_landscape.pca";
+
+/// What [`PcaResult::save`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcaFiles {
+    /// Explained variance per component.
+    pub variance: PathBuf,
+    /// Path coordinates and residuals per snapshot.
+    pub path: PathBuf,
+    /// Per-tensor figures.
+    pub tensors: PathBuf,
+    /// JSON summary.
+    pub summary: PathBuf,
+    /// Raw unit-norm directions.
+    pub directions_raw: PathBuf,
+    /// Filter-normalized directions.
+    pub directions_filter: PathBuf,
+}
+
+impl PcaFiles {
+    /// The files of a PCA saved into `out`.
+    fn in_dir(out: &Path) -> PcaFiles {
+        PcaFiles {
+            variance: out.join(VARIANCE_FILE),
+            path: out.join(PATH_FILE),
+            tensors: out.join(TENSORS_FILE),
+            summary: out.join(SUMMARY_FILE),
+            directions_raw: out.join(DIRECTIONS_RAW_FILE),
+            directions_filter: out.join(DIRECTIONS_FILTER_FILE),
+        }
+    }
+}
+
+/// The JSON summary of a PCA ([`SUMMARY_FILE`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PcaSummary {
+    /// Always `tch-landscape-pca`.
+    pub format: String,
+    /// Version of this layout.
+    pub schema_version: u32,
+    /// Run id.
+    pub run_id: String,
+    /// Run directory.
+    pub run_dir: String,
+    /// The selection, in its [`Display`](std::fmt::Display) form
+    /// (`weights`, `names:a,b`, `contains:fc`).
+    pub selection: String,
+    /// Components asked for.
+    pub components: usize,
+    /// Chunk size.
+    pub chunk: usize,
+    /// Number of snapshots.
+    pub snapshots: usize,
+    /// Selected parameters.
+    pub numel: u64,
+    /// Non-zero components.
+    pub rank: usize,
+    /// Explained variance of the returned components.
+    pub explained_variance: Vec<f64>,
+    /// Explained variance ratio of the returned components.
+    pub explained_variance_ratio: Vec<f64>,
+    /// PC1 + PC2 ratio.
+    pub plane_ratio: f64,
+    /// Cumulative ratio over all non-zero components.
+    pub cumulative_ratio: Vec<f64>,
+    /// Total variance.
+    pub total_variance: f64,
+    /// How component signs are fixed.
+    pub sign_convention: String,
+    /// How path coordinates are defined.
+    pub coordinates: String,
+    /// The path.
+    pub path: Vec<PathPoint>,
+    /// Per-tensor figures.
+    pub tensors: Vec<TensorPca>,
+    /// Seconds the PCA took.
+    pub seconds: f64,
+    /// When the summary was written.
+    pub created_utc: String,
+}
+
+impl PcaSummary {
+    /// Reads the summary `pca.json` written by [`PcaResult::save`].
+    pub fn load(path: &Path) -> Result<PcaSummary> {
+        let mut file = open_regular(path)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)
+            .map_err(|e| Error::io("reading", path, e))?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Writes the summary as pretty JSON, atomically.
+    fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        write_atomic(path, true, |w| {
+            std::io::Write::write_all(w, &json).map_err(|e| Error::io("writing", path, e))
+        })
+    }
+}
+
+/// Schema of [`VARIANCE_FILE`].
+pub fn variance_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("component", DataType::UInt32, false),
+        Field::new("explained_variance", DataType::Float64, false),
+        Field::new("explained_variance_ratio", DataType::Float64, false),
+        Field::new("cumulative_ratio", DataType::Float64, false),
+    ]))
+}
+
+/// Schema of [`PATH_FILE`].
+pub fn path_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("snapshot", DataType::UInt32, false),
+        Field::new("epoch", DataType::UInt64, false),
+        Field::new("x", DataType::Float64, false),
+        Field::new("y", DataType::Float64, false),
+        Field::new("residual", DataType::Float64, false),
+    ]))
+}
+
+/// Schema of [`TENSORS_FILE`].
+pub fn tensors_schema() -> SchemaRef {
+    let f64 = |name| Field::new(name, DataType::Float64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("tensor", DataType::Utf8, false),
+        Field::new("role", DataType::Utf8, false),
+        Field::new("numel", DataType::UInt64, false),
+        f64("variance"),
+        f64("variance_fraction"),
+        f64("own_ratio_pc1"),
+        f64("own_ratio_pc2"),
+        f64("share_pc1"),
+        f64("share_pc2"),
+    ]))
+}
+
+/// Schema of the plane-check table ([`PlaneCheck::save`]).
+pub fn plane_check_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("snapshot", DataType::UInt32, false),
+        Field::new("epoch", DataType::UInt64, false),
+        Field::new("x", DataType::Float64, false),
+        Field::new("y", DataType::Float64, false),
+        Field::new("residual", DataType::Float64, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("true_loss", DataType::Float64, false),
+        Field::new("plane_loss", DataType::Float64, false),
+        Field::new("true_accuracy", DataType::Float64, true),
+        Field::new("plane_accuracy", DataType::Float64, true),
+    ]))
+}
+
+impl PcaResult {
+    /// Writes into `out` (created if needed): [`VARIANCE_FILE`],
+    /// [`PATH_FILE`], [`TENSORS_FILE`] (zstd Parquet with the settings under
+    /// [`PCA_META_KEY`]), [`SUMMARY_FILE`], and both variants of the
+    /// directions ([`DIRECTIONS_RAW_FILE`], [`DIRECTIONS_FILTER_FILE`]),
+    /// whose components take one more pass over `run`.
+    pub fn save(&self, run: &Run, out: &Path) -> Result<PcaFiles> {
+        let comps = self.components(run)?;
+        std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+        let files = PcaFiles::in_dir(out);
+        let meta = [(PCA_META_KEY.to_string(), self.settings_json())];
+        let tables = [
+            (&files.variance, variance_batch(self)),
+            (&files.path, path_batch(&self.path)),
+            (&files.tensors, tensors_batch(&self.tensors)),
+        ];
+        for (path, batch) in tables {
+            let batch = batch.map_err(|e| Error::arrow(path, e))?;
+            table::write_parquet_batch(path, &batch, &meta)?;
+        }
+        self.summary().save(&files.summary)?;
+        self.directions_from(run, &comps, false)?
+            .save(&files.directions_raw)?;
+        self.directions_from(run, &comps, true)?
+            .save(&files.directions_filter)?;
+        Ok(files)
+    }
+
+    /// The settings written under [`PCA_META_KEY`].
+    fn settings_json(&self) -> String {
+        serde_json::json!({
+            "run_id": self.run_id,
+            "selection": self.selection.to_string(),
+            "components": self.requested,
+            "returned_components": self.n_components(),
+            "rank": self.rank,
+            "chunk": self.chunk,
+            "snapshots": self.path.len(),
+            "numel": self.numel,
+        })
+        .to_string()
+    }
+}
+
+type BatchResult = std::result::Result<RecordBatch, arrow::error::ArrowError>;
+
+/// A float64 column of `rows`.
+fn f64_column<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
+}
+
+fn variance_batch(pca: &PcaResult) -> BatchResult {
+    let n = pca.spectrum.len();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(1..=n as u32)),
+        Arc::new(Float64Array::from(pca.spectrum.clone())),
+        f64_column(&pca.spectrum, |v| v / pca.total_variance),
+        Arc::new(Float64Array::from(pca.cumulative_ratio.clone())),
+    ];
+    RecordBatch::try_new(variance_schema(), cols)
+}
+
+fn path_batch(p: &[PathPoint]) -> BatchResult {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(p.iter().map(|p| p.snapshot))),
+        Arc::new(UInt64Array::from_iter_values(p.iter().map(|p| p.epoch))),
+        f64_column(p, PathPoint::x),
+        f64_column(p, PathPoint::y),
+        f64_column(p, |p| p.residual),
+    ];
+    RecordBatch::try_new(path_schema(), cols)
+}
+
+fn tensors_batch(t: &[TensorPca]) -> BatchResult {
+    let share = |k: usize| move |t: &TensorPca| t.share.get(k).copied().unwrap_or(0.0);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            t.iter().map(|t| t.name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            t.iter().map(|t| t.role.as_str()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(t.iter().map(|t| t.numel))),
+        f64_column(t, |t| t.variance),
+        f64_column(t, |t| t.variance_fraction),
+        f64_column(t, |t| t.own_ratio[0]),
+        f64_column(t, |t| t.own_ratio[1]),
+        f64_column(t, share(0)),
+        f64_column(t, share(1)),
+    ];
+    RecordBatch::try_new(tensors_schema(), cols)
+}
+
+impl PlaneCheck {
+    /// Writes the table as zstd Parquet ([`plane_check_schema`]), the
+    /// evaluator's description under [`PCA_META_KEY`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let r = &self.rows;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from_iter_values(r.iter().map(|r| r.snapshot))),
+            Arc::new(UInt64Array::from_iter_values(r.iter().map(|r| r.epoch))),
+            f64_column(r, |r| r.x),
+            f64_column(r, |r| r.y),
+            f64_column(r, |r| r.residual),
+            Arc::new(StringArray::from_iter_values(
+                r.iter().map(|r| r.split.as_str()),
+            )),
+            f64_column(r, |r| r.true_loss),
+            f64_column(r, |r| r.plane_loss),
+            Arc::new(r.iter().map(|r| r.true_accuracy).collect::<Float64Array>()),
+            Arc::new(r.iter().map(|r| r.plane_accuracy).collect::<Float64Array>()),
+        ];
+        let batch =
+            RecordBatch::try_new(plane_check_schema(), cols).map_err(|e| Error::arrow(path, e))?;
+        let meta = serde_json::json!({ "evaluator": self.evaluator }).to_string();
+        table::write_parquet_batch(path, &batch, &[(PCA_META_KEY.to_string(), meta)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Array;
+
+    use super::*;
+    use crate::analysis::pca::PlaneCheckRow;
+    use crate::store::table::column;
+    use crate::tensor::Role;
+
+    /// Reads a plane-check table back (the tests' check of the format).
+    fn read_plane_check(path: &Path) -> Result<PlaneCheck> {
+        let t = table::read_parquet(path, &plane_check_schema(), "a plane-check table")?;
+        let meta: serde_json::Value = t.json_meta(path, PCA_META_KEY, "a plane-check table")?;
+        let mut rows = Vec::new();
+        for b in &t.batches {
+            let u32s = column::<UInt32Array>(b, 0, path)?;
+            let u64s = column::<UInt64Array>(b, 1, path)?;
+            let split = column::<StringArray>(b, 5, path)?;
+            let f = |i| column::<Float64Array>(b, i, path);
+            let (x, y, res, tl, pl, ta, pa) = (f(2)?, f(3)?, f(4)?, f(6)?, f(7)?, f(8)?, f(9)?);
+            let opt = |a: &Float64Array, r| a.is_valid(r).then(|| a.value(r));
+            rows.extend((0..b.num_rows()).map(|r| PlaneCheckRow {
+                snapshot: u32s.value(r),
+                epoch: u64s.value(r),
+                x: x.value(r),
+                y: y.value(r),
+                residual: res.value(r),
+                split: split.value(r).to_string(),
+                true_loss: tl.value(r),
+                plane_loss: pl.value(r),
+                true_accuracy: opt(ta, r),
+                plane_accuracy: opt(pa, r),
+            }));
+        }
+        Ok(PlaneCheck {
+            rows,
+            evaluator: meta["evaluator"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    fn point(snapshot: u32, x: f64, y: f64) -> PathPoint {
+        PathPoint {
+            snapshot,
+            epoch: 10 * snapshot as u64,
+            coords: vec![x, y],
+            residual: 0.25,
+        }
+    }
+
+    #[test]
+    fn path_and_tensor_tables_keep_their_columns_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PATH_FILE);
+        let path = vec![point(0, 1.5, -2.0), point(3, 0.0, 0.0)];
+        let meta = [(PCA_META_KEY.to_string(), "{\"rank\":1}".to_string())];
+        table::write_parquet_batch(&p, &path_batch(&path).unwrap(), &meta).unwrap();
+        let t = table::read_parquet(&p, &path_schema(), "a PCA path table").unwrap();
+        let b = &t.batches[0];
+        assert_eq!(column::<UInt32Array>(b, 0, &p).unwrap().values(), &[0, 3]);
+        assert_eq!(column::<UInt64Array>(b, 1, &p).unwrap().values(), &[0, 30]);
+        assert_eq!(
+            column::<Float64Array>(b, 2, &p).unwrap().values(),
+            &[1.5, 0.0]
+        );
+        assert_eq!(
+            column::<Float64Array>(b, 3, &p).unwrap().values(),
+            &[-2.0, 0.0]
+        );
+        let m: serde_json::Value = t.json_meta(&p, PCA_META_KEY, "a PCA table").unwrap();
+        assert_eq!(m["rank"], 1);
+
+        let tensors = vec![TensorPca {
+            name: "fc.weight".into(),
+            role: Role::Weight,
+            numel: 6,
+            variance: 2.0,
+            variance_fraction: 1.0,
+            own_ratio: [0.75, 0.25],
+            share: vec![1.0],
+        }];
+        let p = dir.path().join(TENSORS_FILE);
+        table::write_parquet_batch(&p, &tensors_batch(&tensors).unwrap(), &meta).unwrap();
+        let t = table::read_parquet(&p, &tensors_schema(), "a PCA tensors table").unwrap();
+        let b = &t.batches[0];
+        assert_eq!(column::<StringArray>(b, 1, &p).unwrap().value(0), "weight");
+        assert_eq!(column::<Float64Array>(b, 6, &p).unwrap().value(0), 0.25);
+        // One component: no share of PC2.
+        assert_eq!(column::<Float64Array>(b, 8, &p).unwrap().value(0), 0.0);
+        assert!(column::<UInt32Array>(b, 2, &p).is_err(), "numel is UInt64");
+    }
+
+    #[test]
+    fn plane_check_round_trips_with_missing_accuracies() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PLANE_CHECK_FILE);
+        let row = |split: &str, acc| PlaneCheckRow {
+            snapshot: 1,
+            epoch: 2,
+            x: 0.5,
+            y: -0.5,
+            residual: 0.1,
+            split: split.into(),
+            true_loss: 1.0,
+            plane_loss: 1.25,
+            true_accuracy: acc,
+            plane_accuracy: acc.map(|a: f64| a - 1.0),
+        };
+        let check = PlaneCheck {
+            rows: vec![row("train", Some(90.0)), row("test", None)],
+            evaluator: "an MLP".into(),
+        };
+        check.save(&p).unwrap();
+        assert_eq!(read_plane_check(&p).unwrap(), check);
+        let e = table::read_parquet(&p, &path_schema(), "a PCA path table").unwrap_err();
+        assert!(e.to_string().contains("a PCA path table"), "{e}");
+    }
+
+    #[test]
+    fn a_summary_loads_back_and_a_missing_one_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(SUMMARY_FILE);
+        let s = PcaSummary {
+            format: "tch-landscape-pca".into(),
+            schema_version: 1,
+            run_id: "r".into(),
+            run_dir: "d".into(),
+            selection: crate::Selection::Names(vec!["a".into(), "b".into()]).to_string(),
+            components: 2,
+            chunk: 8,
+            snapshots: 2,
+            numel: 6,
+            rank: 1,
+            explained_variance: vec![2.0],
+            explained_variance_ratio: vec![1.0],
+            plane_ratio: 1.0,
+            cumulative_ratio: vec![1.0],
+            total_variance: 2.0,
+            sign_convention: String::new(),
+            coordinates: String::new(),
+            path: vec![point(0, 1.0, 0.0), point(1, 0.0, 0.0)],
+            tensors: vec![],
+            seconds: 0.5,
+            created_utc: String::new(),
+        };
+        s.save(&p).unwrap();
+        let back = PcaSummary::load(&p).unwrap();
+        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
+        let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+    }
+}
