@@ -133,7 +133,11 @@ fn landscape(
     let last = run
         .len()
         .checked_sub(1)
-        .ok_or_else(|| Error::invalid("run", "no snapshots"))?;
+        .ok_or_else(|| Error::NoSuchSnapshot {
+            path: run.dir().to_path_buf(),
+            index: 0,
+            count: 0,
+        })?;
     run.load_into(last, &vs)?;
     let [train, test] = data;
     let eval = ClassifierEvaluator::new(&model)

@@ -7,10 +7,10 @@
 //! the code measured. The library prints nothing: the examples print the
 //! returned figures; progress goes to `tracing`.
 //!
-//! One experiment per file ([`batch_size`](mod@batch_size), [`scale_invariance`](mod@scale_invariance),
-//! [`depth`](mod@depth), [`width`](mod@width)); `train` holds the shared set-up
-//! (data, networks, training of a run), `surfaces` the shared slices, planes and
-//! curvature maps, `arch` what experiments 3 and 4 share.
+//! One experiment per file (`batch_size`, `scale_invariance`, `depth`,
+//! `width`, with experiment 1's `interpolation`); `train` holds the shared
+//! set-up (data, networks, the training of a run), `surfaces` the shared
+//! slices, planes and curvature maps, `arch` what experiments 3 and 4 share.
 
 mod arch;
 mod batch_size;
