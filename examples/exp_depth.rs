@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use tch_landscape::experiments::{depth, print_arch_table, Scale};
+use tch_landscape::experiments::{depth, Scale};
 
 fn main() -> anyhow::Result<()> {
     let out = std::env::args()
@@ -25,6 +25,6 @@ fn main() -> anyhow::Result<()> {
         None => vec![1, 2, 3],
     };
     let s = depth(&out, &Scale::full(), &blocks)?;
-    print_arch_table(&s);
+    print!("{}", s.markdown());
     Ok(())
 }

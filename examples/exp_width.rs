@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use tch_landscape::experiments::{print_arch_table, width, Scale};
+use tch_landscape::experiments::{width, Scale};
 
 fn main() -> anyhow::Result<()> {
     let out = std::env::args()
@@ -14,6 +14,6 @@ fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("runs/exp-width"));
     let s = width(&out, &Scale::full(), &[1, 2, 4])?;
-    print_arch_table(&s);
+    print!("{}", s.markdown());
     Ok(())
 }

@@ -108,6 +108,34 @@ impl nn::ModuleT for BasicBlock {
     }
 }
 
+/// The shape of a [`CifarResNet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResNetConfig {
+    /// Blocks per stage `n`: depth 6n + 2.
+    pub blocks: usize,
+    /// Multiplier of the 16/32/64 channels.
+    pub width: i64,
+    /// Shortcut connections (`false`: the paper's "no skip connections").
+    pub skip: bool,
+    /// Channels of the input images (3 for CIFAR, 1 for the digits and MNIST).
+    pub in_channels: i64,
+    /// Number of outputs.
+    pub classes: i64,
+}
+
+impl Default for ResNetConfig {
+    /// ResNet-20 for CIFAR-10 (benchmark W2).
+    fn default() -> Self {
+        ResNetConfig {
+            blocks: 3,
+            width: 1,
+            skip: true,
+            in_channels: 3,
+            classes: 10,
+        }
+    }
+}
+
 /// CIFAR ResNet (He et al. 2016, §4.2) with `n` blocks per stage: depth
 /// 6n + 2 (n = 3 is ResNet-20, benchmark W2: 272,474 parameters). `width`
 /// multiplies the 16/32/64 channels; `skip: false` removes shortcuts.
@@ -120,43 +148,45 @@ pub struct CifarResNet {
 }
 
 impl CifarResNet {
-    /// Builds the network for `classes` outputs.
+    /// Builds the network for 3-channel images and `classes` outputs.
     pub fn new(p: &nn::Path, n: usize, width: i64, skip: bool, classes: i64) -> CifarResNet {
-        Self::with_input(p, 3, n, width, skip, classes)
+        Self::from_config(
+            p,
+            &ResNetConfig {
+                blocks: n,
+                width,
+                skip,
+                in_channels: 3,
+                classes,
+            },
+        )
     }
 
-    /// The same network for images with `in_channels` channels (e.g. 1 for
-    /// the digits and MNIST).
-    pub fn with_input(
-        p: &nn::Path,
-        in_channels: i64,
-        n: usize,
-        width: i64,
-        skip: bool,
-        classes: i64,
-    ) -> CifarResNet {
-        let c = [16 * width, 32 * width, 64 * width];
+    /// Builds the network `cfg` describes (e.g. `in_channels: 1` for the
+    /// digits and MNIST).
+    pub fn from_config(p: &nn::Path, cfg: &ResNetConfig) -> CifarResNet {
+        let c = [16 * cfg.width, 32 * cfg.width, 64 * cfg.width];
         let mut blocks = Vec::new();
         let mut cin = c[0];
         for (stage, &cout) in c.iter().enumerate() {
-            for b in 0..n {
+            for b in 0..cfg.blocks {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
                 let path = p / format!("layer{}", stage + 1) / b.to_string();
-                blocks.push(BasicBlock::new(&path, cin, cout, stride, skip));
+                blocks.push(BasicBlock::new(&path, cin, cout, stride, cfg.skip));
                 cin = cout;
             }
         }
         CifarResNet {
-            conv: conv(p / "conv1", in_channels, c[0], 3, 1),
+            conv: conv(p / "conv1", cfg.in_channels, c[0], 3, 1),
             bn: bn(p / "bn1", c[0]),
             blocks,
-            fc: nn::linear(p / "fc", c[2], classes, Default::default()),
+            fc: nn::linear(p / "fc", c[2], cfg.classes, Default::default()),
         }
     }
 
     /// ResNet-20 for 10 classes (benchmark W2).
     pub fn resnet20(p: &nn::Path) -> CifarResNet {
-        CifarResNet::new(p, 3, 1, true, 10)
+        CifarResNet::from_config(p, &ResNetConfig::default())
     }
 }
 

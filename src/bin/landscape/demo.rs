@@ -1,11 +1,12 @@
 //! `landscape demo`: train the digits MLP with the hook, compute its
 //! landscape and write the report.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tch_landscape::demo::{self, DemoConfig, TrainConfig};
+use tch_landscape::demo::{self, DemoConfig, DemoSummary, TrainConfig};
 
 /// Train an MLP on the UCI digits with the recorder attached, then compute
 /// surfaces and write the HTML report.
@@ -46,23 +47,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let s = demo::run(&args.out, &cfg, &mut progress).context("demo failed")?;
     pb.finish_and_clear();
-    println!(
+    let mut out = std::io::stdout().lock();
+    write_summary(&mut out, &cfg, &s)?;
+    writeln!(out, "done in {:.1} s", t0.elapsed().as_secs_f64())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// What the demo trained and where its outputs are.
+fn write_summary(out: &mut impl Write, cfg: &DemoConfig, s: &DemoSummary) -> std::io::Result<()> {
+    writeln!(
+        out,
         "trained W1's MLP on 1437 UCI digits for {} epochs: train loss {:.4}, accuracy {:.1} %",
         cfg.train.epochs, s.final_loss, s.final_accuracy
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "run directory:  {} ({} snapshots)",
         s.run_dir.display(),
         s.snapshots
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "parquet export: {}",
         s.export.trajectory.parent().unwrap_or(&s.run_dir).display()
-    );
+    )?;
     for (name, dir) in &s.surfaces {
-        println!("surface {name:<14} {}", dir.display());
+        writeln!(out, "surface {name:<14} {}", dir.display())?;
     }
-    println!("report:         {}", s.report.display());
-    println!("done in {:.1} s", t0.elapsed().as_secs_f64());
-    Ok(())
+    writeln!(out, "report:         {}", s.report.display())
 }

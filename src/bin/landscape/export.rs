@@ -1,5 +1,6 @@
 //! `landscape export`: a run as zstd Parquet for pyarrow, polars and DuckDB.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use tch_landscape::store::export::{export_parquet, DEFAULT_CHUNK};
@@ -25,8 +26,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let run = Run::open(&args.run)?;
     let out = args.out.unwrap_or_else(|| args.run.join("export"));
     let s = export_parquet(&run, &out, args.chunk)?;
-    println!("{}", s.trajectory.display());
-    println!("{}", s.metrics.display());
-    println!("{}", s.summary.display());
+    let mut out = std::io::stdout().lock();
+    for path in [&s.trajectory, &s.metrics, &s.summary] {
+        writeln!(out, "{}", path.display())?;
+    }
+    out.flush()?;
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! `landscape info`: what a run directory holds.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use tch_landscape::Run;
+use tch_landscape::{Manifest, Run};
 
 /// Print a run's manifest summary, snapshots and metric names.
 #[derive(Debug, clap::Args)]
@@ -14,60 +15,64 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let run = Run::open(&args.run)?;
+    let mut out = std::io::stdout().lock();
     let m = run.manifest();
-    println!("run {} ({})", m.run_id, args.run.display());
-    println!(
-        "created {} by tch-landscape {}, schema v{}, {}",
-        m.created_utc,
-        m.crate_version,
-        m.schema_version,
-        if m.finished {
-            "finished"
-        } else {
-            "not finished (recorder did not call finish)"
-        }
-    );
-    println!(
+    writeln!(out, "run {} ({})", m.run_id, args.run.display())?;
+    write_tensors(&mut out, m)?;
+    write_snapshots(&mut out, &run)?;
+    let mut names: Vec<String> = run.metrics()?.into_iter().map(|r| r.name).collect();
+    names.sort();
+    names.dedup();
+    let names = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    };
+    writeln!(out, "metrics: {names}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The manifest's provenance and its tensors (recorded and skipped).
+fn write_tensors(out: &mut impl Write, m: &Manifest) -> std::io::Result<()> {
+    let state = if m.finished {
+        "finished"
+    } else {
+        "not finished (recorder did not call finish)"
+    };
+    writeln!(
+        out,
+        "created {} by tch-landscape {}, schema v{}, {state}",
+        m.created_utc, m.crate_version, m.schema_version
+    )?;
+    writeln!(
+        out,
         "{} tensors, {} values per snapshot ({:?})",
         m.tensors.len(),
         m.total_numel(),
         m.storage_dtype
-    );
+    )?;
     for t in &m.tensors {
-        println!(
-            "  {:<40} {:>14} {:?} {}",
-            t.name,
-            format!("{:?}", t.shape),
-            t.role,
-            t.dtype
-        );
+        let shape = format!("{:?}", t.shape);
+        writeln!(out, "  {:<40} {shape:>14} {:?} {}", t.name, t.role, t.dtype)?;
     }
     for s in &m.skipped {
-        println!("  {:<40} skipped ({}): {}", s.name, s.dtype, s.reason);
+        writeln!(out, "  {:<40} skipped ({}): {}", s.name, s.dtype, s.reason)?;
     }
-    println!("{} snapshots", run.len());
+    Ok(())
+}
+
+/// One line per snapshot: index, epoch, step, trigger.
+fn write_snapshots(out: &mut impl Write, run: &Run) -> std::io::Result<()> {
+    writeln!(out, "{} snapshots", run.len())?;
     for s in run.snapshots() {
         let meta = s.meta();
-        println!(
+        let step = meta.step.map_or_else(|| "-".into(), |s| s.to_string());
+        writeln!(
+            out,
             "  #{:<5} epoch {:<5} step {:<8} {:?}",
-            meta.index,
-            meta.epoch,
-            meta.step
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "-".into()),
-            meta.trigger
-        );
+            meta.index, meta.epoch, step, meta.trigger
+        )?;
     }
-    let mut names: Vec<String> = run.metrics()?.into_iter().map(|r| r.name).collect();
-    names.sort();
-    names.dedup();
-    println!(
-        "metrics: {}",
-        if names.is_empty() {
-            "none".to_string()
-        } else {
-            names.join(", ")
-        }
-    );
     Ok(())
 }

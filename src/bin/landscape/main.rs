@@ -52,9 +52,23 @@ fn main() {
         Command::Vtk(a) => vtk::run(a),
     };
     if let Err(e) = result {
+        if is_broken_pipe(&e) {
+            // The reader of stdout went away (`landscape info RUN | head`):
+            // nothing is left to say to it, which is a normal end.
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// True when `e` comes from writing to a closed pipe (Rust ignores SIGPIPE,
+/// so such writes fail with `BrokenPipe`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_tracing(verbose: u8) {
