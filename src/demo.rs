@@ -296,19 +296,22 @@ pub fn run(
     let cdir = run_dir
         .join(crate::report::run_report::CURVATURE_DIR)
         .join(name);
-    crate::analysis::hessian::Curvature::new(&plane)
+    let surface = Surface::new(&plane)
         .grid(
             -0.5..=0.5,
             cfg.grid_curvature,
             -0.5..=0.5,
             cfg.grid_curvature,
         )
+        .on_progress(|d, t| progress("curvature", d, t));
+    crate::analysis::hessian::Curvature::builder(surface)
         // The reference's tolerance: enough for a ratio map, and quick.
-        .lanczos(crate::analysis::hessian::LanczosOptions {
-            tol: 1e-2,
-            ..Default::default()
-        })
-        .on_progress(|d, t| progress("curvature", d, t))
+        .lanczos(
+            crate::analysis::hessian::Lanczos::builder()
+                .tol(1e-2)
+                .build()?,
+        )
+        .build()?
         .evaluate(&vs, objective, &cdir)?;
 
     let report = write_report(&run_dir, &ReportOptions::default())?;

@@ -14,7 +14,7 @@ use tch::{Device, Tensor};
 
 use crate::analysis::directions::{Directions, Ignore, Normalization};
 use crate::analysis::evaluator::ClassifierEvaluator;
-use crate::analysis::hessian::{Curvature, LanczosOptions, SupervisedObjective};
+use crate::analysis::hessian::{Curvature, Lanczos, SupervisedObjective};
 use crate::analysis::params::ParamSet;
 use crate::analysis::pca::TrajectoryPca;
 use crate::analysis::sharpness::{width_1d, Sharpness};
@@ -782,12 +782,10 @@ fn arch_runs(
                 &model.train_x.narrow(0, 0, sub),
                 &data.train.y.narrow(0, 0, sub),
             )?;
-            let m = Curvature::new(&dirs2)
-                .grid(-1.0..=1.0, 3, -1.0..=1.0, 3)
-                .lanczos(LanczosOptions {
-                    tol: 1e-2,
-                    ..Default::default()
-                })
+            let surface = Surface::new(&dirs2).grid(-1.0..=1.0, 3, -1.0..=1.0, 3);
+            let m = Curvature::builder(surface)
+                .lanczos(Lanczos::builder().tol(1e-2).build()?)
+                .build()?
                 .evaluate(
                     &model.vs,
                     objective,

@@ -18,9 +18,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
 use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator, SplitResult};
-use tch_landscape::analysis::hessian::{
-    Curvature, CurvatureMap, LanczosOptions, SupervisedObjective,
-};
+use tch_landscape::analysis::hessian::{Curvature, CurvatureMap, Lanczos, SupervisedObjective};
 use tch_landscape::analysis::surface::{Surface, SurfaceResult};
 use tch_landscape::distributed::Mpi;
 use tch_landscape::models::Mlp;
@@ -50,12 +48,10 @@ fn surface(dirs: &Directions) -> Surface<'_> {
 }
 
 fn curvature(dirs: &Directions) -> Curvature<'_> {
-    Curvature::new(dirs)
-        .grid(-0.5..=0.5, 3, -0.5..=0.5, 2)
-        .lanczos(LanczosOptions {
-            tol: 1e-2,
-            ..Default::default()
-        })
+    Curvature::builder(Surface::new(dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 2))
+        .lanczos(Lanczos::builder().tol(1e-2).build().unwrap())
+        .build()
+        .unwrap()
 }
 
 fn bits(v: &[f64]) -> Vec<u64> {

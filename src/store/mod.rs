@@ -9,6 +9,7 @@
 //!   export/*.parquet       written by `landscape export`
 //! ```
 
+pub mod curvature;
 pub mod export;
 pub mod fsutil;
 pub mod manifest;
