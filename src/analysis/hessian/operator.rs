@@ -326,14 +326,11 @@ fn accumulate(acc: &mut [Tensor], parts: &[Tensor], weight: f64) -> Result<()> {
     tch::no_grad(|| {
         for (a, p) in acc.iter_mut().zip(parts) {
             if p.defined() {
-                let term = p
-                    .detach()
-                    .f_to_kind(Kind::Double)
+                p.f_detach()
+                    .and_then(|t| t.f_to_kind(Kind::Double))
                     .and_then(|t| t.f_mul_scalar(weight))
+                    .and_then(|term| a.f_add_(&term).map(drop))
                     .map_err(|e| Error::torch("accumulating over batches", e))?;
-                a.f_add_(&term)
-                    .map_err(|e| Error::torch("accumulating over batches", e))
-                    .map(drop)?;
             }
         }
         Ok(())

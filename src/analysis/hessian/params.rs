@@ -126,7 +126,7 @@ impl HessianParams {
             let flat = self
                 .tensors
                 .iter()
-                .map(|t| t.detach().f_to_kind(Kind::Double)?.f_flatten(0, -1))
+                .map(|t| t.f_detach()?.f_to_kind(Kind::Double)?.f_flatten(0, -1))
                 .collect::<std::result::Result<Vec<Tensor>, _>>()
                 .and_then(|flat| Tensor::f_cat(&flat, 0))
                 .map_err(|e| Error::torch("reading parameter values", e))?;
