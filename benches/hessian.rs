@@ -14,11 +14,12 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use tch::Device;
 use tch_landscape::analysis::hessian::{
-    Hessian, LanczosOptions, ParamSelection, Spectrum, SupervisedObjective, TraceOptions,
+    Hessian, Hutchinson, Lanczos, Spectrum, SupervisedObjective,
 };
 use tch_landscape::data::digits::Digits;
 use tch_landscape::demo::{train_digits, TrainConfig};
 use tch_landscape::models::{Mlp, W1_SIZES};
+use tch_landscape::tensor::Selection;
 use tch_landscape::Run;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -58,19 +59,16 @@ fn main() -> anyhow::Result<()> {
     for (name, batch, tol, threads) in cases {
         tch::set_num_threads(threads);
         let objective = SupervisedObjective::new(&model, &data.x, &data.y)?.batch(batch)?;
-        let mut h = Hessian::at(&vs, objective, &ParamSelection::MultiDim)?;
+        let mut h = Hessian::at(&vs, objective, &Selection::Weights)?;
         let dim = h.dim();
         let warm = vec![1.0; dim];
         h.hvp(&warm)?; // warm-up, not timed
-        let opts = LanczosOptions {
-            tol,
-            ..Default::default()
-        };
+        let lanczos = Lanczos::builder().tol(tol).build()?;
         let mut times = Vec::new();
         let mut last: Option<Spectrum> = None;
         for _ in 0..3 {
             let t0 = Instant::now();
-            let s = h.eigenvalues(&opts)?;
+            let s = h.eigenvalues(&lanczos)?;
             times.push(t0.elapsed().as_secs_f64());
             last = Some(s);
         }
@@ -89,12 +87,9 @@ fn main() -> anyhow::Result<()> {
 
     tch::set_num_threads(2);
     let objective = SupervisedObjective::new(&model, &data.x, &data.y)?.batch(1797)?;
-    let mut h = Hessian::at(&vs, objective, &ParamSelection::MultiDim)?;
+    let mut h = Hessian::at(&vs, objective, &Selection::Weights)?;
     let t0 = Instant::now();
-    let tr = h.trace(&TraceOptions {
-        probes: 100,
-        seed: 0,
-    })?;
+    let tr = h.trace(&Hutchinson::builder().probes(100).seed(0).build()?)?;
     println!(
         "  trace (Hutchinson, 100 Rademacher probes, 1 batch): {:.4} ± {:.4} (SE)  {:.2} s",
         tr.estimate,

@@ -23,13 +23,14 @@ use tch::nn::VarStore;
 use tch::Device;
 use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::hessian::{
-    Curvature, Hessian, LanczosOptions, Objective, ParamSelection, SupervisedObjective,
-    TraceOptions,
+    Curvature, Hessian, Hutchinson, Lanczos, Objective, SupervisedObjective,
 };
 use tch_landscape::analysis::params::ParamSet;
+use tch_landscape::analysis::surface::Surface;
 use tch_landscape::data::digits::Digits;
 use tch_landscape::demo::{train_digits, TrainConfig};
 use tch_landscape::models::{Mlp, W1_SIZES};
+use tch_landscape::tensor::Selection;
 use tch_landscape::Run;
 
 fn main() {
@@ -68,24 +69,21 @@ fn run() -> anyhow::Result<()> {
 
     // All 1797 samples in one batch: the gradient graph is reused between HVPs.
     let objective = || SupervisedObjective::new(&model, &data.x, &data.y)?.batch(1797);
-    let mut h = Hessian::at(&vs, objective()?, &ParamSelection::MultiDim)?;
+    let mut h = Hessian::at(&vs, objective()?, &Selection::Weights)?;
     let t1 = Instant::now();
-    let s = h.eigenvalues(&LanczosOptions::default())?;
+    let s = h.eigenvalues(&Lanczos::default())?;
     println!(
         "Hessian w.r.t. {} weight tensors ({} values), Lanczos tol {}: {} HVPs, {:.1} s",
         h.params().len(),
         h.dim(),
-        s.options.tol,
+        s.options.tol(),
         s.hvps,
         t1.elapsed().as_secs_f64()
     );
     println!("  λmax          {:>10.5}", s.lambda_max);
     println!("  λmin          {:>10.5}", s.lambda_min);
     println!("  |λmin/λmax|   {:>10.5}", s.abs_ratio());
-    let tr = h.trace(&TraceOptions {
-        probes: 100,
-        seed: 0,
-    })?;
+    let tr = h.trace(&Hutchinson::builder().probes(100).seed(0).build()?)?;
     println!(
         "  trace         {:>10.4} ± {:.4} (Hutchinson, {} probes, standard error)",
         tr.estimate, tr.std_error, tr.probes
@@ -102,16 +100,17 @@ fn run() -> anyhow::Result<()> {
     // other inside every small kernel.
     tch::set_num_threads(1);
     let final_snapshot = run.len() - 1;
-    let map = Curvature::new(&dirs)
+    let surface = Surface::new(&dirs)
         .grid(-0.5..=0.5, 7, -0.5..=0.5, 7)
-        .lanczos(LanczosOptions {
-            tol: 1e-2,
-            ..Default::default()
-        })
         .on_progress(|done, total| {
             eprint!("\rcurvature map: {done}/{total} points");
             let _ = std::io::stderr().flush();
-        })
+        });
+    let map = Curvature::builder(surface)
+        .selection(Selection::Weights)
+        // The reference's tolerance: enough for a ratio map, and quick.
+        .lanczos(Lanczos::builder().tol(1e-2).build()?)
+        .build()?
         .evaluate_parallel(
             2,
             || {

@@ -14,14 +14,15 @@ use rand_distr::{Distribution, StandardNormal};
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 use tch_landscape::analysis::directions::Directions;
-use tch_landscape::analysis::evaluator::LossKind;
+use tch_landscape::analysis::evaluator::{ClassifierEvaluator, LossKind};
 use tch_landscape::analysis::hessian::{
-    lanczos, Curvature, CurvatureMap, DensityOptions, Hessian, HessianParams, LanczosOptions,
-    Objective, ParamSelection, SupervisedObjective, TraceOptions, CURVATURE_FILE,
-    CURVATURE_META_KEY,
+    merge_curvature_shards, Curvature, CurvatureMap, Hessian, HessianParams, Hutchinson, Lanczos,
+    Objective, Slq, SupervisedObjective, CURVATURE_FILE, CURVATURE_META_KEY,
 };
 use tch_landscape::analysis::params::ParamSet;
+use tch_landscape::analysis::surface::Surface;
 use tch_landscape::models::Mlp;
+use tch_landscape::tensor::Selection;
 use tch_landscape::{Error, Result};
 
 fn normals(seed: u64, n: usize) -> Vec<f64> {
@@ -105,7 +106,7 @@ impl LinReg {
 fn linear_regression_eigenvalues_match_the_closed_form() {
     let lr = linreg(120, 30, 1);
     let exact = lr.eigenvalues();
-    let mut h = Hessian::at(&lr.vs, lr.objective(1000), &ParamSelection::MultiDim).unwrap();
+    let mut h = Hessian::at(&lr.vs, lr.objective(1000), &Selection::Weights).unwrap();
     assert_eq!(h.dim(), 30);
 
     // One HVP equals H v.
@@ -121,12 +122,12 @@ fn linear_regression_eigenvalues_match_the_closed_form() {
         rel_err(&hv, &want)
     );
 
-    let opts = LanczosOptions {
-        tol: 1e-8,
-        top_k: 3,
-        bottom_k: 2,
-        ..Default::default()
-    };
+    let opts = Lanczos::builder()
+        .tol(1e-8)
+        .top_k(3)
+        .bottom_k(2)
+        .build()
+        .unwrap();
     let s = h.eigenvalues(&opts).unwrap();
     assert_rel(s.lambda_max, exact[29], 1e-4, "λmax");
     assert_rel(s.lambda_min, exact[0], 1e-4, "λmin");
@@ -145,12 +146,8 @@ fn linear_regression_eigenvalues_match_the_closed_form() {
 fn krylov_exhaustion_on_a_tiny_problem_gives_exact_values() {
     let lr = linreg(20, 4, 2);
     let exact = lr.eigenvalues();
-    let mut h = Hessian::at(&lr.vs, lr.objective(20), &ParamSelection::MultiDim).unwrap();
-    let opts = LanczosOptions {
-        tol: 1e-12,
-        top_k: 4,
-        ..Default::default()
-    };
+    let mut h = Hessian::at(&lr.vs, lr.objective(20), &Selection::Weights).unwrap();
+    let opts = Lanczos::builder().tol(1e-12).top_k(4).build().unwrap();
     let s = h.eigenvalues(&opts).unwrap();
     assert!(s.exhausted);
     assert_eq!(s.hvps, 4);
@@ -163,12 +160,9 @@ fn krylov_exhaustion_on_a_tiny_problem_gives_exact_values() {
 fn hutchinson_trace_is_within_three_standard_errors() {
     let lr = linreg(120, 30, 3);
     let exact: f64 = lr.h.trace();
-    let mut h = Hessian::at(&lr.vs, lr.objective(1000), &ParamSelection::MultiDim).unwrap();
+    let mut h = Hessian::at(&lr.vs, lr.objective(1000), &Selection::Weights).unwrap();
     let t = h
-        .trace(&TraceOptions {
-            probes: 100,
-            seed: 5,
-        })
+        .trace(&Hutchinson::builder().probes(100).seed(5).build().unwrap())
         .unwrap();
     assert_eq!((t.probes, t.hvps, t.values.len()), (100, 100, 100));
     assert!(t.std_error > 0.0);
@@ -184,10 +178,7 @@ fn hutchinson_trace_is_within_three_standard_errors() {
     assert_rel(t.std_error, sd / 10.0, 1e-12, "standard error");
 
     let many = h
-        .trace(&TraceOptions {
-            probes: 3000,
-            seed: 6,
-        })
+        .trace(&Hutchinson::builder().probes(3000).seed(6).build().unwrap())
         .unwrap();
     assert_rel(many.estimate, exact, 0.03, "trace with 3000 probes");
     assert!(many.std_error < t.std_error);
@@ -197,8 +188,8 @@ fn hutchinson_trace_is_within_three_standard_errors() {
 fn uneven_batches_are_averaged_into_the_full_data_hessian() {
     let lr = linreg(100, 12, 4);
     // 100 samples in batches of 40: 40, 40, 20.
-    let mut one = Hessian::at(&lr.vs, lr.objective(100), &ParamSelection::MultiDim).unwrap();
-    let mut three = Hessian::at(&lr.vs, lr.objective(40), &ParamSelection::MultiDim).unwrap();
+    let mut one = Hessian::at(&lr.vs, lr.objective(100), &Selection::Weights).unwrap();
+    let mut three = Hessian::at(&lr.vs, lr.objective(40), &Selection::Weights).unwrap();
     assert_eq!(three.objective().num_batches(), 3);
     let v = normals(11, 12);
     let (a, b) = (one.hvp(&v).unwrap(), three.hvp(&v).unwrap());
@@ -210,10 +201,7 @@ fn uneven_batches_are_averaged_into_the_full_data_hessian() {
     assert_rel(three.loss().unwrap(), one.loss().unwrap(), 1e-12, "loss");
     let (ga, gb) = (one.gradient().unwrap(), three.gradient().unwrap());
     assert!(rel_err(&gb, &ga) < 1e-12);
-    let opts = LanczosOptions {
-        tol: 1e-9,
-        ..Default::default()
-    };
+    let opts = Lanczos::builder().tol(1e-9).build().unwrap();
     let (s1, s3) = (
         one.eigenvalues(&opts).unwrap(),
         three.eigenvalues(&opts).unwrap(),
@@ -258,7 +246,7 @@ impl Module for TanhMlp {
 fn check_hvp_against_finite_difference(
     vs: &VarStore,
     objective: impl Objective,
-    selection: &ParamSelection,
+    selection: &Selection,
 ) {
     let mut h = Hessian::at(vs, objective, selection).unwrap();
     let names = h.params().names().to_vec();
@@ -296,7 +284,7 @@ fn mlp_hvp_matches_central_finite_difference_of_gradients() {
     let mut vs = VarStore::new(Device::Cpu);
     let mlp = Mlp::new(&vs.root(), &[6, 12, 12, 3]);
     vs.double();
-    for sel in [ParamSelection::MultiDim, ParamSelection::Trainable] {
+    for sel in [Selection::Weights, Selection::Trainable] {
         let obj = SupervisedObjective::new(&mlp, &x, &y)
             .unwrap()
             .batch(25)
@@ -316,7 +304,7 @@ fn mlp_hvp_matches_central_finite_difference_of_gradients() {
         .unwrap()
         .batch(30)
         .unwrap();
-    let sel = ParamSelection::Names(vec![
+    let sel = Selection::Names(vec![
         "fc2.weight".into(),
         "fc1.bias".into(),
         "fc1.weight".into(),
@@ -379,7 +367,7 @@ fn indefinite_quadratic_gives_the_negative_lambda_min() {
             x: obj.x.shallow_clone(),
             a: obj.a.shallow_clone(),
         },
-        &ParamSelection::MultiDim,
+        &Selection::Weights,
     ) {
         Err(Error::InvalidArgument { reason, .. }) => {
             assert!(reason.contains("selects no tensor"), "{reason}")
@@ -387,13 +375,13 @@ fn indefinite_quadratic_gives_the_negative_lambda_min() {
         other => panic!("expected an empty-selection error, got {other:?}"),
     }
 
-    let mut h = Hessian::at(&vs, obj, &ParamSelection::Trainable).unwrap();
-    let opts = LanczosOptions {
-        tol: 1e-8,
-        top_k: 2,
-        bottom_k: 3,
-        ..Default::default()
-    };
+    let mut h = Hessian::at(&vs, obj, &Selection::Trainable).unwrap();
+    let opts = Lanczos::builder()
+        .tol(1e-8)
+        .top_k(2)
+        .bottom_k(3)
+        .build()
+        .unwrap();
     let s = h.eigenvalues(&opts).unwrap();
     assert_rel(s.lambda_min, -3.0, 1e-6, "λmin");
     assert_rel(s.lambda_max, 4.0, 1e-6, "λmax");
@@ -405,10 +393,7 @@ fn indefinite_quadratic_gives_the_negative_lambda_min() {
     // Trace: exact sum of eigenvalues with many probes.
     let exact: f64 = eig.iter().sum();
     let t = h
-        .trace(&TraceOptions {
-            probes: 4000,
-            seed: 1,
-        })
+        .trace(&Hutchinson::builder().probes(4000).seed(1).build().unwrap())
         .unwrap();
     assert!(
         (t.estimate - exact).abs() <= 3.0 * t.std_error,
@@ -419,12 +404,14 @@ fn indefinite_quadratic_gives_the_negative_lambda_min() {
 
     // SLQ with as many steps as dimensions: the nodes are the eigenvalues.
     let dens = h
-        .density(&DensityOptions {
-            probes: 4,
-            steps: 100,
-            bins: 2000,
-            ..Default::default()
-        })
+        .density(
+            &Slq::builder()
+                .probes(4)
+                .steps(100)
+                .bins(2000)
+                .build()
+                .unwrap(),
+        )
         .unwrap();
     for (nodes, weights) in dens.nodes.iter().zip(&dens.weights) {
         assert_eq!(nodes.len(), d);
@@ -449,16 +436,26 @@ fn indefinite_quadratic_gives_the_negative_lambda_min() {
 #[test]
 fn iteration_cap_gives_an_error_not_a_value() {
     let lr = linreg(120, 30, 5);
-    let mut h = Hessian::at(&lr.vs, lr.objective(1000), &ParamSelection::MultiDim).unwrap();
-    let opts = LanczosOptions {
-        tol: 1e-8,
-        max_iter: 3,
-        ..Default::default()
-    };
+    let mut h = Hessian::at(&lr.vs, lr.objective(1000), &Selection::Weights).unwrap();
+    let opts = Lanczos::builder().tol(1e-8).max_iter(3).build().unwrap();
     match h.eigenvalues(&opts) {
-        Err(Error::InvalidArgument { option, reason }) => {
-            assert!(option.contains("max_iter"), "{option}");
-            assert!(reason.contains("did not converge"), "{reason}");
+        Err(e @ Error::NotConverged { .. }) => {
+            let Error::NotConverged {
+                method,
+                iterations,
+                residual,
+                tol,
+                ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!((*method, *iterations, *tol), ("Lanczos", 3, 1e-8));
+            assert!(*residual > *tol, "residual {residual}");
+            let msg = e.to_string();
+            assert!(msg.contains("did not converge to tol"), "{msg}");
+            assert!(msg.contains("raise max_iter or tol"), "{msg}");
+            assert!(msg.contains("λmax ≈"), "{msg}");
         }
         other => panic!("expected a non-convergence error, got {other:?}"),
     }
@@ -476,14 +473,13 @@ fn results_are_deterministic_for_a_seed() {
             .unwrap()
             .batch(128)
             .unwrap();
-        let mut h = Hessian::at(&vs, obj, &ParamSelection::MultiDim).unwrap();
+        let mut h = Hessian::at(&vs, obj, &Selection::Weights).unwrap();
         let s = h
-            .eigenvalues(&LanczosOptions {
-                seed,
-                ..Default::default()
-            })
+            .eigenvalues(&Lanczos::builder().seed(seed).build().unwrap())
             .unwrap();
-        let t = h.trace(&TraceOptions { probes: 10, seed }).unwrap();
+        let t = h
+            .trace(&Hutchinson::builder().probes(10).seed(seed).build().unwrap())
+            .unwrap();
         (s, t)
     };
     let (s1, t1) = run(3);
@@ -499,7 +495,7 @@ fn results_are_deterministic_for_a_seed() {
 #[test]
 fn bad_input_gives_errors() {
     let lr = linreg(20, 4, 6);
-    let names = |v: &[&str]| ParamSelection::Names(v.iter().map(|s| s.to_string()).collect());
+    let names = |v: &[&str]| Selection::Names(v.iter().map(|s| s.to_string()).collect());
     assert!(matches!(
         HessianParams::select(&lr.vs, &names(&["nope"])),
         Err(Error::UnknownTensor { .. })
@@ -512,39 +508,25 @@ fn bad_input_gives_errors() {
         }
         other => panic!("expected an error for a buffer, got {other:?}"),
     }
-    let mut h = Hessian::at(&lr.vs, lr.objective(20), &ParamSelection::MultiDim).unwrap();
+    let mut h = Hessian::at(&lr.vs, lr.objective(20), &Selection::Weights).unwrap();
     assert!(h.hvp(&[1.0, 2.0]).is_err(), "wrong vector length accepted");
-    assert!(h.trace(&TraceOptions { probes: 1, seed: 0 }).is_err());
-    for bad in [
-        LanczosOptions {
-            tol: 0.0,
-            ..Default::default()
-        },
-        LanczosOptions {
-            tol: f64::NAN,
-            ..Default::default()
-        },
-        LanczosOptions {
-            max_iter: 0,
-            ..Default::default()
-        },
-        LanczosOptions {
-            top_k: 5,
-            ..Default::default()
-        },
-        LanczosOptions {
-            bottom_k: 0,
-            ..Default::default()
-        },
+    assert!(Hutchinson::builder().probes(1).build().is_err());
+    // Settings are validated once, when built, and the error names the option.
+    for (bad, option) in [
+        (Lanczos::builder().tol(0.0), "tol"),
+        (Lanczos::builder().tol(f64::NAN), "tol"),
+        (Lanczos::builder().max_iter(0), "max_iter"),
+        (Lanczos::builder().bottom_k(0), "bottom_k"),
     ] {
-        assert!(h.eigenvalues(&bad).is_err(), "{bad:?} accepted");
+        match bad.clone().build() {
+            Err(Error::InvalidArgument { option: o, .. }) => assert!(o.contains(option), "{o}"),
+            other => panic!("{bad:?} accepted: {other:?}"),
+        }
     }
-    assert!(h
-        .density(&DensityOptions {
-            bins: 1,
-            ..Default::default()
-        })
-        .is_err());
+    // k larger than the dimension is known only when it runs.
+    let too_many = Lanczos::builder().top_k(5).build().unwrap();
+    assert!(h.eigenvalues(&too_many).is_err(), "top_k 5 of 4 accepted");
+    assert!(Slq::builder().bins(1).build().is_err());
     assert!(SupervisedObjective::new(&lr.model, &lr.x, &lr.y.narrow(0, 0, 5)).is_err());
     assert!(SupervisedObjective::new(&lr.model, &lr.x, &lr.y)
         .unwrap()
@@ -566,12 +548,12 @@ fn bad_input_gives_errors() {
         }
     }
     for b in [true, false] {
-        let mut h = Hessian::at(&lr.vs, Bad(b), &ParamSelection::MultiDim).unwrap();
+        let mut h = Hessian::at(&lr.vs, Bad(b), &Selection::Weights).unwrap();
         assert!(h.hvp(&[0.0; 4]).is_err());
     }
     // An objective on another model: no silent zero Hessian.
     let other = linreg(20, 4, 7);
-    let mut h = Hessian::at(&lr.vs, other.objective(20), &ParamSelection::MultiDim).unwrap();
+    let mut h = Hessian::at(&lr.vs, other.objective(20), &Selection::Weights).unwrap();
     match h.hvp(&[1.0; 4]) {
         Err(Error::InvalidArgument { reason, .. }) => {
             assert!(
@@ -582,7 +564,14 @@ fn bad_input_gives_errors() {
         other => panic!("expected an error, got {other:?}"),
     }
     // The generic Lanczos refuses a dimension of 0.
-    assert!(lanczos(0, |v| Ok(v.to_vec()), &LanczosOptions::default()).is_err());
+    assert!(Lanczos::default().run(0, |v| Ok(v.to_vec())).is_err());
+    // `all` refuses the buffer among the selected tensors, naming it.
+    match Hessian::at(&lr.vs, lr.objective(20), &Selection::All) {
+        Err(Error::InvalidArgument { reason, .. }) => {
+            assert!(reason.contains("'buffer'"), "{reason}")
+        }
+        other => panic!("expected `all` to refuse the buffer, got {other:?}"),
+    }
 }
 
 #[test]
@@ -596,11 +585,7 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
         .seed(7)
         .build()
         .unwrap();
-    let opts = LanczosOptions {
-        tol: 1e-3,
-        seed: 2,
-        ..Default::default()
-    };
+    let opts = Lanczos::builder().tol(1e-3).seed(2).build().unwrap();
     let objective = || {
         SupervisedObjective::new(&mlp, &x, &y)
             .unwrap()
@@ -609,11 +594,15 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("curv");
-    let map = Curvature::new(&dirs)
-        .grid(-0.5..=0.5, 3, -0.5..=0.5, 3)
-        .lanczos(opts.clone())
-        .evaluate(&vs, objective(), &out)
-        .unwrap();
+    let curvature = |lanczos: &Lanczos| {
+        let surface = Surface::new(&dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 3);
+        Curvature::builder(surface)
+            .selection(Selection::Weights)
+            .lanczos(lanczos.clone())
+            .build()
+            .unwrap()
+    };
+    let map = curvature(&opts).evaluate(&vs, objective(), &out).unwrap();
     assert_eq!(
         snapshot_bits(&vs),
         before,
@@ -622,7 +611,7 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
     assert!(map.complete);
     assert_eq!((map.points.len(), map.computed), (9, 9));
 
-    let direct = Hessian::at(&vs, objective(), &ParamSelection::MultiDim)
+    let direct = Hessian::at(&vs, objective(), &Selection::Weights)
         .unwrap()
         .eigenvalues(&opts)
         .unwrap();
@@ -682,19 +671,16 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
     assert!(format!("{meta:?}").contains("ZSTD"), "{meta:?}");
 
     // A finished map is not recomputed.
-    let again = Curvature::new(&dirs)
-        .grid(-0.5..=0.5, 3, -0.5..=0.5, 3)
-        .lanczos(opts.clone())
-        .evaluate(&vs, objective(), &out)
-        .unwrap();
+    let again = curvature(&opts).evaluate(&vs, objective(), &out).unwrap();
     assert_eq!(again.computed, 0);
     assert_eq!(again.points, map.points);
 
     // Other settings in the same directory are refused.
-    let other = Curvature::new(&dirs)
-        .grid(-0.5..=0.5, 3, -0.5..=0.5, 3)
-        .lanczos(LanczosOptions { tol: 1e-2, ..opts })
-        .evaluate(&vs, objective(), &out);
+    let other = curvature(&Lanczos::builder().tol(1e-2).seed(2).build().unwrap()).evaluate(
+        &vs,
+        objective(),
+        &out,
+    );
     assert!(other.is_err(), "a different tolerance resumed the same map");
 }
 
@@ -708,10 +694,7 @@ fn curvature_map_resumes_and_parallel_replicas_agree() {
         .seed(3)
         .build()
         .unwrap();
-    let opts = LanczosOptions {
-        tol: 1e-4,
-        ..Default::default()
-    };
+    let opts = Lanczos::builder().tol(1e-4).build().unwrap();
     let objective = || {
         SupervisedObjective::new(&mlp, &x, &y)
             .unwrap()
@@ -719,15 +702,22 @@ fn curvature_map_resumes_and_parallel_replicas_agree() {
             .unwrap()
     };
     let tmp = tempfile::tempdir().unwrap();
-    let map = |out: &str, stop: Option<usize>| {
-        let mut c = Curvature::new(&dirs)
+    let curvature = |stop: Option<usize>| {
+        let mut surface = Surface::new(&dirs)
             .grid(-1.0..=1.0, 3, -1.0..=1.0, 2)
-            .lanczos(opts.clone())
             .flush_every(2);
         if let Some(n) = stop {
-            c = c.stop_after(n);
+            surface = surface.stop_after(n);
         }
-        c.evaluate(&vs, objective(), tmp.path().join(out)).unwrap()
+        Curvature::builder(surface)
+            .lanczos(opts.clone())
+            .build()
+            .unwrap()
+    };
+    let map = |out: &str, stop: Option<usize>| {
+        curvature(stop)
+            .evaluate(&vs, objective(), tmp.path().join(out))
+            .unwrap()
     };
     let full = map("full", None);
     let part = map("resumed", Some(3));
@@ -738,9 +728,7 @@ fn curvature_map_resumes_and_parallel_replicas_agree() {
     assert!(rest.complete);
     assert_eq!(rest.points, full.points);
 
-    let par = Curvature::new(&dirs)
-        .grid(-1.0..=1.0, 3, -1.0..=1.0, 2)
-        .lanczos(opts.clone())
+    let par = curvature(None)
         .evaluate_parallel(
             2,
             || {
@@ -760,4 +748,45 @@ fn curvature_map_resumes_and_parallel_replicas_agree() {
         assert_rel(p.lambda_max, f.lambda_max, 1e-4, "parallel λmax");
         assert_rel(p.lambda_min, f.lambda_min, 1e-3, "parallel λmin");
     }
+}
+
+#[test]
+fn merging_surface_shards_as_curvature_maps_is_an_error() {
+    let (x, y) = digits_subset(60);
+    tch::manual_seed(13);
+    let vs = VarStore::new(Device::Cpu);
+    let mlp = Mlp::new(&vs.root(), &[64, 8, 10]);
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(5)
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let shards: Vec<_> = (0..2).map(|i| tmp.path().join(format!("s{i}"))).collect();
+    for (i, dir) in shards.iter().enumerate() {
+        let mut eval = ClassifierEvaluator::new(&mlp)
+            .split("train", &x, &y)
+            .unwrap();
+        Surface::new(&dirs)
+            .grid(-0.5..=0.5, 2, -0.5..=0.5, 2)
+            .shard(i, 2)
+            .evaluate(&vs, &mut eval, dir)
+            .unwrap();
+    }
+    match merge_curvature_shards(&shards, tmp.path().join("merged")) {
+        Err(e @ Error::ShardMismatch { .. }) => {
+            assert!(e.to_string().contains("not a curvature map"), "{e}")
+        }
+        other => panic!("expected a shard mismatch, got {other:?}"),
+    }
+    assert!(
+        !tmp.path().join("merged").exists(),
+        "a refused merge wrote output"
+    );
+
+    // A selection naming no tensor is refused when the map is built.
+    let e = Curvature::builder(Surface::new(&dirs))
+        .selection(Selection::Names(vec![]))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
 }

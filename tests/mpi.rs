@@ -18,9 +18,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator, SplitResult};
-use tch_landscape::analysis::hessian::{
-    Curvature, CurvatureMap, LanczosOptions, SupervisedObjective,
-};
+use tch_landscape::analysis::hessian::{Curvature, CurvatureMap, Lanczos, SupervisedObjective};
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::{Surface, SurfaceResult};
 use tch_landscape::distributed::Mpi;
@@ -51,12 +49,10 @@ fn surface(dirs: &Directions) -> Surface<'_> {
 }
 
 fn curvature(dirs: &Directions) -> Curvature<'_> {
-    Curvature::new(dirs)
-        .grid(-0.5..=0.5, 3, -0.5..=0.5, 2)
-        .lanczos(LanczosOptions {
-            tol: 1e-2,
-            ..Default::default()
-        })
+    Curvature::builder(Surface::new(dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 2))
+        .lanczos(Lanczos::builder().tol(1e-2).build().unwrap())
+        .build()
+        .unwrap()
 }
 
 fn bits(v: &[f64]) -> Vec<u64> {

@@ -14,7 +14,7 @@ use tch::{Device, Tensor};
 use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
 use tch_landscape::analysis::hessian::{
-    merge_curvature_shards, Curvature, LanczosOptions, SupervisedObjective,
+    merge_curvature_shards, Curvature, Lanczos, SupervisedObjective,
 };
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::{merge_shards, Surface, SurfaceResult, SPEC_FILE};
@@ -198,22 +198,24 @@ fn merged_curvature_shards_equal_the_single_process_map() {
         .build()
         .unwrap();
     let objective = || SupervisedObjective::new(&model, &x, &y).unwrap();
-    let opts = LanczosOptions {
-        tol: 1e-2,
-        ..Default::default()
-    };
     let tmp = common::tempdir();
-    let map = || {
-        Curvature::new(&dirs)
-            .grid(-0.5..=0.5, 3, -0.5..=0.5, 2)
-            .lanczos(opts.clone())
+    let map = |shard: Option<usize>, tol: f64| {
+        let mut surface = Surface::new(&dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 2);
+        if let Some(i) = shard {
+            surface = surface.shard(i, 2);
+        }
+        let lanczos = Lanczos::builder().tol(tol).build().unwrap();
+        Curvature::builder(surface)
+            .lanczos(lanczos)
+            .build()
+            .unwrap()
     };
-    let single = map()
+    let single = map(None, 1e-2)
         .evaluate(&vs, objective(), tmp.path().join("single"))
         .unwrap();
     let shards: Vec<PathBuf> = (0..2).map(|i| tmp.path().join(format!("c{i}"))).collect();
     for (i, d) in shards.iter().enumerate() {
-        let m = map().shard(i, 2).evaluate(&vs, objective(), d).unwrap();
+        let m = map(Some(i), 1e-2).evaluate(&vs, objective(), d).unwrap();
         assert!(m.complete);
     }
     let merged = merge_curvature_shards(&shards, tmp.path().join("merged")).unwrap();
@@ -224,12 +226,7 @@ fn merged_curvature_shards_equal_the_single_process_map() {
 
     // Other Lanczos settings are another map.
     let other = tmp.path().join("tol");
-    map()
-        .lanczos(LanczosOptions {
-            tol: 1e-3,
-            ..Default::default()
-        })
-        .shard(1, 2)
+    map(Some(1), 1e-3)
         .evaluate(&vs, objective(), &other)
         .unwrap();
     let e = merge_curvature_shards(&[shards[0].clone(), other], tmp.path().join("bad"))

@@ -8,7 +8,7 @@ use tch::nn::VarStore;
 
 use crate::analysis::directions::Directions;
 use crate::analysis::evaluator::Evaluator;
-use crate::analysis::hessian::{Curvature, CurvatureMap, LanczosOptions, Objective};
+use crate::analysis::hessian::{Curvature, CurvatureMap, Lanczos, Objective};
 use crate::analysis::pca::{PcaResult, TrajectoryPca};
 use crate::analysis::surface::Surface;
 use crate::error::Result;
@@ -77,13 +77,13 @@ impl RatioMap<'_> {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<CurvatureMap> {
         let (h, n) = (self.half, self.points);
-        Curvature::new(self.dirs)
+        let surface = Surface::new(self.dirs)
             .grid(-h..=h, n, -h..=h, n)
-            .lanczos(LanczosOptions {
-                tol: 1e-2,
-                ..Default::default()
-            })
-            .on_progress(progress)
+            .on_progress(progress);
+        // The reference's tolerance: enough for a ratio map, and quick.
+        Curvature::builder(surface)
+            .lanczos(Lanczos::builder().tol(1e-2).build()?)
+            .build()?
             .evaluate(vs, objective, run_dir.join(CURVATURE_DIR).join(RATIO_MAP))
     }
 }

@@ -10,6 +10,7 @@
 //! ```
 
 pub(crate) mod directions;
+pub mod curvature;
 pub mod export;
 pub(crate) mod fsutil;
 pub mod manifest;
