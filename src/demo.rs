@@ -243,27 +243,30 @@ pub fn run(
     let interp = Directions::interpolation(&first_set, &last_set)?
         .with_description(format!("snapshot 0 → snapshot {last}"));
     let name = "interpolation";
-    Surface::new(&interp)
+    Surface::builder(&interp)
         .line(-0.5..=1.5, cfg.grid_1d)
         .on_progress(|d, t| progress(name, d, t))
+        .build()?
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 
     let line = Directions::random_line(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?
         .with_description(format!("final snapshot {last}"));
     let name = "filter-1d";
-    Surface::new(&line)
+    Surface::builder(&line)
         .line(-1.0..=1.0, cfg.grid_1d)
         .on_progress(|d, t| progress(name, d, t))
+        .build()?
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 
     let plane = Directions::random_plane(&last_set, 123, Normalization::Filter, Ignore::BiasAndBn)?
         .with_description(format!("final snapshot {last}"));
     let name = "filter-2d";
-    Surface::new(&plane)
+    Surface::builder(&plane)
         .grid(-1.0..=1.0, cfg.grid_2d, -1.0..=1.0, cfg.grid_2d)
         .on_progress(|d, t| progress(name, d, t))
+        .build()?
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 
@@ -282,10 +285,11 @@ pub fn run(
         (lo - m)..=(hi + m)
     };
     let name = "pca-plane";
-    Surface::new(&pca_dirs)
+    Surface::builder(&pca_dirs)
         .grid(range(&xs), cfg.grid_2d, range(&ys), cfg.grid_2d)
         .with_sharpness(false)
         .on_progress(|d, t| progress(name, d, t))
+        .build()?
         .evaluate(&vs, &mut eval, sdir.join(name))?;
     surfaces.push((name.to_string(), sdir.join(name)));
 

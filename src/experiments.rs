@@ -307,8 +307,9 @@ fn slice(
     )?
     .with_description(format!("final {name}"));
     let mut eval = model.evaluator(data)?;
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .line(-1.0..=1.0, points)
+        .build()?
         .evaluate(&model.vs, &mut eval, out)?;
     let s = train_sharpness(&r)?;
     Ok((
@@ -340,9 +341,10 @@ fn plane(model: &Model, data: &Data, seed: u64, n: usize, out: &Path) -> Result<
         Ignore::BiasAndBn,
     )?;
     let mut eval = model.evaluator(data)?;
-    Surface::new(&dirs)
+    let surface = Surface::builder(&dirs)
         .grid(-1.0..=1.0, n, -1.0..=1.0, n)
-        .evaluate(&model.vs, &mut eval, out)
+        .build()?;
+    surface.evaluate(&model.vs, &mut eval, out)
 }
 
 fn write_summary<T: Serialize>(out: &Path, value: &T) -> Result<()> {
@@ -536,9 +538,10 @@ pub fn batch_size(out: &Path, scale: &Scale) -> Result<BatchSummary> {
                 (lo - m)..=(hi + m)
             };
             let mut eval = model.evaluator(&data)?;
-            Surface::new(&pdirs)
+            Surface::builder(&pdirs)
                 .grid(span(&xs), scale.points_2d, span(&ys), scale.points_2d)
                 .with_sharpness(false)
+                .build()?
                 .evaluate(&model.vs, &mut eval, sdir.join("pca-plane"))?;
             finals.push(ParamSet::from_varstore(&model.vs)?);
             rows.push(BatchRow {
@@ -564,13 +567,16 @@ pub fn batch_size(out: &Path, scale: &Scale) -> Result<BatchSummary> {
         // α = 0 and α = 1 fall on grid points.
         let n = 2 * (scale.points_1d - 1) + 1;
         let mut eval = model.evaluator(&data)?;
-        let r = Surface::new(&dirs).line(-0.5..=1.5, n).evaluate(
-            &model.vs,
-            &mut eval,
-            run_dirs[run_dirs.len() - 2]
-                .join(SURFACES_DIR)
-                .join("interpolation-to-large-batch"),
-        )?;
+        let r = Surface::builder(&dirs)
+            .line(-0.5..=1.5, n)
+            .build()?
+            .evaluate(
+                &model.vs,
+                &mut eval,
+                run_dirs[run_dirs.len() - 2]
+                    .join(SURFACES_DIR)
+                    .join("interpolation-to-large-batch"),
+            )?;
         let xs = r.spec.grid.x.values();
         let loss = r.loss("train");
         let at = |a: f64| {

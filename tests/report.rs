@@ -47,14 +47,18 @@ fn make_run(dir: &Path) -> PathBuf {
         .unwrap();
     let plane =
         Directions::random_plane(&centre, 1, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    Surface::new(&plane)
+    Surface::builder(&plane)
         .grid(-1.0..=1.0, 9, -1.0..=1.0, 7)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, run_dir.join("surfaces/plane"))
         .unwrap();
     let line =
         Directions::random_line(&centre, 2, Normalization::Filter, Ignore::BiasAndBn).unwrap();
-    Surface::new(&line)
+    Surface::builder(&line)
         .line(-1.0..=1.0, 15)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, run_dir.join("surfaces/line"))
         .unwrap();
     let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));

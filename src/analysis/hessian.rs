@@ -64,8 +64,11 @@ use tch::{Device, Kind, Tensor};
 use crate::analysis::directions::{Directions, DirectionsMeta};
 use crate::analysis::evaluator::{Evaluator, SplitResult};
 use crate::analysis::grid::Grid;
+use crate::analysis::shard::{covers, Shard};
 use crate::analysis::supervised::{check_batch, loss_of, Data, LossKind, ModelRef};
-use crate::analysis::surface::{Surface, SurfaceResult};
+#[cfg(feature = "mpi")]
+use crate::analysis::surface::Runner;
+use crate::analysis::surface::{Surface, SurfaceBuilder, SurfaceResult};
 use crate::error::{Error, Result};
 use crate::store::fsutil::write_atomic;
 use crate::store::table::read_parquet;
@@ -1439,7 +1442,7 @@ pub struct CurvatureSpec {
     /// Full description of the evaluator (objective, batches, parameters).
     pub evaluator: String,
     /// Shard `(i, n)` when only every n-th point from i was computed.
-    pub shard: Option<(usize, usize)>,
+    pub shard: Option<Shard>,
     /// When the computation was first started (RFC 3339 UTC).
     pub created_utc: String,
 }
@@ -1627,10 +1630,10 @@ pub fn curvature_schema() -> SchemaRef {
 /// A killed computation resumes where it stopped; the model's variables are
 /// restored bit-exactly afterwards.
 pub struct Curvature<'a> {
-    surface: Surface<'a>,
+    surface: SurfaceBuilder<'a>,
     selection: ParamSelection,
     opts: LanczosOptions,
-    shard: Option<(usize, usize)>,
+    shard: Option<Shard>,
     stopped: bool,
 }
 
@@ -1645,10 +1648,10 @@ impl std::fmt::Debug for Curvature<'_> {
 }
 
 impl<'a> Curvature<'a> {
-    /// A curvature map along `dirs` (default grid: as [`Surface::new`]).
+    /// A curvature map along `dirs` (default grid: as [`Surface::builder`]).
     pub fn new(dirs: &'a Directions) -> Curvature<'a> {
         Curvature {
-            surface: Surface::new(dirs).with_sharpness(false),
+            surface: Surface::builder(dirs).with_sharpness(false),
             selection: ParamSelection::default(),
             opts: LanczosOptions::default(),
             shard: None,
@@ -1693,10 +1696,10 @@ impl<'a> Curvature<'a> {
         self
     }
 
-    /// Compute only shard `i` of `n`: the points whose flat index ≡ i (mod n).
-    pub fn shard(mut self, i: usize, n: usize) -> Self {
-        self.surface = self.surface.shard(i, n);
-        self.shard = Some((i, n));
+    /// Compute only `shard`: the points whose flat index ≡ i (mod n).
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.surface = self.surface.shard(shard);
+        self.shard = Some(shard);
         self
     }
 
@@ -1709,7 +1712,15 @@ impl<'a> Curvature<'a> {
     /// Stops (as if killed) after computing `n` points; for tests of resuming.
     #[doc(hidden)]
     pub fn stop_after(mut self, n: usize) -> Self {
-        self.surface = self.surface.stop_after(n);
+        // (Replaces the progress callback: stops after `n` computed points.)
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(n == 0));
+        let (set, mut computed) = (flag.clone(), 0usize);
+        self.surface = self.surface.cancel_on(flag).on_progress(move |_, _| {
+            computed += 1;
+            if computed >= n {
+                set.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
         self.stopped = true;
         self
     }
@@ -1729,28 +1740,26 @@ impl<'a> Curvature<'a> {
         let mut eval = CurvatureEvaluator::new(vs, objective, &self.selection, self.opts.clone())?;
         let (selection, opts, shard, stopped) =
             (self.selection, self.opts, self.shard, self.stopped);
-        let result = self.surface.evaluate(vs, &mut eval, out)?;
+        let result = self.surface.build()?.evaluate(vs, &mut eval, out)?;
         finish_map(result, selection, opts, shard, stopped)
     }
 
-    /// Computes the map with every MPI rank evaluating a share (see
-    /// [`Surface::evaluate_mpi`] and [`crate::distributed`]): rank 0 writes
-    /// `out` and gets `Some(map)`, the other ranks `None`.
+    /// Computes the map with `runner` (e.g. every MPI rank, see
+    /// `Mpi::evaluate_curvature`): the writing process gets `Some(map)`,
+    /// the others `None`.
     #[cfg(feature = "mpi")]
-    pub fn evaluate_mpi<O: Objective>(
+    pub(crate) fn evaluate_on<O: Objective>(
         self,
-        mpi: &crate::distributed::Mpi,
+        runner: &dyn Runner,
         vs: &VarStore,
         objective: O,
-        out: impl AsRef<Path>,
+        out: &Path,
     ) -> Result<Option<CurvatureMap>> {
-        let out = out.as_ref();
-        let _span =
-            tracing::info_span!("curvature_map", out = %out.display(), rank = mpi.rank()).entered();
+        let _span = tracing::info_span!("curvature_map", out = %out.display()).entered();
         let mut eval = CurvatureEvaluator::new(vs, objective, &self.selection, self.opts.clone())?;
         let (selection, opts, shard, stopped) =
             (self.selection, self.opts, self.shard, self.stopped);
-        match self.surface.evaluate_mpi(mpi, vs, &mut eval, out)? {
+        match runner.evaluate(&self.surface.build()?, vs, &mut eval, out)? {
             Some(result) => finish_map(result, selection, opts, shard, stopped).map(Some),
             None => Ok(None),
         }
@@ -1788,7 +1797,10 @@ impl<'a> Curvature<'a> {
             )?);
             Ok((vs, eval))
         };
-        let result = self.surface.evaluate_parallel(replicas, make, out)?;
+        let result = self
+            .surface
+            .build()?
+            .evaluate_parallel(replicas, make, out)?;
         finish_map(result, selection, opts, shard, stopped)
     }
 }
@@ -1840,7 +1852,7 @@ fn finish_map(
     result: SurfaceResult,
     selection: ParamSelection,
     opts: LanczosOptions,
-    shard: Option<(usize, usize)>,
+    shard: Option<Shard>,
     stopped: bool,
 ) -> Result<CurvatureMap> {
     let spec = CurvatureSpec {
@@ -1882,7 +1894,7 @@ fn finish_map(
             abs_ratio: get(SPLIT_ABS_RATIO)?,
         });
     }
-    let wanted = (0..spec.grid.len()).filter(|&i| crate::analysis::shard::in_shard(shard, i));
+    let wanted = (0..spec.grid.len()).filter(|&i| covers(shard, i));
     let have: std::collections::HashSet<usize> = points.iter().map(|p| p.index).collect();
     let complete = !stopped && wanted.into_iter().all(|i| have.contains(&i));
     if complete {

@@ -8,6 +8,9 @@
 //!   .lock                  held by the recorder while it writes
 //!   export/*.parquet       written by `landscape export`
 //! ```
+//!
+//! Result directories of the analyses: [`surface`] (loss surfaces and the
+//! curvature maps computed on them).
 
 pub mod export;
 pub mod fsutil;
@@ -15,4 +18,5 @@ pub mod manifest;
 pub mod metrics;
 pub mod run;
 pub mod snapshot;
+pub mod surface;
 pub(crate) mod table;
