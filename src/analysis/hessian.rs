@@ -1441,7 +1441,8 @@ pub struct CurvatureSpec {
     pub params: ParamSelection,
     /// Full description of the evaluator (objective, batches, parameters).
     pub evaluator: String,
-    /// Shard `(i, n)` when only every n-th point from i was computed.
+    /// The shard, when only every n-th point from i was computed (stored
+    /// as `[i, n]`).
     pub shard: Option<Shard>,
     /// When the computation was first started (RFC 3339 UTC).
     pub created_utc: String,

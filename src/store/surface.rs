@@ -1,6 +1,6 @@
 //! The surface directory: on-disk format of loss surfaces (and of the
-//! curvature maps computed on them), written and read through
-//! [`table`](crate::store::table).
+//! curvature maps computed on them), written and read through the crate's
+//! one table writer and reader (`store::table`).
 //!
 //! ```text
 //! SURFACE_DIR/

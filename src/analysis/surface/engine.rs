@@ -367,3 +367,140 @@ impl<'a> Surface<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::directions::DirectionKind;
+    use crate::analysis::evaluator::SplitResult;
+    use crate::analysis::params::{NamedTensor, ParamSet};
+    use crate::analysis::shard::Shard;
+    use crate::tensor::Role;
+
+    fn dirs() -> Directions {
+        let set = |v: f32| ParamSet {
+            tensors: vec![NamedTensor {
+                name: "w".into(),
+                role: Role::classify(true, 2),
+                tensor: Tensor::from_slice(&[v, 2.0 * v]).reshape([1, 2]),
+            }],
+        };
+        Directions::custom(
+            set(0.0),
+            vec![set(1.0), set(-1.0)],
+            DirectionKind::Custom,
+            "t",
+        )
+        .unwrap()
+    }
+
+    /// A stand-in for a model: the value of a point is x² + y².
+    fn value(grid: &Grid, i: usize) -> PointValue {
+        let point = grid.point(i);
+        PointValue {
+            point,
+            splits: vec![SplitResult {
+                split: "train".into(),
+                loss: point.x * point.x + point.y * point.y,
+                accuracy: None,
+            }],
+        }
+    }
+
+    /// Computes every point the queue hands out, on this thread.
+    fn compute(grid: Grid) -> impl FnOnce(&Queue, &mut Sink<'_>) -> Result<()> {
+        move |queue, sink| {
+            while let Some(i) = queue.take() {
+                sink(value(&grid, i))?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queue_hands_out_each_index_once_and_stops() {
+        let q = Queue::new((0..100).collect(), None);
+        let mut taken: Vec<usize> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| std::iter::from_fn(|| q.take()).collect::<Vec<_>>()))
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        taken.sort();
+        assert_eq!(taken, (0..100).collect::<Vec<_>>());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let q = Queue::new(vec![7, 8, 9], Some(cancel.clone()));
+        assert_eq!(q.take(), Some(7));
+        cancel.store(true, Ordering::Relaxed);
+        assert_eq!(q.take(), None);
+        let q = Queue::new(vec![7, 8, 9], None);
+        q.stop();
+        assert_eq!(q.take(), None);
+    }
+
+    #[test]
+    fn runs_resume_after_cancellation_and_errors() {
+        let d = dirs();
+        let tmp = tempfile::tempdir().unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = flag.clone();
+        let cancelled = Surface::builder(&d)
+            .grid(-1.0..=1.0, 5, -1.0..=1.0, 3)
+            .flush_every(4)
+            .cancel_on(flag)
+            .on_progress(move |done, _| set.store(done >= 6, Ordering::Relaxed))
+            .build()
+            .unwrap();
+        let grid = *cancelled.grid();
+        let part = cancelled
+            .run(tmp.path(), "e".into(), compute(grid))
+            .unwrap();
+        assert_eq!((part.computed, part.complete), (6, false));
+        assert!(tmp.path().join("points/000001.arrow").exists());
+        // An error keeps what was finished before it.
+        let whole = Surface::builder(&d)
+            .grid(-1.0..=1.0, 5, -1.0..=1.0, 3)
+            .flush_every(4)
+            .build()
+            .unwrap();
+        let e = whole.run(tmp.path(), "e".into(), |queue, sink| {
+            let i = queue.take().unwrap();
+            sink(value(&grid, i))?;
+            Err(Error::invalid("test", "fails on purpose"))
+        });
+        assert!(e.unwrap_err().to_string().contains("on purpose"));
+        let rest = whole.run(tmp.path(), "e".into(), compute(grid)).unwrap();
+        assert_eq!(
+            (rest.computed, rest.complete, rest.points.len()),
+            (8, true, 15)
+        );
+        let want: Vec<f64> = (0..15).map(|i| value(&grid, i).splits[0].loss).collect();
+        assert_eq!(rest.loss("train"), want);
+        assert_eq!(rest.sharpness.len(), 1);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("points"))
+                .unwrap()
+                .count(),
+            0
+        );
+        // Another evaluator is another surface.
+        let e = whole.run(tmp.path(), "other".into(), compute(grid));
+        assert!(e.unwrap_err().to_string().contains("different surface"));
+    }
+
+    #[test]
+    fn a_shard_computes_its_points_only_and_has_no_sharpness() {
+        let d = dirs();
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Surface::builder(&d)
+            .line(-1.0..=1.0, 7)
+            .shard(Shard::new(1, 3).unwrap())
+            .build()
+            .unwrap();
+        let r = s.run(tmp.path(), "e".into(), compute(*s.grid())).unwrap();
+        let idx: Vec<usize> = r.points.iter().map(|p| p.point.index).collect();
+        assert_eq!(idx, [1, 4]);
+        assert!(r.complete && r.sharpness.is_empty());
+        assert!(!tmp.path().join("sharpness.json").exists());
+    }
+}

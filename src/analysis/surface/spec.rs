@@ -162,3 +162,31 @@ impl SurfaceResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::grid::Axis;
+
+    #[test]
+    fn values_are_in_flat_order_with_nan_gaps() {
+        let grid = Grid {
+            x: Axis::new(0.0..=1.0, 2),
+            y: Some(Axis::new(0.0..=1.0, 2)),
+        };
+        let p = |i: usize, loss: f64| PointValue {
+            point: grid.point(i),
+            splits: vec![SplitResult {
+                split: "a".into(),
+                loss,
+                accuracy: Some(loss * 10.0),
+            }],
+        };
+        let v = split_values(4, &[p(3, 3.0), p(1, 1.0)], "a", |s| s.loss);
+        assert!(v[0].is_nan() && v[2].is_nan());
+        assert_eq!((v[1], v[3]), (1.0, 3.0));
+        assert!(split_values(4, &[p(1, 1.0)], "b", |s| s.loss)
+            .iter()
+            .all(|x| x.is_nan()));
+    }
+}
