@@ -52,8 +52,10 @@ fn run(w: &Workload) {
     for r in 0..w.reps {
         let out = tmp.path().join(format!("one-{r}"));
         let t0 = Instant::now();
-        Surface::new(&dirs)
+        Surface::builder(&dirs)
             .grid(-1.0..=1.0, w.n, -1.0..=1.0, w.n)
+            .build()
+            .unwrap()
             .evaluate(&vs, eval.as_mut(), &out)
             .unwrap();
         one.push(t0.elapsed().as_secs_f64() / points as f64);
@@ -68,8 +70,10 @@ fn run(w: &Workload) {
     for r in 0..w.reps {
         let out = tmp.path().join(format!("two-{r}"));
         let t0 = Instant::now();
-        Surface::new(&dirs)
+        Surface::builder(&dirs)
             .grid(-1.0..=1.0, w.n, -1.0..=1.0, w.n)
+            .build()
+            .unwrap()
             .evaluate_parallel(2, || Ok((w.make)()), &out)
             .unwrap();
         two.push(t0.elapsed().as_secs_f64() / points as f64);

@@ -108,9 +108,10 @@ fn bench(mpi: &Mpi, w: &Workload, base: &std::path::Path) -> Result<()> {
         }
         mpi.world().barrier();
         let t0 = Instant::now();
-        Surface::new(&dirs)
+        let surface = Surface::builder(&dirs)
             .grid(-1.0..=1.0, w.n, -1.0..=1.0, w.n)
-            .evaluate_mpi(mpi, &vs, eval.as_mut(), &out)?;
+            .build()?;
+        mpi.evaluate_surface(&surface, &vs, eval.as_mut(), &out)?;
         times.push(t0.elapsed().as_secs_f64() / points as f64);
     }
     times.sort_by(f64::total_cmp);

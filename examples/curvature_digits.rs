@@ -100,12 +100,13 @@ fn run() -> anyhow::Result<()> {
     // other inside every small kernel.
     tch::set_num_threads(1);
     let final_snapshot = run.len() - 1;
-    let surface = Surface::new(&dirs)
+    let surface = Surface::builder(&dirs)
         .grid(-0.5..=0.5, 7, -0.5..=0.5, 7)
         .on_progress(|done, total| {
             eprint!("\rcurvature map: {done}/{total} points");
             let _ = std::io::stderr().flush();
-        });
+        })
+        .build()?;
     let map = Curvature::builder(surface)
         .selection(Selection::Weights)
         // The reference's tolerance: enough for a ratio map, and quick.

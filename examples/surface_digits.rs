@@ -106,12 +106,13 @@ fn main() -> Result<()> {
         run_dir.display()
     ));
     let pb = bar("interpolation");
-    let r = Surface::new(&interp)
+    let r = Surface::builder(&interp)
         .line(-0.5..=1.5, 401)
         .on_progress(|d, t| {
             pb.set_length(t as u64);
             pb.set_position(d as u64)
         })
+        .build()?
         .evaluate(&vs, &mut eval, out.join("interpolation"))?;
     pb.finish_and_clear();
     report("interpolation", &r);
@@ -127,12 +128,13 @@ fn main() -> Result<()> {
         .build()?
         .with_description(format!("final snapshot of {}", run_dir.display()));
     let pb = bar("2-D surface");
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 21, -1.0..=1.0, 21)
         .on_progress(|d, t| {
             pb.set_length(t as u64);
             pb.set_position(d as u64)
         })
+        .build()?
         .evaluate(&vs, &mut eval, out.join("surface-filter"))?;
     pb.finish_and_clear();
     report("2-D surface", &r);

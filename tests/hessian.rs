@@ -11,6 +11,8 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 use tch_landscape::analysis::directions::Directions;
@@ -20,6 +22,7 @@ use tch_landscape::analysis::hessian::{
     Objective, Slq, SupervisedObjective, CURVATURE_FILE, CURVATURE_META_KEY,
 };
 use tch_landscape::analysis::params::ParamSet;
+use tch_landscape::analysis::shard::Shard;
 use tch_landscape::analysis::surface::Surface;
 use tch_landscape::models::Mlp;
 use tch_landscape::tensor::Selection;
@@ -595,7 +598,10 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("curv");
     let curvature = |lanczos: &Lanczos| {
-        let surface = Surface::new(&dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 3);
+        let surface = Surface::builder(&dirs)
+            .grid(-0.5..=0.5, 3, -0.5..=0.5, 3)
+            .build()
+            .unwrap();
         Curvature::builder(surface)
             .selection(Selection::Weights)
             .lanczos(lanczos.clone())
@@ -703,13 +709,21 @@ fn curvature_map_resumes_and_parallel_replicas_agree() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let curvature = |stop: Option<usize>| {
-        let mut surface = Surface::new(&dirs)
+        let mut surface = Surface::builder(&dirs)
             .grid(-1.0..=1.0, 3, -1.0..=1.0, 2)
             .flush_every(2);
         if let Some(n) = stop {
-            surface = surface.stop_after(n);
+            // Stops after n points, as if killed (the finished ones are kept).
+            let flag = Arc::new(AtomicBool::new(false));
+            let (set, mut computed) = (flag.clone(), 0);
+            surface = surface.cancel_on(flag).on_progress(move |_, _| {
+                computed += 1;
+                if computed >= n {
+                    set.store(true, Ordering::SeqCst);
+                }
+            });
         }
-        Curvature::builder(surface)
+        Curvature::builder(surface.build().unwrap())
             .lanczos(opts.clone())
             .build()
             .unwrap()
@@ -766,9 +780,11 @@ fn merging_surface_shards_as_curvature_maps_is_an_error() {
         let mut eval = ClassifierEvaluator::new(&mlp)
             .split("train", &x, &y)
             .unwrap();
-        Surface::new(&dirs)
+        Surface::builder(&dirs)
             .grid(-0.5..=0.5, 2, -0.5..=0.5, 2)
-            .shard(i, 2)
+            .shard(Shard::new(i, 2).unwrap())
+            .build()
+            .unwrap()
             .evaluate(&vs, &mut eval, dir)
             .unwrap();
     }
@@ -784,7 +800,7 @@ fn merging_surface_shards_as_curvature_maps_is_an_error() {
     );
 
     // A selection naming no tensor is refused when the map is built.
-    let e = Curvature::builder(Surface::new(&dirs))
+    let e = Curvature::builder(Surface::builder(&dirs).build().unwrap())
         .selection(Selection::Names(vec![]))
         .build()
         .unwrap_err();

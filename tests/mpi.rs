@@ -11,6 +11,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::digits_subset;
@@ -20,7 +22,7 @@ use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator, SplitResult};
 use tch_landscape::analysis::hessian::{Curvature, CurvatureMap, Lanczos, SupervisedObjective};
 use tch_landscape::analysis::params::ParamSet;
-use tch_landscape::analysis::surface::{Surface, SurfaceResult};
+use tch_landscape::analysis::surface::{Surface, SurfaceBuilder, SurfaceResult};
 use tch_landscape::distributed::Mpi;
 use tch_landscape::models::Mlp;
 
@@ -42,18 +44,30 @@ fn evaluator<'a>(model: &'a Mlp, x: &Tensor, y: &Tensor) -> ClassifierEvaluator<
         .unwrap()
 }
 
-fn surface(dirs: &Directions) -> Surface<'_> {
-    Surface::new(dirs)
+fn builder(dirs: &Directions) -> SurfaceBuilder<'_> {
+    Surface::builder(dirs)
         .grid(-1.0..=1.0, 9, -1.0..=1.0, 7)
         .flush_every(5)
 }
 
+fn surface(dirs: &Directions) -> Surface<'_> {
+    builder(dirs).build().unwrap()
+}
+
 fn curvature(dirs: &Directions) -> Curvature<'_> {
-    Curvature::builder(Surface::new(dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 2))
+    let surface = Surface::builder(dirs)
+        .grid(-0.5..=0.5, 3, -0.5..=0.5, 2)
+        .build()
+        .unwrap();
+    Curvature::builder(surface)
         .lanczos(Lanczos::builder().tol(1e-2).build().unwrap())
         .build()
         .unwrap()
 }
+
+/// Requests each MPI worker keeps in flight (points it may finish after a
+/// cancellation).
+const DEPTH: usize = 2;
 
 fn bits(v: &[f64]) -> Vec<u64> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -233,25 +247,43 @@ fn child(mpi: &Mpi, dir: &Path) {
     let mut eval = evaluator(&model, &x, &y);
 
     // 1. The whole grid; only rank 0 gets (and writes) the result.
-    let r = surface(&dirs)
-        .evaluate_mpi(mpi, &vs, &mut eval, dir.join("mpi"))
+    let whole = surface(&dirs);
+    let r = mpi
+        .evaluate_surface(&whole, &vs, &mut eval, dir.join("mpi"))
         .unwrap();
     assert_eq!(r.is_some(), rank == 0);
     if let Some(r) = &r {
         assert_eq!((r.computed, r.points.len()), (63, 63));
     }
 
-    // 2. Interrupted after 20 points, then resumed: only the rest is computed.
-    let part = surface(&dirs)
-        .stop_after(20)
-        .evaluate_mpi(mpi, &vs, &mut eval, dir.join("resumed"))
+    // 2. Cancelled on rank 0 after 20 points (the workers' points in
+    //    flight are kept too), then resumed: only the rest is computed.
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let cancelled = builder(&dirs)
+        .cancel_on(flag)
+        .on_progress(move |done, _| {
+            if done >= 20 {
+                set.store(true, Ordering::SeqCst);
+            }
+        })
+        .build()
         .unwrap();
-    let rest = surface(&dirs)
-        .evaluate_mpi(mpi, &vs, &mut eval, dir.join("resumed"))
+    let part = mpi
+        .evaluate_surface(&cancelled, &vs, &mut eval, dir.join("resumed"))
+        .unwrap();
+    let rest = mpi
+        .evaluate_surface(&whole, &vs, &mut eval, dir.join("resumed"))
         .unwrap();
     if rank == 0 {
-        assert_eq!(part.unwrap().computed, 20);
-        assert_eq!(rest.unwrap().computed, 63 - 20);
+        let (part, rest) = (part.unwrap(), rest.unwrap());
+        assert!(!part.complete && rest.complete);
+        assert!(
+            (20..=20 + 2 * DEPTH).contains(&part.computed),
+            "{} points before the cancellation took effect",
+            part.computed
+        );
+        assert_eq!(rest.computed, 63 - part.computed);
     }
 
     // 3. A worker that fails: every rank gets an error naming it; what was
@@ -263,8 +295,8 @@ fn child(mpi: &Mpi, dir: &Path) {
         calls: 0,
         fail_at: if rank == 1 { 3 } else { usize::MAX },
     };
-    let e = surface(&dirs)
-        .evaluate_mpi(mpi, &vs, &mut flaky, dir.join("flaky"))
+    let e = mpi
+        .evaluate_surface(&whole, &vs, &mut flaky, dir.join("flaky"))
         .unwrap_err()
         .to_string();
     if rank == 0 {
@@ -275,8 +307,8 @@ fn child(mpi: &Mpi, dir: &Path) {
     } else {
         assert!(e.contains("injected failure"), "{e}");
     }
-    let done = surface(&dirs)
-        .evaluate_mpi(mpi, &vs, &mut flaky, dir.join("flaky"))
+    let done = mpi
+        .evaluate_surface(&whole, &vs, &mut flaky, dir.join("flaky"))
         .unwrap();
     if let Some(d) = done {
         assert!(d.computed < 63, "the finished points were recomputed");
@@ -289,10 +321,14 @@ fn child(mpi: &Mpi, dir: &Path) {
         .seed(seed)
         .build()
         .unwrap();
-    let e = surface(&other)
-        .evaluate_mpi(mpi, &vs, &mut eval, dir.join("disagree"))
-        .unwrap_err()
-        .to_string();
+    let e = mpi
+        .evaluate_surface(&surface(&other), &vs, &mut eval, dir.join("disagree"))
+        .unwrap_err();
+    assert!(
+        matches!(e, tch_landscape::Error::ShardMismatch { .. }),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(
         e.contains("ranks disagree") || e.contains("rank 1 has"),
         "{e}"
@@ -300,9 +336,9 @@ fn child(mpi: &Mpi, dir: &Path) {
     assert!(!dir.join("disagree").exists());
 
     // 5. A curvature map.
-    let m = curvature(&dirs)
-        .evaluate_mpi(
-            mpi,
+    let m = mpi
+        .evaluate_curvature(
+            curvature(&dirs),
             &vs,
             SupervisedObjective::new(&model, &x, &y).unwrap(),
             dir.join("mpi-curv"),

@@ -46,13 +46,17 @@ fn make_run(dir: &Path) -> PathBuf {
         .split("train", &x, &y)
         .unwrap();
     let plane = Directions::random(&centre).seed(1).build().unwrap();
-    Surface::new(&plane)
+    Surface::builder(&plane)
         .grid(-1.0..=1.0, 9, -1.0..=1.0, 7)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, run_dir.join("surfaces/plane"))
         .unwrap();
     let line = Directions::random(&centre).dims(1).seed(2).build().unwrap();
-    Surface::new(&line)
+    Surface::builder(&line)
         .line(-1.0..=1.0, 15)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, run_dir.join("surfaces/line"))
         .unwrap();
     let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));

@@ -7,6 +7,8 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use common::digits_subset;
 use tch::nn::VarStore;
@@ -17,8 +19,12 @@ use tch_landscape::analysis::hessian::{
     merge_curvature_shards, Curvature, Lanczos, SupervisedObjective,
 };
 use tch_landscape::analysis::params::ParamSet;
-use tch_landscape::analysis::surface::{merge_shards, Surface, SurfaceResult, SPEC_FILE};
+use tch_landscape::analysis::shard::Shard;
+use tch_landscape::analysis::surface::{
+    merge_shards, Surface, SurfaceBuilder, SurfaceResult, SPEC_FILE,
+};
 use tch_landscape::models::Mlp;
+use tch_landscape::Error;
 
 fn setup() -> (VarStore, Mlp, Tensor, Tensor) {
     tch::manual_seed(21);
@@ -30,6 +36,23 @@ fn setup() -> (VarStore, Mlp, Tensor, Tensor) {
 
 fn bits(v: &[f64]) -> Vec<u64> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn shard(i: usize, n: usize) -> Shard {
+    Shard::new(i, n).unwrap()
+}
+
+/// Cancels the computation once `n` points are computed, as a pre-empted
+/// job would stop (the points finished are saved).
+fn cancel_after(builder: SurfaceBuilder<'_>, n: usize) -> SurfaceBuilder<'_> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let (set, mut computed) = (flag.clone(), 0);
+    builder.cancel_on(flag).on_progress(move |_, _| {
+        computed += 1;
+        if computed >= n {
+            set.store(true, Ordering::SeqCst);
+        }
+    })
 }
 
 #[test]
@@ -46,11 +69,13 @@ fn merged_shards_equal_the_single_process_surface() {
         .unwrap();
     let tmp = common::tempdir();
     let surface = || {
-        Surface::new(&dirs)
+        Surface::builder(&dirs)
             .grid(-1.0..=1.0, 7, -0.5..=0.5, 5)
             .flush_every(3)
     };
     let single = surface()
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("single"))
         .unwrap();
 
@@ -58,17 +83,21 @@ fn merged_shards_equal_the_single_process_surface() {
     for i in 0..3 {
         // Shard 1 is interrupted once and resumed, as after a pre-empted job.
         if i == 1 {
-            let part = surface()
-                .shard(1, 3)
-                .stop_after(4)
+            let part = cancel_after(surface().shard(shard(1, 3)), 4)
+                .build()
+                .unwrap()
                 .evaluate(&vs, &mut eval, shard_dir(1))
                 .unwrap();
             assert_eq!(part.computed, 4);
+            assert!(!part.complete);
         }
         let r = surface()
-            .shard(i, 3)
+            .shard(shard(i, 3))
+            .build()
+            .unwrap()
             .evaluate(&vs, &mut eval, shard_dir(i))
             .unwrap();
+        assert!(r.complete);
         assert!(r.points.iter().all(|p| p.point.index % 3 == i));
         assert!(
             r.sharpness.is_empty(),
@@ -99,6 +128,8 @@ fn merged_shards_equal_the_single_process_surface() {
     }
     // The merged directory is a finished surface: evaluating it again computes nothing.
     let again = surface()
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("merged"))
         .unwrap();
     assert_eq!(again.computed, 0);
@@ -130,13 +161,16 @@ fn incomplete_missing_and_mismatched_shards_are_refused() {
         .unwrap();
     let tmp = common::tempdir();
     let p = |name: &str| tmp.path().join(name);
-    let grid = |d| Surface::new(d).grid(-1.0..=1.0, 4, -1.0..=1.0, 3);
+    let grid = |d| Surface::builder(d).grid(-1.0..=1.0, 4, -1.0..=1.0, 3);
+    let run = |b: SurfaceBuilder<'_>, name: &str, e: &mut ClassifierEvaluator| {
+        b.build().unwrap().evaluate(&vs, e, p(name)).unwrap()
+    };
     let s = |i, n, name: &str, e: &mut ClassifierEvaluator| {
-        grid(&dirs).shard(i, n).evaluate(&vs, e, p(name)).unwrap();
+        run(grid(&dirs).shard(shard(i, n)), name, e);
     };
     s(0, 2, "a0", &mut eval);
     s(1, 2, "a1", &mut eval);
-    grid(&dirs).evaluate(&vs, &mut eval, p("whole")).unwrap();
+    run(grid(&dirs), "whole", &mut eval);
     let merge = |names: &[&str]| {
         let dirs: Vec<PathBuf> = names.iter().map(|n| p(n)).collect();
         merge_shards(&dirs, p("out"))
@@ -153,17 +187,11 @@ fn incomplete_missing_and_mismatched_shards_are_refused() {
     expect_err(merge(&[]), &["no shard"]);
 
     // Another seed (another model or centre gives another id the same way).
-    grid(&other_dirs)
-        .shard(1, 2)
-        .evaluate(&vs, &mut eval, p("seed"))
-        .unwrap();
+    run(grid(&other_dirs).shard(shard(1, 2)), "seed", &mut eval);
     expect_err(merge(&["a0", "seed"]), &["a0", "seed", "directions"]);
     // Another grid.
-    Surface::new(&dirs)
-        .grid(-1.0..=1.0, 5, -1.0..=1.0, 3)
-        .shard(1, 2)
-        .evaluate(&vs, &mut eval, p("grid"))
-        .unwrap();
+    let other_grid = Surface::builder(&dirs).grid(-1.0..=1.0, 5, -1.0..=1.0, 3);
+    run(other_grid.shard(shard(1, 2)), "grid", &mut eval);
     expect_err(merge(&["a0", "grid"]), &["grid"]);
     // Another evaluator (other data).
     s(1, 2, "data", &mut small_eval);
@@ -172,16 +200,42 @@ fn incomplete_missing_and_mismatched_shards_are_refused() {
     s(1, 3, "of3", &mut eval);
     expect_err(merge(&["a0", "of3"]), &["shard count"]);
     // Unfinished: says how far it got.
-    grid(&dirs)
-        .shard(1, 2)
-        .flush_every(1)
-        .stop_after(2)
-        .evaluate(&vs, &mut eval, p("part"))
-        .unwrap();
+    let part = grid(&dirs).shard(shard(1, 2)).flush_every(1);
+    run(cancel_after(part, 2), "part", &mut eval);
     expect_err(
         merge(&["a0", "part"]),
         &["part", "incomplete", "2 of its 6 points"],
     );
+    let e = merge(&["a0", "part"]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Incomplete {
+                done: 2,
+                total: 6,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = merge(&["a0", "seed"]).unwrap_err();
+    assert!(matches!(e, Error::ShardMismatch { .. }), "{e:?}");
+    // A damaged spec: a shard 0/0 is an error, not a panic.
+    let spec_path = p("a1").join(SPEC_FILE);
+    let good = std::fs::read_to_string(&spec_path).unwrap();
+    let mut spec: serde_json::Value = serde_json::from_str(&good).unwrap();
+    assert_eq!(spec["shard"], serde_json::json!([1, 2]));
+    spec["shard"] = serde_json::json!([0, 0]);
+    std::fs::write(&spec_path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+    expect_err(merge(&["a0", "a1"]), &["a1", "surface.json"]);
+    let e = grid(&dirs)
+        .shard(shard(1, 2))
+        .build()
+        .unwrap()
+        .evaluate(&vs, &mut eval, p("a1"))
+        .unwrap_err();
+    assert!(matches!(e, Error::Json { .. }), "{e:?}");
+    std::fs::write(&spec_path, good).unwrap();
     assert!(
         !p("out").join("surface.parquet").exists(),
         "a refused merge wrote output"
@@ -200,12 +254,12 @@ fn merged_curvature_shards_equal_the_single_process_map() {
     let objective = || SupervisedObjective::new(&model, &x, &y).unwrap();
     let tmp = common::tempdir();
     let map = |shard: Option<usize>, tol: f64| {
-        let mut surface = Surface::new(&dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 2);
+        let mut surface = Surface::builder(&dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 2);
         if let Some(i) = shard {
-            surface = surface.shard(i, 2);
+            surface = surface.shard(Shard::new(i, 2).unwrap());
         }
         let lanczos = Lanczos::builder().tol(tol).build().unwrap();
-        Curvature::builder(surface)
+        Curvature::builder(surface.build().unwrap())
             .lanczos(lanczos)
             .build()
             .unwrap()
@@ -314,7 +368,7 @@ fn cli_shards_and_merge_equal_one_process() {
         SurfaceResult::load(&slurm).unwrap(),
         SurfaceResult::load(&shard_dirs[1]).unwrap(),
     );
-    assert_eq!(a.spec.shard, Some((1, 4)));
+    assert_eq!(a.spec.shard, Some(shard(1, 4)));
     assert_eq!(bits(&a.loss("test")), bits(&b.loss("test")));
 
     // Refusals on the command line: one line, naming what is wrong.

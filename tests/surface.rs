@@ -6,13 +6,15 @@ mod common;
 use common::{digits_subset, snapshot_bits};
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 use tch_landscape::analysis::directions::{DirectionKind, Directions, Ignore, Normalization};
 use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator, LossKind, SplitResult};
 use tch_landscape::analysis::params::{NamedTensor, ParamSet};
-use tch_landscape::analysis::surface::{Surface, SurfaceResult};
+use tch_landscape::analysis::surface::{Surface, SurfaceBuilder, SurfaceResult};
 use tch_landscape::models::Mlp;
 use tch_landscape::{Error, Role};
 
@@ -36,8 +38,10 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
         .unwrap();
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 4, -1.0..=1.0, 3)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("ok"))
         .unwrap();
     assert_eq!(r.points.len(), 12);
@@ -72,8 +76,10 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
             .unwrap(),
         calls: Cell::new(0),
     };
-    let err = Surface::new(&dirs)
+    let err = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 4, -1.0..=1.0, 3)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut failing, tmp.path().join("fail"))
         .unwrap_err();
     assert!(err.to_string().contains("fails on purpose"), "{err}");
@@ -84,8 +90,10 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
     );
     // The 4 points finished before the failure were saved: resuming
     // computes only the other 8.
-    let r2 = Surface::new(&dirs)
+    let r2 = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 4, -1.0..=1.0, 3)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("fail"))
         .unwrap();
     assert_eq!(r2.points.len(), 12);
@@ -120,11 +128,12 @@ fn filter_normalized_surface_is_scale_invariant() {
             .split("train", &x, &y)
             .unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        Surface::new(&dirs)
+        let surface = Surface::builder(&dirs)
             .grid(-1.0..=1.0, 5, -1.0..=1.0, 5)
-            .evaluate(&vs, &mut eval, tmp.path())
-            .unwrap()
-            .loss("train")
+            .build()
+            .unwrap();
+        let r = surface.evaluate(&vs, &mut eval, tmp.path()).unwrap();
+        r.loss("train")
     };
     let max_rel = |a: &[f64], b: &[f64]| {
         a.iter()
@@ -175,8 +184,10 @@ fn linear_regression_surface_matches_closed_form() {
         .unwrap()
         .loss(LossKind::Mse);
     let tmp = tempfile::tempdir().unwrap();
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .grid(-2.0..=1.0, 7, -0.5..=1.5, 4)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path())
         .unwrap();
     let xd = x.to_kind(Kind::Double);
@@ -273,8 +284,10 @@ fn agrees_with_pytorch_fixture() {
     for p in f["points"].as_array().unwrap() {
         let (a, b) = (p["a"].as_f64().unwrap(), p["b"].as_f64().unwrap());
         let tmp = tempfile::tempdir().unwrap();
-        let r = Surface::new(&dirs)
+        let r = Surface::builder(&dirs)
             .grid(a..=a, 1, b..=b, 1)
+            .build()
+            .unwrap()
             .evaluate(&vs, &mut eval, tmp.path())
             .unwrap();
         let (loss, acc) = (
@@ -312,37 +325,38 @@ fn resumes_without_recomputing_and_gives_identical_results() {
         .unwrap()
         .split("test", &x.narrow(0, 0, 50), &y.narrow(0, 0, 50))
         .unwrap();
-    let full = Surface::new(&dirs)
-        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
-        .flush_every(4)
+    let surface = || {
+        Surface::builder(&dirs)
+            .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
+            .flush_every(4)
+    };
+    // One built surface, evaluated into two directories.
+    let built = surface().build().unwrap();
+    let full = built
         .evaluate(&vs, &mut eval, tmp.path().join("full"))
         .unwrap();
-    // Interrupted after 10 points: 8 flushed in two segments survive.
-    let part = Surface::new(&dirs)
-        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
-        .flush_every(4)
-        .stop_after(10)
+    assert!(full.complete);
+    // Cancelled after 10 points: the points finished are kept (two full
+    // segments and the last two), nothing final is written.
+    let part = cancel_after(surface(), 10)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
         .unwrap();
-    assert_eq!(part.computed, 10);
-    let resumed = Surface::new(&dirs)
-        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
-        .flush_every(4)
+    assert_eq!((part.computed, part.points.len()), (10, 10));
+    assert!(!part.complete && part.sharpness.is_empty());
+    assert!(!tmp.path().join("resumed/surface.parquet").exists());
+    let resumed = built
         .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
         .unwrap();
-    assert!(
-        resumed.computed < 30 && resumed.computed >= 20,
-        "computed {} points again",
-        resumed.computed
-    );
+    assert_eq!(resumed.computed, 20, "computed points again");
+    assert!(resumed.complete);
     for split in ["train", "test"] {
         assert_eq!(full.loss(split), resumed.loss(split));
         assert_eq!(full.accuracy(split), resumed.accuracy(split));
     }
     // A finished directory is not recomputed, and loads back.
-    let again = Surface::new(&dirs)
-        .grid(-1.0..=1.0, 6, -0.5..=0.5, 5)
-        .flush_every(4)
+    let again = built
         .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
         .unwrap();
     assert_eq!(again.computed, 0);
@@ -350,11 +364,27 @@ fn resumes_without_recomputing_and_gives_identical_results() {
     assert_eq!(loaded.loss("test"), full.loss("test"));
     assert_eq!(loaded.sharpness, full.sharpness);
     // A different grid in the same directory is refused.
-    let err = Surface::new(&dirs)
+    let err = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 7, -0.5..=0.5, 5)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
         .unwrap_err();
     assert!(err.to_string().contains("different surface"), "{err}");
+
+    // A damaged segment is an error naming it when resuming, never a panic.
+    let cut = tmp.path().join("cut");
+    cancel_after(surface(), 5)
+        .build()
+        .unwrap()
+        .evaluate(&vs, &mut eval, &cut)
+        .unwrap();
+    let seg = cut.join("points/000000.arrow");
+    let bytes = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &bytes[..bytes.len() - 9]).unwrap();
+    let err = built.evaluate(&vs, &mut eval, &cut).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("000000.arrow"), "{err}");
 }
 
 #[test]
@@ -370,8 +400,10 @@ fn non_square_grids_lines_and_metadata() {
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
         .unwrap();
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .grid(-2.0..=1.0, 7, 0.0..=0.5, 3)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("g"))
         .unwrap();
     assert_eq!(r.points.len(), 21);
@@ -401,8 +433,10 @@ fn non_square_grids_lines_and_metadata() {
         .seed(4)
         .build()
         .unwrap();
-    let r = Surface::new(&line)
+    let r = Surface::builder(&line)
         .line(-1.0..=1.0, 21)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("l"))
         .unwrap();
     assert_eq!(r.points.len(), 21);
@@ -411,8 +445,10 @@ fn non_square_grids_lines_and_metadata() {
     // Directions load back identically and give the same surface.
     let loaded = Directions::load(&tmp.path().join("l/directions.parquet")).unwrap();
     assert_eq!(loaded.meta, line.meta);
-    let r2 = Surface::new(&loaded)
+    let r2 = Surface::builder(&loaded)
         .line(-1.0..=1.0, 21)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("l2"))
         .unwrap();
     assert_eq!(r2.loss("train"), r.loss("train"));
@@ -429,8 +465,10 @@ fn interpolation_hits_both_end_points() {
         .split("train", &x, &y)
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .line(-0.5..=1.5, 9)
+        .build()
+        .unwrap()
         .evaluate(&vs_a, &mut eval, tmp.path())
         .unwrap();
     let direct_a = eval.evaluate().unwrap()[0].loss;
@@ -467,14 +505,14 @@ fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
         .unwrap();
-    let e = Surface::new(&dirs)
+    let e = Surface::builder(&dirs)
         .grid(1.0..=-1.0, 5, -1.0..=1.0, 5)
-        .evaluate(&vs, &mut eval, tmp.path().join("a"))
+        .build()
         .unwrap_err();
     assert!(e.to_string().contains("inverted"), "{e}");
-    let e = Surface::new(&dirs)
+    let e = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 0, -1.0..=1.0, 5)
-        .evaluate(&vs, &mut eval, tmp.path().join("b"))
+        .build()
         .unwrap_err();
     assert!(e.to_string().contains("at least 1 point"), "{e}");
     let line = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
@@ -482,15 +520,28 @@ fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
         .seed(1)
         .build()
         .unwrap();
-    let e = Surface::new(&line)
+    let e = Surface::builder(&line)
         .grid(-1.0..=1.0, 3, -1.0..=1.0, 3)
-        .evaluate(&vs, &mut eval, tmp.path().join("c"))
+        .build()
         .unwrap_err();
     assert!(e.to_string().contains("two directions"), "{e}");
+    for (builder, option) in [
+        (Surface::builder(&dirs).flush_every(0), "flush_every"),
+        (
+            Surface::builder(&dirs).sharpness_epsilon(0.0),
+            "sharpness epsilon",
+        ),
+    ] {
+        let e = builder.build().unwrap_err();
+        assert!(e.to_string().contains(option), "{e}");
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+    }
     // Directions of another model.
     let (other_vs, _) = mlp(1, &[64, 13, 10]);
-    let e = Surface::new(&dirs)
+    let e = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 2, -1.0..=1.0, 2)
+        .build()
+        .unwrap()
         .evaluate(&other_vs, &mut eval, tmp.path().join("d"))
         .unwrap_err();
     assert!(
@@ -521,8 +572,10 @@ fn bad_input_gets_clear_errors_and_nan_points_are_kept() {
             .unwrap(),
         0,
     );
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 3, -1.0..=1.0, 3)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut nan, tmp.path().join("nan"))
         .unwrap();
     let loss = r.loss("train");
@@ -549,8 +602,10 @@ fn parallel_replicas_match_a_single_replica() {
     let mut eval = ClassifierEvaluator::new(&model)
         .split("train", &x, &y)
         .unwrap();
-    let single = Surface::new(&dirs)
+    let single = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 5, -1.0..=1.0, 4)
+        .build()
+        .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("s"))
         .unwrap();
     let centre: Vec<(String, Vec<f32>)> = dirs
@@ -566,8 +621,10 @@ fn parallel_replicas_match_a_single_replica() {
         .collect();
     let xs = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
     let ys = Vec::<i64>::try_from(&y).unwrap();
-    let par = Surface::new(&dirs)
+    let par = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 5, -1.0..=1.0, 4)
+        .build()
+        .unwrap()
         .evaluate_parallel(
             3,
             || {
@@ -593,4 +650,52 @@ fn parallel_replicas_match_a_single_replica() {
         assert!((u - v).abs() <= 1e-6 * u.abs().max(1.0), "{u} vs {v}");
     }
     assert_eq!(single.accuracy("train"), par.accuracy("train"));
+
+    // A replica that panics is an error naming it; the others stop.
+    let calls = AtomicUsize::new(0);
+    let e = Surface::builder(&dirs)
+        .grid(-1.0..=1.0, 5, -1.0..=1.0, 4)
+        .build()
+        .unwrap()
+        .evaluate_parallel(
+            2,
+            || {
+                if calls.fetch_add(1, Ordering::SeqCst) > 0 {
+                    panic!("replica failed on purpose");
+                }
+                let vs = VarStore::new(Device::Cpu);
+                let m = Mlp::new(&vs.root(), &[64, 12, 10]);
+                let x = Tensor::from_slice(&xs).reshape([-1, 64]);
+                let e =
+                    ClassifierEvaluator::owning(m).split("train", &x, &Tensor::from_slice(&ys))?;
+                Ok((vs, Box::new(e) as Box<dyn Evaluator>))
+            },
+            tmp.path().join("panic"),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::WorkerPanicked { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("replica thread") && msg.contains("on purpose"),
+        "{msg}"
+    );
+    let e = Surface::builder(&dirs)
+        .build()
+        .unwrap()
+        .evaluate_parallel(0, || unreachable!(), tmp.path().join("zero"))
+        .unwrap_err();
+    assert!(e.to_string().contains("replicas"), "{e}");
+}
+
+/// Cancels the computation once `n` points are computed, as if the process
+/// were killed (but the points finished are all saved).
+fn cancel_after(builder: SurfaceBuilder<'_>, n: usize) -> SurfaceBuilder<'_> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let (set, mut computed) = (flag.clone(), 0);
+    builder.cancel_on(flag).on_progress(move |_, _| {
+        computed += 1;
+        if computed >= n {
+            set.store(true, Ordering::SeqCst);
+        }
+    })
 }

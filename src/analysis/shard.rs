@@ -3,22 +3,24 @@
 //! without talking to each other. Shard `i/n` holds the points whose flat
 //! grid index ≡ i (mod n), so every shard gets points from the whole grid
 //! (cheap and expensive regions alike). Each shard is computed into its own
-//! directory ([`Surface::shard`](crate::analysis::surface::Surface::shard));
+//! directory ([`SurfaceBuilder::shard`](crate::analysis::surface::SurfaceBuilder::shard));
 //! [`merge_shards`](crate::analysis::surface::merge_shards) then combines
 //! them into the result one process would have written.
 
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 
-/// Shard `index` of `count`, written `index/count` (0-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Shard `index` of `count`, written `index/count` (0-based); always valid
+/// (0 ≤ index < count). Stored in JSON as `[index, count]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "(usize, usize)", into = "(usize, usize)")]
 pub struct Shard {
-    /// Which shard, 0 ≤ index < count.
-    pub index: usize,
-    /// How many shards.
-    pub count: usize,
+    index: usize,
+    count: usize,
 }
 
 impl Shard {
@@ -33,9 +35,19 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
+    /// Which shard, 0 ≤ index < count.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// How many shards.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
     /// Whether the grid point with flat index `point` belongs to this shard.
     pub fn contains(&self, point: usize) -> bool {
-        in_shard(Some((self.index, self.count)), point)
+        point % self.count == self.index
     }
 
     /// The shard of a Slurm array task: `SLURM_ARRAY_TASK_ID` minus
@@ -65,10 +77,24 @@ impl Shard {
     }
 }
 
-/// Whether grid point `point` belongs to `shard` given as `(i, n)`; every
-/// point belongs when there is no shard. (The form surface specs store.)
-pub fn in_shard(shard: Option<(usize, usize)>, point: usize) -> bool {
-    shard.is_none_or(|(i, n)| point % n == i)
+/// Whether grid point `point` is part of the work: every point is when
+/// there is no shard.
+pub(crate) fn covers(shard: Option<Shard>, point: usize) -> bool {
+    shard.is_none_or(|s| s.contains(point))
+}
+
+impl TryFrom<(usize, usize)> for Shard {
+    type Error = Error;
+
+    fn try_from((index, count): (usize, usize)) -> Result<Shard> {
+        Shard::new(index, count)
+    }
+}
+
+impl From<Shard> for (usize, usize) {
+    fn from(s: Shard) -> (usize, usize) {
+        (s.index, s.count)
+    }
 }
 
 impl fmt::Display for Shard {
@@ -98,6 +124,7 @@ mod tests {
     fn parses_and_checks() {
         let s: Shard = "2/5".parse().unwrap();
         assert_eq!(s, Shard { index: 2, count: 5 });
+        assert_eq!((s.index(), s.count()), (2, 5));
         assert_eq!(s.to_string(), "2/5");
         assert!(s.contains(7) && !s.contains(8));
         for bad in ["5/5", "1/0", "1", "a/2", "1/2/3", "-1/2"] {
@@ -115,5 +142,22 @@ mod tests {
                 .count();
             assert_eq!(owners, 1);
         }
+        assert!((0..10).all(|p| covers(None, p)));
+        assert!(!covers(Some(Shard::new(1, 2).unwrap()), 4));
+    }
+
+    #[test]
+    fn json_form_is_a_pair_and_is_validated() {
+        let s = Shard::new(1, 4).unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), "[1,4]");
+        assert_eq!(serde_json::from_str::<Shard>("[1,4]").unwrap(), s);
+        for bad in ["[0,0]", "[4,4]", "[1]", "\"1/4\""] {
+            let e = serde_json::from_str::<Shard>(bad);
+            assert!(e.is_err(), "{bad} was accepted");
+        }
+        let e = serde_json::from_str::<Shard>("[0,0]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0 ≤ i < n"), "{e}");
     }
 }

@@ -36,10 +36,11 @@ pub(crate) fn pca_plane<E: Evaluator + ?Sized>(
     pca.save(run, &run.dir().join(PCA_DIR))?;
     let dirs = pca.directions(run, false)?;
     let (xs, ys): (Vec<f64>, Vec<f64>) = pca.path.iter().map(|p| (p.x(), p.y())).unzip();
-    Surface::new(&dirs)
+    Surface::builder(&dirs)
         .grid(span(&xs), points, span(&ys), points)
         .with_sharpness(false)
         .on_progress(progress)
+        .build()?
         .evaluate(vs, eval, run.dir().join(SURFACES_DIR).join(PCA_PLANE))?;
     Ok(pca)
 }
@@ -77,9 +78,10 @@ impl RatioMap<'_> {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<CurvatureMap> {
         let (h, n) = (self.half, self.points);
-        let surface = Surface::new(self.dirs)
+        let surface = Surface::builder(self.dirs)
             .grid(-h..=h, n, -h..=h, n)
-            .on_progress(progress);
+            .on_progress(progress)
+            .build()?;
         // The reference's tolerance: enough for a ratio map, and quick.
         Curvature::builder(surface)
             .lanczos(Lanczos::builder().tol(1e-2).build()?)

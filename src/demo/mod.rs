@@ -20,7 +20,7 @@ use crate::analysis::directions::Directions;
 use crate::analysis::evaluator::ClassifierEvaluator;
 use crate::analysis::hessian::SupervisedObjective;
 use crate::analysis::params::ParamSet;
-use crate::analysis::surface::Surface;
+use crate::analysis::surface::{Surface, SurfaceBuilder};
 use crate::data::digits::Digits;
 use crate::error::{Error, Result};
 use crate::models::{Mlp, W1_SIZES};
@@ -155,7 +155,7 @@ fn landscape(
         .with_description(format!("snapshot 0 → snapshot {last}"));
     stages.surface(
         "interpolation",
-        Surface::new(&interp).line(-0.5..=1.5, cfg.grid_1d),
+        Surface::builder(&interp).line(-0.5..=1.5, cfg.grid_1d),
     )?;
     let about = format!("final snapshot {last}");
     let line = Directions::random(&last_set)
@@ -165,14 +165,17 @@ fn landscape(
         .with_description(about.clone());
     stages.surface(
         "filter-1d",
-        Surface::new(&line).line(-1.0..=1.0, cfg.grid_1d),
+        Surface::builder(&line).line(-1.0..=1.0, cfg.grid_1d),
     )?;
     let plane = Directions::random(&last_set)
         .seed(123)
         .build()?
         .with_description(about);
     let (n, r) = (cfg.grid_2d, -1.0..=1.0);
-    stages.surface("filter-2d", Surface::new(&plane).grid(r.clone(), n, r, n))?;
+    stages.surface(
+        "filter-2d",
+        Surface::builder(&plane).grid(r.clone(), n, r, n),
+    )?;
     stages.pca_plane(run, cfg.grid_2d)?;
     // A small |λmin/λmax| map around the final model (Fig. 7), train split.
     let objective = SupervisedObjective::new(&model, &train.x, &train.y)?.batch(512)?;
@@ -202,10 +205,11 @@ struct Stages<'a, 'p> {
 
 impl Stages<'_, '_> {
     /// Computes `surface` into `RUN/surfaces/NAME`.
-    fn surface(&mut self, name: &str, surface: Surface<'_>) -> Result<()> {
+    fn surface(&mut self, name: &str, surface: SurfaceBuilder<'_>) -> Result<()> {
         let (out, progress) = (self.dir.join(name), &mut *self.progress);
         surface
             .on_progress(|d, t| progress(name, d, t))
+            .build()?
             .evaluate(self.vs, &mut self.eval, &out)?;
         self.done.push((name.to_string(), out));
         Ok(())

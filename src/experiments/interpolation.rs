@@ -58,8 +58,9 @@ impl Minimizers<'_> {
             .with_description(format!("small batch → large batch, wd {wd}"));
         let n = 2 * (points_1d - 1) + 1;
         let mut eval = model.evaluator()?;
-        let r = Surface::new(&dirs)
+        let r = Surface::builder(&dirs)
             .line(-0.5..=1.5, n)
+            .build()?
             .evaluate(&model.vs, &mut eval, out)?;
         measure(wd, &r)
     }

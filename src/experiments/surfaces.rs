@@ -58,8 +58,9 @@ pub(crate) fn slice(
         .build()?
         .with_description(format!("final {}", spec.name));
     let mut eval = model.evaluator()?;
-    let r = Surface::new(&dirs)
+    let r = Surface::builder(&dirs)
         .line(-1.0..=1.0, spec.points)
+        .build()?
         .evaluate(&model.vs, &mut eval, out)?;
     let s = train_sharpness(&r)?;
     let figures = Slice {
@@ -101,9 +102,10 @@ pub(crate) fn plane(
     out: &Path,
 ) -> Result<SurfaceResult> {
     let mut eval = model.evaluator()?;
-    Surface::new(dirs)
+    let surface = Surface::builder(dirs)
         .grid(-1.0..=1.0, points, -1.0..=1.0, points)
-        .evaluate(&model.vs, &mut eval, out)
+        .build()?;
+    surface.evaluate(&model.vs, &mut eval, out)
 }
 
 /// Training samples of the curvature maps.

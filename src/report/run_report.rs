@@ -302,7 +302,7 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
     if surfaces.is_empty() {
         page.missing(
             "No surface has been computed for this run.",
-            "Surface::new(&dirs).grid(..).evaluate(&vs, &mut eval, RUN_DIR/surfaces/NAME) — the demo computes several",
+            "Surface::builder(&dirs).grid(..).build()?.evaluate(&vs, &mut eval, RUN_DIR/surfaces/NAME) — the demo computes several",
         );
     }
     let mut sharp_rows = Vec::new();

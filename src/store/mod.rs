@@ -8,9 +8,12 @@
 //!   .lock                  held by the recorder while it writes
 //!   export/*.parquet       written by `landscape export`
 //! ```
+//!
+//! Result directories of the analyses: [`surface`] (loss surfaces and the
+//! curvature maps computed on them).
 
-pub(crate) mod directions;
 pub mod curvature;
+pub(crate) mod directions;
 pub mod export;
 pub(crate) mod fsutil;
 pub mod manifest;
@@ -18,6 +21,7 @@ pub mod metrics;
 pub(crate) mod pca;
 pub mod run;
 pub mod snapshot;
+pub mod surface;
 pub(crate) mod table;
 
 pub use fsutil::{is_temp_name, LOCK_FILE};

@@ -14,7 +14,7 @@ use super::objective::Objective;
 use super::operator::Hessian;
 use super::params::check_selection;
 use crate::analysis::evaluator::{Evaluator, SplitResult};
-use crate::analysis::shard::in_shard;
+use crate::analysis::shard::covers;
 use crate::analysis::surface::{Surface, SurfaceResult};
 use crate::error::{Error, Result};
 use crate::store::curvature::{self as store, ShardState};
@@ -78,7 +78,7 @@ impl<O: Objective> Evaluator for CurvatureEvaluator<O> {
 /// # let (x, y) = (tch::Tensor::zeros([8, 64], tch::kind::FLOAT_CPU), tch::Tensor::zeros([8], tch::kind::INT64_CPU));
 /// let dirs = Directions::random(&ParamSet::from_varstore(&vs)?).seed(123).build()?;
 /// let objective = SupervisedObjective::new(&model, &x, &y)?;
-/// let surface = Surface::new(&dirs).grid(-0.5..=0.5, 7, -0.5..=0.5, 7);
+/// let surface = Surface::builder(&dirs).grid(-0.5..=0.5, 7, -0.5..=0.5, 7).build()?;
 /// let map = Curvature::builder(surface)
 ///     .selection(Selection::Weights)
 ///     .lanczos(Lanczos::builder().tol(1e-2).build()?)
@@ -130,7 +130,7 @@ impl<'a> CurvatureBuilder<'a> {
     pub fn build(self) -> Result<Curvature<'a>> {
         check_selection(&self.selection)?;
         Ok(Curvature {
-            surface: self.surface.with_sharpness(false),
+            surface: self.surface.without_sharpness(),
             selection: self.selection,
             lanczos: self.lanczos,
         })
@@ -176,23 +176,21 @@ impl<'a> Curvature<'a> {
         finish_map(result, self.selection, self.lanczos)
     }
 
-    /// Computes the map with every MPI rank evaluating a share (see
-    /// [`Surface::evaluate_mpi`] and [`crate::distributed`]): rank 0 writes
-    /// `out` and gets `Some(map)`, the other ranks `None`.
+    /// Computes the map where `runner` evaluates surfaces (every rank of an
+    /// MPI job: `Mpi::evaluate_curvature`); `None` on processes that do not
+    /// write the result.
     #[cfg(feature = "mpi")]
-    pub fn evaluate_mpi<O: Objective>(
+    pub(crate) fn evaluate_on<O: Objective>(
         self,
-        mpi: &crate::distributed::Mpi,
+        runner: &dyn crate::analysis::surface::Runner,
         vs: &VarStore,
         objective: O,
-        out: impl AsRef<Path>,
+        out: &Path,
     ) -> Result<Option<CurvatureMap>> {
-        let out = out.as_ref();
-        let _span =
-            tracing::info_span!("curvature_map", out = %out.display(), rank = mpi.rank()).entered();
+        let _span = tracing::info_span!("curvature_map", out = %out.display()).entered();
         let mut eval =
             CurvatureEvaluator::new(vs, objective, &self.selection, self.lanczos.clone())?;
-        match self.surface.evaluate_mpi(mpi, vs, &mut eval, out)? {
+        match runner.evaluate(&self.surface, vs, &mut eval, out)? {
             Some(result) => finish_map(result, self.selection, self.lanczos).map(Some),
             None => Ok(None),
         }
@@ -310,7 +308,7 @@ fn finish_map(result: SurfaceResult, params: Selection, lanczos: Lanczos) -> Res
     let points = store::points_of(&result.dir, &result.points)?;
     let have: HashSet<usize> = points.iter().map(|p| p.index).collect();
     let complete = (0..spec.grid.len())
-        .filter(|&i| in_shard(spec.shard, i))
+        .filter(|&i| covers(spec.shard, i))
         .all(|i| have.contains(&i));
     if complete {
         store::write(&result.dir, &spec, &points)?;

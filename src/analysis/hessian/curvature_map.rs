@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::lanczos::{Lanczos, Spectrum};
 use crate::analysis::directions::DirectionsMeta;
 use crate::analysis::grid::{Grid, GridPoint};
+use crate::analysis::shard::Shard;
 use crate::error::Result;
 use crate::tensor::Selection;
 
@@ -57,7 +58,7 @@ pub struct CurvatureSpec {
     /// Full description of the evaluator (objective, batches, parameters).
     pub evaluator: String,
     /// Shard `(i, n)` when only every n-th point from i was computed.
-    pub shard: Option<(usize, usize)>,
+    pub shard: Option<Shard>,
     /// When the computation was first started (RFC 3339 UTC).
     pub created_utc: String,
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use tch_landscape::analysis::hessian::{merge_curvature_shards, CURVATURE_FILE};
 use tch_landscape::analysis::surface::merge_shards;
 
-/// Combine shard directories (from `--shard i/n` / `Surface::shard`) into
+/// Combine shard directories (from `--shard i/n` / `SurfaceBuilder::shard`) into
 /// the result one process computing the whole grid writes. Refuses
 /// incomplete, missing, repeated or mismatched shards.
 #[derive(Debug, clap::Args)]

@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if model_name != Some(DIGITS_MLP_MODEL) {
         bail!(
             "{}: `landscape surface` knows only runs of `landscape demo` (model '{DIGITS_MLP_MODEL}'), \
-             this run's model is {}; for your own model call Surface::shard / evaluate_mpi from your program (README, \"Many machines\")",
+             this run's model is {}; for your own model use SurfaceBuilder::shard / Mpi::evaluate_surface from your program (README, \"Many machines\")",
             args.run.display(),
             model_name.map_or("not recorded".to_string(), |m| format!("'{m}'"))
         );
@@ -124,17 +124,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .split("test", &on(&test.x), &on(&test.y))?;
 
     let r = args.range;
-    let mut surface = if args.dims == 1 {
-        Surface::new(&dirs).line(-r..=r, args.grid)
+    let mut builder = if args.dims == 1 {
+        Surface::builder(&dirs).line(-r..=r, args.grid)
     } else {
-        Surface::new(&dirs).grid(-r..=r, args.grid, -r..=r, args.grid)
+        Surface::builder(&dirs).grid(-r..=r, args.grid, -r..=r, args.grid)
     };
     if let Some(s) = shard {
-        surface = surface.shard(s.index, s.count);
+        builder = builder.shard(s);
     }
+    let surface = builder.build()?;
     #[cfg(feature = "mpi")]
     if let Some(mpi) = &mpi {
-        return match surface.evaluate_mpi(mpi, &vs, &mut eval, &args.out)? {
+        return match mpi.evaluate_surface(&surface, &vs, &mut eval, &args.out)? {
             Some(res) => summary(&res, mpi.size()),
             None => Ok(()),
         };
@@ -152,7 +153,7 @@ fn summary(r: &SurfaceResult, processes: usize) -> anyhow::Result<()> {
         r.computed as f64 / r.seconds.max(1e-9),
         r.spec
             .shard
-            .map(|(i, n)| format!(", shard {i}/{n}"))
+            .map(|s| format!(", shard {s}"))
             .unwrap_or_default()
     );
     for s in &r.sharpness {

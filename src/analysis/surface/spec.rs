@@ -1,0 +1,192 @@
+//! What a surface directory holds: its specification, the value of each
+//! point, and a computed (or loaded) surface.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::directions::DirectionsMeta;
+use crate::analysis::evaluator::SplitResult;
+use crate::analysis::grid::{Grid, GridPoint};
+use crate::analysis::shard::{covers, Shard};
+use crate::analysis::sharpness::{sharpness, Sharpness};
+use crate::error::{Error, Result};
+use crate::store::surface::{SurfaceDir, SPEC_FILE};
+
+/// What a surface directory holds: everything that determines its values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurfaceSpec {
+    /// Always `tch-landscape-surface`.
+    pub format: String,
+    /// On-disk schema version.
+    pub schema_version: u32,
+    /// The directions' provenance and settings (id, seed, normalization, BN policy).
+    pub directions: DirectionsMeta,
+    /// The grid.
+    pub grid: Grid,
+    /// The evaluator's description (model, loss, batch, splits).
+    pub evaluator: String,
+    /// ε used for the sharpness figures (`None`: no sharpness figures, as
+    /// for curvature maps).
+    pub sharpness_epsilon: Option<f64>,
+    /// The shard, when only every n-th point from i was computed (stored as
+    /// `[i, n]`).
+    pub shard: Option<Shard>,
+    /// When the computation was first started (RFC 3339 UTC).
+    pub created_utc: String,
+}
+
+impl SurfaceSpec {
+    /// Whether `other` describes the same values (a directory holding one
+    /// may be resumed, or merged into, by the other).
+    pub(crate) fn same_work(&self, other: &SurfaceSpec) -> bool {
+        self.directions.id == other.directions.id
+            && self.grid == other.grid
+            && self.evaluator == other.evaluator
+            && self.shard == other.shard
+    }
+
+    /// The flat indices of the grid points this spec computes.
+    pub(crate) fn wanted(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.grid.len()).filter(|&i| covers(self.shard, i))
+    }
+
+    /// Sharpness per split of `points` (a whole grid): empty without an ε,
+    /// for a shard, or when the grid does not contain the centre.
+    pub(crate) fn sharpness(&self, points: &[PointValue]) -> Vec<Sharpness> {
+        let (Some(first), Some(eps), None) = (points.first(), self.sharpness_epsilon, self.shard)
+        else {
+            return Vec::new();
+        };
+        first
+            .splits
+            .iter()
+            .filter_map(|s| {
+                let loss = split_values(self.grid.len(), points, &s.split, |v| v.loss);
+                sharpness(&self.grid, &loss, &s.split, eps)
+            })
+            .collect()
+    }
+}
+
+/// The values of `split` at every point of a `len`-point grid, in flat
+/// order (NaN where missing).
+fn split_values(
+    len: usize,
+    points: &[PointValue],
+    split: &str,
+    f: impl Fn(&SplitResult) -> f64,
+) -> Vec<f64> {
+    let mut out = vec![f64::NAN; len];
+    for p in points {
+        if let Some(s) = p.splits.iter().find(|s| s.split == split) {
+            out[p.point.index] = f(s);
+        }
+    }
+    out
+}
+
+/// The values of every split at one grid point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointValue {
+    /// The grid point.
+    pub point: GridPoint,
+    /// Loss and accuracy per split.
+    pub splits: Vec<SplitResult>,
+}
+
+/// A computed surface.
+#[derive(Debug, Clone)]
+pub struct SurfaceResult {
+    /// The output directory.
+    pub dir: PathBuf,
+    /// Its specification.
+    pub spec: SurfaceSpec,
+    /// Every computed point, by flat index.
+    pub points: Vec<PointValue>,
+    /// Points computed by this call (the rest were resumed from disk).
+    pub computed: usize,
+    /// Seconds this call spent evaluating.
+    pub seconds: f64,
+    /// Sharpness per split (when the grid is whole and contains the centre).
+    pub sharpness: Vec<Sharpness>,
+    /// Whether every point of the grid (or shard) is done; false after a
+    /// cancelled computation, which a later call resumes.
+    pub complete: bool,
+}
+
+impl SurfaceResult {
+    /// Split names, in evaluator order.
+    pub fn splits(&self) -> Vec<String> {
+        self.points
+            .first()
+            .map(|p| p.splits.iter().map(|s| s.split.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Loss values of `split` in flat grid order (NaN where missing).
+    pub fn loss(&self, split: &str) -> Vec<f64> {
+        split_values(self.spec.grid.len(), &self.points, split, |s| s.loss)
+    }
+
+    /// Accuracy values of `split` in flat grid order (NaN where missing).
+    pub fn accuracy(&self, split: &str) -> Vec<f64> {
+        split_values(self.spec.grid.len(), &self.points, split, |s| {
+            s.accuracy.unwrap_or(f64::NAN)
+        })
+    }
+
+    /// Reads a finished surface directory.
+    pub fn load(dir: impl AsRef<Path>) -> Result<SurfaceResult> {
+        let store = SurfaceDir::new(dir.as_ref());
+        let spec = store.read_spec()?.ok_or_else(|| {
+            Error::invalid(
+                "surface directory",
+                format!("{} has no {SPEC_FILE}", store.path().display()),
+            )
+        })?;
+        let points = store.read_result(&spec.grid)?;
+        Ok(SurfaceResult::finished(store.path(), spec, points))
+    }
+
+    /// A whole surface (or shard) read from, or just written to, `dir`.
+    pub(crate) fn finished(dir: &Path, spec: SurfaceSpec, points: Vec<PointValue>) -> Self {
+        SurfaceResult {
+            dir: dir.to_path_buf(),
+            sharpness: spec.sharpness(&points),
+            spec,
+            points,
+            computed: 0,
+            seconds: 0.0,
+            complete: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::grid::Axis;
+
+    #[test]
+    fn values_are_in_flat_order_with_nan_gaps() {
+        let grid = Grid {
+            x: Axis::new(0.0..=1.0, 2),
+            y: Some(Axis::new(0.0..=1.0, 2)),
+        };
+        let p = |i: usize, loss: f64| PointValue {
+            point: grid.point(i),
+            splits: vec![SplitResult {
+                split: "a".into(),
+                loss,
+                accuracy: Some(loss * 10.0),
+            }],
+        };
+        let v = split_values(4, &[p(3, 3.0), p(1, 1.0)], "a", |s| s.loss);
+        assert!(v[0].is_nan() && v[2].is_nan());
+        assert_eq!((v[1], v[3]), (1.0, 3.0));
+        assert!(split_values(4, &[p(1, 1.0)], "b", |s| s.loss)
+            .iter()
+            .all(|x| x.is_nan()));
+    }
+}

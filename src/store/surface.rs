@@ -1,0 +1,427 @@
+//! The surface directory: on-disk format of loss surfaces (and of the
+//! curvature maps computed on them), written and read through the crate's
+//! one table writer and reader (`store::table`).
+//!
+//! ```text
+//! SURFACE_DIR/
+//!   surface.json          the SurfaceSpec (atomic JSON)
+//!   directions.parquet    centre and directions (schemas/directions.json)
+//!   points/NNNNNN.arrow   finished points, one atomic Arrow IPC segment per flush
+//!   surface.parquet       all points (schemas/surface_points.json), when complete
+//!   sharpness.json        sharpness figures, when complete and not a shard
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::analysis::directions::Directions;
+use crate::analysis::evaluator::SplitResult;
+use crate::analysis::grid::{Grid, GridPoint};
+use crate::analysis::sharpness::Sharpness;
+use crate::analysis::surface::{PointValue, SurfaceSpec};
+use crate::error::{Error, Result};
+use crate::store::fsutil::{is_temp_name, open_regular, write_atomic};
+use crate::store::table::{column, read_ipc, read_parquet, write_ipc, write_parquet_batch};
+
+/// Name of the specification file of a surface directory.
+pub const SPEC_FILE: &str = "surface.json";
+/// Name of the final results table.
+pub const RESULT_FILE: &str = "surface.parquet";
+/// Name of the directions file.
+pub const DIRECTIONS_FILE: &str = "directions.parquet";
+/// Sub-directory of point segments.
+pub const POINTS_DIR: &str = "points";
+/// Name of the sharpness file.
+pub const SHARPNESS_FILE: &str = "sharpness.json";
+/// Metadata key of the spec in `surface.parquet`.
+pub const SURFACE_META_KEY: &str = "tch_landscape.surface";
+
+/// Schema of point segments and of `surface.parquet`.
+pub fn points_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("index", DataType::UInt32, false),
+        Field::new("ix", DataType::UInt32, false),
+        Field::new("iy", DataType::UInt32, false),
+        Field::new("x", DataType::Float64, false),
+        Field::new("y", DataType::Float64, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("accuracy", DataType::Float64, true),
+    ]))
+}
+
+/// A surface directory (which need not exist yet).
+#[derive(Debug, Clone)]
+pub(crate) struct SurfaceDir {
+    path: PathBuf,
+}
+
+impl SurfaceDir {
+    /// The surface directory `path`.
+    pub(crate) fn new(path: &Path) -> SurfaceDir {
+        SurfaceDir {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Creates the directory and its `points/` sub-directory.
+    pub(crate) fn create(&self) -> Result<()> {
+        let points = self.file(POINTS_DIR);
+        std::fs::create_dir_all(&points).map_err(|e| Error::io("creating", &points, e))
+    }
+
+    /// The spec in `surface.json`, or `None` when there is none.
+    pub(crate) fn read_spec(&self) -> Result<Option<SurfaceSpec>> {
+        read_json(&self.file(SPEC_FILE))
+    }
+
+    /// Writes `surface.json` atomically.
+    pub(crate) fn write_spec(&self, spec: &SurfaceSpec) -> Result<()> {
+        write_json(&self.file(SPEC_FILE), spec)
+    }
+
+    /// Writes `sharpness.json` atomically.
+    pub(crate) fn write_sharpness(&self, sharpness: &[Sharpness]) -> Result<()> {
+        write_json(&self.file(SHARPNESS_FILE), &sharpness)
+    }
+
+    /// Saves `dirs` as `directions.parquet` unless the file is there.
+    pub(crate) fn save_directions(&self, dirs: &Directions) -> Result<()> {
+        let path = self.file(DIRECTIONS_FILE);
+        if path.exists() {
+            return Ok(());
+        }
+        dirs.save(&path)
+    }
+
+    /// Copies `directions.parquet` of `from` into this directory, atomically.
+    pub(crate) fn copy_directions(&self, from: &SurfaceDir) -> Result<()> {
+        let src = from.file(DIRECTIONS_FILE);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut open_regular(&src)?, &mut bytes)
+            .map_err(|e| Error::io("reading", &src, e))?;
+        let dst = self.file(DIRECTIONS_FILE);
+        write_atomic(&dst, true, |w| {
+            std::io::Write::write_all(w, &bytes).map_err(|e| Error::io("writing", &dst, e))
+        })
+    }
+
+    /// Whether `surface.parquet` exists (the computation finished).
+    pub(crate) fn has_result(&self) -> bool {
+        self.file(RESULT_FILE).exists()
+    }
+
+    /// The points of `surface.parquet`, in file order.
+    pub(crate) fn read_result(&self, grid: &Grid) -> Result<Vec<PointValue>> {
+        let path = self.file(RESULT_FILE);
+        let table = read_parquet(&path, &points_schema(), "a surface table")?;
+        let mut out = Vec::new();
+        for batch in &table.batches {
+            batch_points(batch, grid, &path, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Writes `surface.parquet` atomically: `points` with `spec` (and flat
+    /// copies of the most asked-for settings) as metadata.
+    pub(crate) fn write_result(&self, spec: &SurfaceSpec, points: &[PointValue]) -> Result<()> {
+        let path = self.file(RESULT_FILE);
+        let batch = points_batch(points).map_err(|e| Error::arrow(&path, e))?;
+        let spec_json = serde_json::to_string(spec).map_err(|source| Error::Json {
+            path: path.clone(),
+            source,
+        })?;
+        let d = &spec.directions;
+        let lower = |v: Option<String>| v.map(|s| s.to_lowercase()).unwrap_or_default();
+        let flat = [
+            ("directions_id", d.id.clone()),
+            ("seed", d.seed.map(|s| s.to_string()).unwrap_or_default()),
+            (
+                "normalization",
+                lower(d.normalization.map(|n| format!("{n:?}"))),
+            ),
+            ("ignore", lower(d.ignore.map(|n| format!("{n:?}")))),
+            ("bn_stats", d.bn_stats.to_string()),
+            ("centre", d.description.clone()),
+        ];
+        let mut meta = vec![(SURFACE_META_KEY.to_string(), spec_json)];
+        meta.extend(flat.map(|(k, v)| (format!("tch_landscape.{k}"), v)));
+        write_parquet_batch(&path, &batch, &meta)
+    }
+
+    /// The segments of `points/` (removing leftover temporary files) and
+    /// every point they hold, by flat index.
+    pub(crate) fn read_segments(&self, grid: &Grid) -> Result<Segments> {
+        let dir = self.file(POINTS_DIR);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", &dir, e))? {
+            let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_temp_name(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            } else if let Some(n) = name
+                .strip_suffix(".arrow")
+                .and_then(|s| s.parse::<usize>().ok())
+            {
+                found.push((n, entry.path()));
+            }
+        }
+        found.sort();
+        let mut points = BTreeMap::new();
+        for (_, path) in &found {
+            for p in read_segment(path, grid)? {
+                points.insert(p.point.index, p);
+            }
+        }
+        Ok(Segments {
+            next: found.last().map_or(0, |s| s.0 + 1),
+            files: found.into_iter().map(|(_, p)| p).collect(),
+            dir,
+            points,
+        })
+    }
+}
+
+/// The point segments of a surface directory: those read back, and a writer
+/// of new ones.
+#[derive(Debug)]
+pub(crate) struct Segments {
+    dir: PathBuf,
+    next: usize,
+    files: Vec<PathBuf>,
+    /// The points read back, by flat index.
+    pub(crate) points: BTreeMap<usize, PointValue>,
+}
+
+impl Segments {
+    /// Writes `points` as the next segment, atomically and durably.
+    pub(crate) fn write(&mut self, points: &[PointValue]) -> Result<()> {
+        let path = self.dir.join(format!("{:06}.arrow", self.next));
+        let batch = points_batch(points).map_err(|e| Error::arrow(&path, e))?;
+        write_ipc(&path, &batch, true)?;
+        self.files.push(path);
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Removes every segment (once `surface.parquet` holds their points).
+    pub(crate) fn remove_all(&mut self) {
+        for p in self.files.drain(..) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn read_segment(path: &Path, grid: &Grid) -> Result<Vec<PointValue>> {
+    let mut out = Vec::new();
+    for batch in read_ipc(path, &points_schema())? {
+        batch_points(&batch, grid, path, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn points_batch(
+    points: &[PointValue],
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let rows: Vec<(&GridPoint, &SplitResult)> = points
+        .iter()
+        .flat_map(|p| p.splits.iter().map(move |s| (&p.point, s)))
+        .collect();
+    let u32s = |f: fn(&GridPoint) -> usize| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| f(r.0) as u32),
+        ))
+    };
+    let cols: Vec<ArrayRef> = vec![
+        u32s(|p| p.index),
+        u32s(|p| p.ix),
+        u32s(|p| p.iy),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0.x))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0.y))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.1.split.as_str()),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.1.loss),
+        )),
+        Arc::new(rows.iter().map(|r| r.1.accuracy).collect::<Float64Array>()),
+    ];
+    RecordBatch::try_new(points_schema(), cols)
+}
+
+/// Appends the rows of `batch` (schema checked by the reader) to `out`,
+/// grouping consecutive rows of one point.
+fn batch_points(
+    batch: &RecordBatch,
+    grid: &Grid,
+    path: &Path,
+    out: &mut Vec<PointValue>,
+) -> Result<()> {
+    let index = column::<UInt32Array>(batch, 0, path)?;
+    let split = column::<StringArray>(batch, 5, path)?;
+    let loss = column::<Float64Array>(batch, 6, path)?;
+    let acc = column::<Float64Array>(batch, 7, path)?;
+    for r in 0..batch.num_rows() {
+        let i = index.value(r) as usize;
+        if i >= grid.len() {
+            return Err(Error::corrupt(
+                path,
+                format!("point index {i} outside the {}-point grid", grid.len()),
+            ));
+        }
+        let s = SplitResult {
+            split: split.value(r).to_string(),
+            loss: loss.value(r),
+            accuracy: acc.is_valid(r).then(|| acc.value(r)),
+        };
+        match out.last_mut() {
+            Some(p) if p.point.index == i => p.splits.push(s),
+            _ => out.push(PointValue {
+                point: grid.point(i),
+                splits: vec![s],
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically and durably.
+fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, true, |w| {
+        std::io::Write::write_all(w, &bytes).map_err(|e| Error::io("writing", path, e))
+    })
+}
+
+/// Reads the JSON document `path`; `None` when it does not exist.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)
+        .map_err(|e| Error::io("reading", path, e))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::grid::Axis;
+
+    fn grid() -> Grid {
+        Grid {
+            x: Axis::new(-1.0..=1.0, 3),
+            y: Some(Axis::new(0.0..=1.0, 2)),
+        }
+    }
+
+    fn point(grid: &Grid, i: usize, loss: f64) -> PointValue {
+        PointValue {
+            point: grid.point(i),
+            splits: vec![
+                SplitResult {
+                    split: "train".into(),
+                    loss,
+                    accuracy: Some(50.0),
+                },
+                SplitResult {
+                    split: "test".into(),
+                    loss: loss + 1.0,
+                    accuracy: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn segments_round_trip_and_resume_numbering() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SurfaceDir::new(tmp.path());
+        dir.create().unwrap();
+        let g = grid();
+        let mut segs = dir.read_segments(&g).unwrap();
+        assert!(segs.points.is_empty());
+        segs.write(&[point(&g, 0, 0.5), point(&g, 4, f64::NAN)])
+            .unwrap();
+        segs.write(&[point(&g, 2, 1.5)]).unwrap();
+        std::fs::write(tmp.path().join("points/.000009.arrow.tmp"), b"x").unwrap();
+        let mut back = dir.read_segments(&g).unwrap();
+        assert_eq!(back.points.keys().copied().collect::<Vec<_>>(), [0, 2, 4]);
+        assert_eq!(back.points[&2], point(&g, 2, 1.5));
+        assert!(back.points[&4].splits[0].loss.is_nan());
+        assert!(!tmp.path().join("points/.000009.arrow.tmp").exists());
+        back.write(&[point(&g, 5, 2.0)]).unwrap();
+        assert!(tmp.path().join("points/000002.arrow").exists());
+        back.remove_all();
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("points"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_damaged_segment_is_an_error_never_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SurfaceDir::new(tmp.path());
+        dir.create().unwrap();
+        let g = grid();
+        let mut segs = dir.read_segments(&g).unwrap();
+        segs.write(&[point(&g, 1, 0.25)]).unwrap();
+        let path = tmp.path().join("points/000000.arrow");
+        let bytes = std::fs::read(&path).unwrap();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0xa5;
+            std::fs::write(&path, &bad).unwrap();
+            // An error, or (a flipped value byte) points of the grid.
+            let _ = dir.read_segments(&g);
+        }
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let e = dir.read_segments(&g).unwrap_err();
+        assert!(e.to_string().contains("000000.arrow"), "{e}");
+        // A point outside the grid is refused.
+        std::fs::write(&path, &bytes).unwrap();
+        let small = Grid {
+            x: Axis::new(0.0..=1.0, 1),
+            y: None,
+        };
+        let e = dir.read_segments(&small).unwrap_err().to_string();
+        assert!(e.contains("outside the 1-point grid"), "{e}");
+    }
+
+    #[test]
+    fn json_files_are_optional_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SurfaceDir::new(tmp.path());
+        assert!(dir.read_spec().unwrap().is_none());
+        std::fs::write(tmp.path().join(SPEC_FILE), b"{\"format\": 1").unwrap();
+        let e = dir.read_spec().unwrap_err();
+        assert!(matches!(e, Error::Json { .. }), "{e:?}");
+    }
+}
