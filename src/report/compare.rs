@@ -127,7 +127,11 @@ fn training_section(out: &mut Output, runs: &Runs) -> Result<()> {
             series,
             ..Default::default()
         };
-        out.plot(&plot, &format!("metric_{k}"), &format!("{metric} of every run"))?;
+        out.plot(
+            &plot,
+            &format!("metric_{k}"),
+            &format!("{metric} of every run"),
+        )?;
     }
     out.figs_end();
     Ok(())

@@ -107,7 +107,14 @@ impl Page {
 
     /// An interactive 3-D surface (plotly.js, inlined once per page): `z` is
     /// row-major over `ys` × `xs`; non-finite values are left as gaps.
-    pub(crate) fn surface_3d(&mut self, title: &str, xs: &[f64], ys: &[f64], z: &[f64], z_label: &str) {
+    pub(crate) fn surface_3d(
+        &mut self,
+        title: &str,
+        xs: &[f64],
+        ys: &[f64],
+        z: &[f64],
+        z_label: &str,
+    ) {
         let id = format!("surface3d-{}", self.plots_3d);
         self.plots_3d += 1;
         let rows: Vec<Vec<Option<f64>>> = z

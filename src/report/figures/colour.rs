@@ -42,9 +42,8 @@ impl ColourScale {
 
     /// The colour of `v` (clamped into the range); `None` when `v` is not finite.
     pub(crate) fn colour(&self, v: f64) -> Option<RGBColor> {
-        v.is_finite().then(|| {
-            ViridisRGB::get_color_normalized(v.clamp(self.lo, self.hi), self.lo, self.hi)
-        })
+        v.is_finite()
+            .then(|| ViridisRGB::get_color_normalized(v.clamp(self.lo, self.hi), self.lo, self.hi))
     }
 }
 

@@ -77,7 +77,11 @@ impl LinePlot {
 
     /// `None` when no x value is finite.
     fn ranges(&self) -> Option<Ranges> {
-        let x = finite_range(points(&self.series).chain(points(self.right())).map(|p| p.0))?;
+        let x = finite_range(
+            points(&self.series)
+                .chain(points(self.right()))
+                .map(|p| p.0),
+        )?;
         let log = self.log_y;
         let y = finite_range(points(&self.series).map(|p| if log { p.1.log10() } else { p.1 }))
             .unwrap_or((0.0, 1.0));
@@ -120,7 +124,11 @@ impl LinePlot {
         Ok(chart)
     }
 
-    fn draw_vlines<DB: DrawingBackend>(&self, chart: &mut Chart<'_, DB>, y: (f64, f64)) -> DrawResult {
+    fn draw_vlines<DB: DrawingBackend>(
+        &self,
+        chart: &mut Chart<'_, DB>,
+        y: (f64, f64),
+    ) -> DrawResult {
         for (x, label) in &self.vlines {
             chart
                 .draw_series(std::iter::once(PathElement::new(

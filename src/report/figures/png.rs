@@ -24,7 +24,11 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 
 fn paeth(a: u8, b: u8, c: u8) -> u8 {
     let p = a as i16 + b as i16 - c as i16;
-    let (pa, pb, pc) = ((p - a as i16).abs(), (p - b as i16).abs(), (p - c as i16).abs());
+    let (pa, pb, pc) = (
+        (p - a as i16).abs(),
+        (p - b as i16).abs(),
+        (p - c as i16).abs(),
+    );
     if pa <= pb && pa <= pc {
         a
     } else if pb <= pc {
@@ -136,8 +140,16 @@ mod tests {
         let mut pixels: Vec<u8> = Vec::new();
         for (r, line) in raw.chunks_exact(stride + 1).enumerate() {
             for i in 0..stride {
-                let a = if i >= BPP { pixels[r * stride + i - BPP] } else { 0 };
-                let b = if r > 0 { pixels[(r - 1) * stride + i] } else { 0 };
+                let a = if i >= BPP {
+                    pixels[r * stride + i - BPP]
+                } else {
+                    0
+                };
+                let b = if r > 0 {
+                    pixels[(r - 1) * stride + i]
+                } else {
+                    0
+                };
                 let c = if r > 0 && i >= BPP {
                     pixels[(r - 1) * stride + i - BPP]
                 } else {

@@ -40,9 +40,10 @@ pub(super) fn section(out: &mut Output, inputs: Inputs) -> Result<()> {
             p.numel
         ));
     }
-    let plane = inputs.surfaces.iter().find(|(_, s)| {
-        s.spec.directions.kind == DirectionKind::Pca && s.spec.grid.y.is_some()
-    });
+    let plane = inputs
+        .surfaces
+        .iter()
+        .find(|(_, s)| s.spec.directions.kind == DirectionKind::Pca && s.spec.grid.y.is_some());
     out.figs_start();
     variance_figure(out, p)?;
     if !p.path.is_empty() {

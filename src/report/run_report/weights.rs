@@ -18,7 +18,11 @@ pub(super) fn section(out: &mut Output, run: &Run, drops: &[u64]) -> Result<()> 
     }
     // The weights (tensors with ≥ 2 dims), or every trainable tensor when
     // the run has none.
-    let has_weights = run.manifest().tensors.iter().any(|t| t.role == Role::Weight);
+    let has_weights = run
+        .manifest()
+        .tensors
+        .iter()
+        .any(|t| t.role == Role::Weight);
     let sel = if has_weights {
         Selection::Weights
     } else {

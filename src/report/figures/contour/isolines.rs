@@ -195,7 +195,12 @@ mod tests {
     /// rest: marching squares cuts the corners of the padded grid).
     fn visible(line: &Isoline) -> Vec<(f64, f64)> {
         let inside = |p: &&(f64, f64)| p.0.abs() <= 1.0 && p.1.abs() <= 1.0;
-        line.pieces.iter().flatten().filter(inside).copied().collect()
+        line.pieces
+            .iter()
+            .flatten()
+            .filter(inside)
+            .copied()
+            .collect()
     }
 
     #[test]
@@ -237,7 +242,10 @@ mod tests {
         let lines = isolines(&xs, &ys, &z, &[0.5]).unwrap();
         let rings = closed(&lines[0]);
         assert_eq!(rings.len(), 2);
-        assert!(rings[1].iter().chain(&rings[0]).any(|p| p.0.abs() + p.1.abs() < 0.3));
+        assert!(rings[1]
+            .iter()
+            .chain(&rings[0])
+            .any(|p| p.0.abs() + p.1.abs() < 0.3));
     }
 
     #[test]

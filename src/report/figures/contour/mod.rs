@@ -65,7 +65,11 @@ fn nonempty(lo: f64, hi: f64) -> (f64, f64) {
 
 /// The extent of cell `i` along axis `v`: halfway to its neighbours.
 fn cell(v: &[f64], i: usize) -> (f64, f64) {
-    let lo = if i == 0 { v[0] } else { (v[i - 1] + v[i]) / 2.0 };
+    let lo = if i == 0 {
+        v[0]
+    } else {
+        (v[i - 1] + v[i]) / 2.0
+    };
     let hi = if i + 1 == v.len() {
         v[i]
     } else {
@@ -119,9 +123,19 @@ impl ContourPlot {
         let cells = (0..ny)
             .flat_map(|iy| (0..nx).map(move |ix| (ix, iy)))
             .filter_map(|(ix, iy)| {
-                let c = self.colours.colour(plotted(self.z[iy * nx + ix], self.log))?;
-                let (xa, xb) = if nx == 1 { (x0, x1) } else { cell(&self.xs, ix) };
-                let (ya, yb) = if ny == 1 { (y0, y1) } else { cell(&self.ys, iy) };
+                let c = self
+                    .colours
+                    .colour(plotted(self.z[iy * nx + ix], self.log))?;
+                let (xa, xb) = if nx == 1 {
+                    (x0, x1)
+                } else {
+                    cell(&self.xs, ix)
+                };
+                let (ya, yb) = if ny == 1 {
+                    (y0, y1)
+                } else {
+                    cell(&self.ys, iy)
+                };
                 Some(Rectangle::new([(xa, ya), (xb, yb)], c.filled()))
             });
         chart.draw_series(cells).map_err(e)?;
@@ -165,7 +179,10 @@ impl ContourPlot {
         }
         let pts: Vec<(f64, f64)> = self.path.iter().map(|p| (p.0, p.1)).collect();
         chart
-            .draw_series(std::iter::once(PathElement::new(pts, BLACK.stroke_width(2))))
+            .draw_series(std::iter::once(PathElement::new(
+                pts,
+                BLACK.stroke_width(2),
+            )))
             .map_err(e)?;
         chart
             .draw_series(self.path.iter().map(|&(x, y, hi)| {
@@ -202,15 +219,15 @@ impl ContourPlot {
         } else {
             self.z_label.clone()
         };
-        bar.draw(&Text::new(label, (4, 14), (FONT, 12)))
-            .map_err(e)
+        bar.draw(&Text::new(label, (4, 14), (FONT, 12))).map_err(e)
     }
 }
 
 impl Figure for ContourPlot {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         let (nx, ny) = (self.xs.len(), self.ys.len());
-        if nx == 0 || ny == 0 || self.z.len() != nx * ny {
+        let nothing = self.path.is_empty() && !self.z.iter().any(|v| v.is_finite());
+        if nx == 0 || ny == 0 || self.z.len() != nx * ny || nothing {
             return no_data(root, &self.title);
         }
         root.fill(&WHITE).map_err(e)?;
