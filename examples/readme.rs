@@ -19,10 +19,11 @@ use tch_landscape::{Error, Result};
 
 /// The quick start: the hook in a training loop.
 #[rustfmt::skip]
-fn quick_start(vs: &VarStore, model: &Mlp, data: &Digits) -> Result<()> {
+fn quick_start(data: &Digits) -> Result<()> {
+    let (vs, model) = mlp();
     let (epochs, lr) = (2u64, 0.05);
     let mut opt = tch::nn::Sgd::default()
-        .build(vs, lr)
+        .build(&vs, lr)
         .map_err(|e| Error::torch("building the optimizer", e))?;
     let train_one_epoch = |opt: &mut tch::nn::Optimizer| {
         let loss = model.forward(&data.x).cross_entropy_for_logits(&data.y);
@@ -43,7 +44,8 @@ fn quick_start(vs: &VarStore, model: &Mlp, data: &Digits) -> Result<()> {
 
 /// Loss surfaces along filter-normalized random directions.
 #[rustfmt::skip]
-fn surfaces(vs: &VarStore, model: &Mlp, data: &Digits) -> Result<Directions> {
+fn surfaces(data: &Digits) -> Result<Directions> {
+    let (vs, model) = mlp();
     let (x_train, y_train) = (data.x.narrow(0, 0, 1000), data.y.narrow(0, 0, 1000));
     let (x_test, y_test) = (data.x.narrow(0, 1000, 797), data.y.narrow(0, 1000, 797));
     // README: loss surfaces
@@ -61,14 +63,16 @@ fn surfaces(vs: &VarStore, model: &Mlp, data: &Digits) -> Result<Directions> {
         .build()?;                                    // every option is checked here
     let result = surface.evaluate(&vs, &mut eval, "runs/mlp/surfaces/filter-2d")?;   // resumable
     println!("surface: {} points", result.points.len());
+    drop(surface);
     Ok(dirs)
 }
 
 /// Hessian eigenvalues, trace and a curvature map.
 #[rustfmt::skip]
-fn curvature(vs: &VarStore, model: &Mlp, data: &Digits, dirs: &Directions) -> Result<()> {
+fn curvature(data: &Digits, dirs: &Directions) -> Result<()> {
+    let (vs, model) = mlp();
     let (x, y) = (&data.x, &data.y);
-    let objective2 = tch_landscape::analysis::hessian::SupervisedObjective::new(model, x, y)?;
+    let objective2 = tch_landscape::analysis::hessian::SupervisedObjective::new(&model, x, y)?;
     // README: curvature
     use tch_landscape::analysis::hessian::*;
     use tch_landscape::tensor::Selection;
@@ -92,8 +96,9 @@ fn curvature(vs: &VarStore, model: &Mlp, data: &Digits, dirs: &Directions) -> Re
 
 /// One shard of a surface (for batch schedulers).
 #[rustfmt::skip]
-fn shard(vs: &VarStore, model: &Mlp, data: &Digits, dirs: &Directions) -> Result<()> {
-    let mut eval = ClassifierEvaluator::new(model).split("train", &data.x, &data.y)?;
+fn shard(data: &Digits, dirs: &Directions) -> Result<()> {
+    let (vs, model) = mlp();
+    let mut eval = ClassifierEvaluator::new(&model).split("train", &data.x, &data.y)?;
     let (i, n) = (0, 2);
     // README: shards
     use tch_landscape::analysis::shard::Shard;
@@ -128,18 +133,23 @@ fn mpi(data: &Digits, theta_star: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// A fresh VarStore with the small MLP used by every example here.
+fn mlp() -> (VarStore, Mlp) {
+    let vs = VarStore::new(Device::Cpu);
+    let model = Mlp::new(&vs.root(), &[64, 32, 10]);
+    (vs, model)
+}
+
 fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("tch-landscape-readme-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
     std::env::set_current_dir(&dir).map_err(|e| Error::io("entering", &dir, e))?;
     tch::manual_seed(0);
-    let vs = VarStore::new(Device::Cpu);
-    let model = Mlp::new(&vs.root(), &[64, 32, 10]);
     let data = Digits::load()?;
-    quick_start(&vs, &model, &data)?;
-    let dirs = surfaces(&vs, &model, &data)?;
-    curvature(&vs, &model, &data, &dirs)?;
-    shard(&vs, &model, &data, &dirs)?;
+    quick_start(&data)?;
+    let dirs = surfaces(&data)?;
+    curvature(&data, &dirs)?;
+    shard(&data, &dirs)?;
     println!("the README's examples ran in {}", dir.display());
     std::fs::remove_dir_all(&dir).ok();
     Ok(())

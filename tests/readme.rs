@@ -23,7 +23,10 @@ fn rust_blocks(readme: &str) -> Vec<String> {
             (None, _) => {}
         }
     }
-    assert!(current.is_none(), "README.md has an unterminated ```rust block");
+    assert!(
+        current.is_none(),
+        "README.md has an unterminated ```rust block"
+    );
     blocks
 }
 
@@ -31,9 +34,14 @@ fn rust_blocks(readme: &str) -> Vec<String> {
 fn every_readme_rust_block_is_compiled_by_the_readme_example() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let example = normalized(&std::fs::read_to_string(format!("{root}/examples/readme.rs")).unwrap());
+    let example =
+        normalized(&std::fs::read_to_string(format!("{root}/examples/readme.rs")).unwrap());
     let blocks = rust_blocks(&readme);
-    assert!(blocks.len() >= 4, "expected the README's Rust examples, found {}", blocks.len());
+    assert!(
+        blocks.len() >= 4,
+        "expected the README's Rust examples, found {}",
+        blocks.len()
+    );
     for block in blocks {
         let want = normalized(&block);
         let found = example.windows(want.len()).any(|w| w == want.as_slice());
@@ -47,6 +55,9 @@ fn every_readme_rust_block_is_compiled_by_the_readme_example() {
 #[test]
 fn the_block_finder_sees_blocks_and_ignores_other_languages() {
     let md = "text\n```rust\nlet a = 1;\n```\n```sh\nls\n```\n  ```rust\n  b();\n  ```\n";
-    assert_eq!(rust_blocks(md), vec!["let a = 1;\n".to_string(), "  b();\n".to_string()]);
+    assert_eq!(
+        rust_blocks(md),
+        vec!["let a = 1;\n".to_string(), "  b();\n".to_string()]
+    );
     assert_eq!(normalized("  a   b \n\n c"), vec!["a b", "c"]);
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use tch::nn::{self, Module, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
 use tch_landscape::analysis::directions::Directions;
-use tch_landscape::analysis::evaluator::ClassifierEvaluator;
+use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator, SplitResult};
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::surface::Surface;
 use tch_landscape::models::Mlp;
@@ -196,6 +196,107 @@ fn report_renders_in_a_real_browser() {
     std::fs::write(&bad, "<html><body><img src=\"missing.png\"><script>throw new Error('boom')</script></body></html>").unwrap();
     let (_, errors) = chromium(&bad, None);
     assert!(!errors.is_empty(), "a thrown error was not reported");
+}
+
+/// A diverged model: the loss is NaN or +∞ at some points, or everywhere.
+struct Diverging {
+    calls: usize,
+    everywhere: bool,
+}
+
+impl Evaluator for Diverging {
+    fn evaluate(&mut self) -> tch_landscape::Result<Vec<SplitResult>> {
+        self.calls += 1;
+        let loss = match self.calls % 5 {
+            _ if self.everywhere => f64::NAN,
+            0 => f64::NAN,
+            3 => f64::INFINITY,
+            k => k as f64,
+        };
+        Ok(vec![SplitResult {
+            split: "train".into(),
+            loss,
+            accuracy: None,
+        }])
+    }
+}
+
+#[test]
+fn non_finite_losses_are_left_out_and_said_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = make_run(tmp.path());
+    let vs = VarStore::new(Device::Cpu);
+    let _model = Mlp::new(&vs.root(), &[64, 16, 10]);
+    let centre = ParamSet::from_varstore(&vs).unwrap();
+    let plane = Directions::random(&centre).seed(3).build().unwrap();
+    for (name, everywhere) in [("some-nan", false), ("all-nan", true)] {
+        let mut eval = Diverging {
+            calls: 0,
+            everywhere,
+        };
+        Surface::builder(&plane)
+            .grid(-1.0..=1.0, 6, -1.0..=1.0, 5)
+            .build()
+            .unwrap()
+            .evaluate(&vs, &mut eval, run.join("surfaces").join(name))
+            .unwrap();
+    }
+    for log_scale in [false, true] {
+        let opts = tch_landscape::report::ReportOptions {
+            log_scale,
+            ..Default::default()
+        };
+        let index = tch_landscape::report::write_report(&run, &opts).unwrap();
+        let html = std::fs::read_to_string(&index).unwrap();
+        let note = |caption: &str| -> String {
+            let at = html.find(caption).expect(caption);
+            html[at..].split('<').next().unwrap().to_string()
+        };
+        let some = note("some-nan: train loss heat map with contours");
+        assert!(
+            some.contains(" of 30 points have a non-finite loss") && !some.contains("; 30 of 30"),
+            "the page does not say that losses are missing: {some}"
+        );
+        let all = note("all-nan: train loss heat map with contours");
+        assert!(all.contains("; 30 of 30 points"), "{all}");
+        for stem in ["some-nan_train_heat", "all-nan_train_contour"] {
+            assert!(html.contains(&format!("data-figure=\"{stem}\"")));
+            let png = std::fs::read(run.join(format!("report/{stem}.png"))).unwrap();
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        }
+    }
+}
+
+/// A pca.json without components or path (e.g. a run that never moved)
+/// gives a page that says so, without panicking or hanging.
+#[test]
+fn a_pca_without_components_or_path_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = make_run(tmp.path());
+    let run = tch_landscape::store::run::Run::open(&run_dir).unwrap();
+    let pca_dir = run_dir.join(tch_landscape::report::run_report::PCA_DIR);
+    tch_landscape::analysis::pca::TrajectoryPca::builder()
+        .build()
+        .unwrap()
+        .fit(&run)
+        .unwrap()
+        .save(&run, &pca_dir)
+        .unwrap();
+    let json = pca_dir.join(tch_landscape::analysis::pca::SUMMARY_FILE);
+    let index = tch_landscape::report::write_report(&run_dir, &Default::default()).unwrap();
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(html.contains("PC1 and PC2 explain") && html.contains("data-figure=\"pca_path\""));
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["explained_variance_ratio", "cumulative_ratio", "path"] {
+        v[key] = serde_json::json!([]);
+    }
+    std::fs::write(&json, v.to_string()).unwrap();
+    let index = tch_landscape::report::write_report(&run_dir, &Default::default()).unwrap();
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(html.contains("The trajectory PCA has no component"));
+    assert!(html.contains("holds no projected path"));
+    assert!(!html.contains("data-figure=\"pca_path\""));
 }
 
 #[test]

@@ -7,15 +7,60 @@ use std::path::{Path, PathBuf};
 
 use crate::analysis::surface::SurfaceResult;
 use crate::error::{Error, Result};
-use crate::report::figures::{render, ContourPlot, LinePlot, Series};
-use crate::report::html::Page;
-use crate::report::run_report::{list_surfaces, sanitize, ReportOptions};
+use crate::report::figures::{plotted, ColourScale, ContourPlot, LinePlot, Series};
+use crate::report::inputs::list_surfaces;
+use crate::report::output::Output;
+use crate::report::{fmt_opt, non_finite_note, sanitize, ReportOptions};
 use crate::store::run::Run;
 
-fn run_label(dir: &Path) -> String {
+/// The compared runs.
+struct Runs {
+    /// Their directories.
+    dirs: Vec<PathBuf>,
+    /// Opened.
+    runs: Vec<Run>,
+    /// Their labels: directory names, with the parent when names repeat.
+    labels: Vec<String>,
+}
+
+/// The same surface in every run.
+struct Shared<'a> {
+    name: &'a str,
+    split: &'a str,
+    surfaces: &'a [&'a SurfaceResult],
+    labels: &'a [String],
+    opts: &'a ReportOptions,
+}
+
+fn dir_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string())
+}
+
+impl Runs {
+    fn open(dirs: &[PathBuf]) -> Result<Runs> {
+        let runs: Vec<Run> = dirs.iter().map(Run::open).collect::<Result<_>>()?;
+        let mut labels: Vec<String> = dirs.iter().map(|r| dir_name(r)).collect();
+        let mut unique = labels.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() < labels.len() {
+            // Same directory names: tell runs apart by their parent too.
+            labels = dirs
+                .iter()
+                .map(|r| {
+                    let parent = r.parent().map(dir_name).unwrap_or_default();
+                    format!("{parent}/{}", dir_name(r))
+                })
+                .collect();
+        }
+        Ok(Runs {
+            dirs: dirs.to_vec(),
+            runs,
+            labels,
+        })
+    }
 }
 
 /// Writes a comparison page of `runs` into `out`; returns `out/index.html`.
@@ -26,28 +71,21 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
             "needs at least two run directories",
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
-    let mut page = Page::new("Loss landscape comparison");
-    let opened: Vec<Run> = runs.iter().map(Run::open).collect::<Result<_>>()?;
-    let mut labels: Vec<String> = runs.iter().map(|r| run_label(r)).collect();
-    let mut sorted = labels.clone();
-    sorted.sort();
-    sorted.dedup();
-    if sorted.len() < labels.len() {
-        // Same directory names: tell runs apart by their parent too.
-        labels = runs
-            .iter()
-            .map(|r| {
-                let parent = r.parent().map(run_label).unwrap_or_default();
-                format!("{parent}/{}", run_label(r))
-            })
-            .collect();
-    }
-    page.section("runs", "Runs");
-    let rows: Vec<Vec<String>> = opened
+    let mut page = Output::create(out, "Loss landscape comparison")?;
+    let runs = Runs::open(runs)?;
+    runs_section(&mut page, &runs);
+    training_section(&mut page, &runs)?;
+    surfaces_section(&mut page, &runs, opts)?;
+    page.finish()
+}
+
+fn runs_section(out: &mut Output, runs: &Runs) {
+    out.section("runs", "Runs");
+    let rows: Vec<Vec<String>> = runs
+        .runs
         .iter()
-        .zip(&labels)
-        .zip(runs)
+        .zip(&runs.labels)
+        .zip(&runs.dirs)
         .map(|((r, l), d)| {
             vec![
                 l.clone(),
@@ -57,29 +95,31 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
             ]
         })
         .collect();
-    page.table(&["run", "directory", "snapshots", "values"], &rows);
+    out.table(&["run", "directory", "snapshots", "values"], &rows);
+}
 
-    // Training curves, every run on one plot, per metric.
-    page.section("training", "Training");
-    let mut names: BTreeMap<String, Vec<Series>> = BTreeMap::new();
-    for (i, r) in opened.iter().enumerate() {
+/// Training curves, every run on one plot, per metric.
+fn training_section(out: &mut Output, runs: &Runs) -> Result<()> {
+    out.section("training", "Training");
+    let mut by_metric: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+    for (i, r) in runs.runs.iter().enumerate() {
         let mut per: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
         for m in r.metrics()? {
             per.entry(m.name)
                 .or_default()
                 .push((m.epoch as f64, m.value));
         }
-        for (n, pts) in per {
-            names.entry(n).or_default().push(Series {
-                name: labels[i].clone(),
-                points: pts,
+        for (n, points) in per {
+            by_metric.entry(n).or_default().push(Series {
+                name: runs.labels[i].clone(),
+                points,
                 color: i,
                 dashed: false,
             });
         }
     }
-    page.figs_start();
-    for (k, (metric, series)) in names.into_iter().enumerate() {
+    out.figs_start();
+    for (k, (metric, series)) in by_metric.into_iter().enumerate() {
         let plot = LinePlot {
             title: metric.clone(),
             x_label: "epoch".into(),
@@ -87,144 +127,155 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
             series,
             ..Default::default()
         };
-        let stem = format!("metric_{k}");
-        let svg = render(&plot, out, &stem)?;
-        page.figure(&svg, &stem, &format!("{metric} of every run"));
+        out.plot(
+            &plot,
+            &format!("metric_{k}"),
+            &format!("{metric} of every run"),
+        )?;
     }
-    page.figs_end();
+    out.figs_end();
+    Ok(())
+}
 
-    // Surfaces present in every run, on shared scales.
-    page.section("surfaces", "Loss surfaces (shared scales)");
+/// Surfaces present in every run, on shared scales, with their sharpness.
+fn surfaces_section(out: &mut Output, runs: &Runs, opts: &ReportOptions) -> Result<()> {
+    out.section("surfaces", "Loss surfaces (shared scales)");
     let per_run: Vec<BTreeMap<String, SurfaceResult>> = runs
+        .dirs
         .iter()
         .map(|r| list_surfaces(r).map(|v| v.into_iter().collect()))
         .collect::<Result<_>>()?;
-    let common: Vec<String> = per_run[0]
+    let common: Vec<&String> = per_run[0]
         .keys()
         .filter(|k| per_run.iter().all(|m| m.contains_key(*k)))
-        .cloned()
         .collect();
     if common.is_empty() {
-        page.missing(
+        out.missing(
             "No surface name is present in every run.",
             "compute e.g. RUN/surfaces/filter-2d for each run",
         );
     }
-    for name in &common {
-        let surfs: Vec<&SurfaceResult> = per_run.iter().map(|m| &m[name]).collect();
-        let splits = surfs[0].splits();
-        for sp in &splits {
-            page.figs_start();
-            match surfs[0].spec.grid.y {
-                None => {
-                    let series = surfs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| Series {
-                            name: labels[i].clone(),
-                            points: s.spec.grid.x.values().into_iter().zip(s.loss(sp)).collect(),
-                            color: i,
-                            dashed: false,
-                        })
-                        .collect();
-                    let plot = LinePlot {
-                        title: format!("{name}: {sp} loss"),
-                        x_label: "α".into(),
-                        y_label: "loss".into(),
-                        series,
-                        log_y: opts.log_scale,
-                        ..Default::default()
-                    };
-                    let stem = format!("{}_{}_1d", sanitize(name), sanitize(sp));
-                    let svg = render(&plot, out, &stem)?;
-                    page.figure(
-                        &svg,
-                        &stem,
-                        &format!("{name}, {sp}: every run on the same axes"),
-                    );
-                }
-                Some(_) => {
-                    let base = ContourPlot {
-                        log: opts.log_scale,
-                        ..Default::default()
-                    };
-                    let all: Vec<f64> = surfs
-                        .iter()
-                        .flat_map(|s| s.loss(sp))
-                        .map(|v| base.scale(v))
-                        .filter(|v| v.is_finite())
-                        .collect();
-                    let z_range = all
-                        .iter()
-                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                            (a.min(v), b.max(v))
-                        });
-                    let levels = ContourPlot::auto_levels(&all, opts.levels, opts.log_scale);
-                    for (i, s) in surfs.iter().enumerate() {
-                        let g = &s.spec.grid;
-                        let plot = ContourPlot {
-                            title: format!("{}: {name}, {sp}", labels[i]),
-                            x_label: "α".into(),
-                            y_label: "β".into(),
-                            xs: g.x.values(),
-                            ys: g.y.map(|a| a.values()).unwrap_or_default(),
-                            z: s.loss(sp),
-                            levels: levels.clone(),
-                            z_range,
-                            log: opts.log_scale,
-                            z_label: "loss".into(),
-                            path: Vec::new(),
-                            filled: true,
-                        };
-                        let stem = format!("{}_{}_{}", sanitize(name), sanitize(sp), i);
-                        let svg = render(&plot, out, &stem)?;
-                        page.figure(
-                            &svg,
-                            &stem,
-                            &format!(
-                                "{} — {name}, {sp}; shared colour scale and levels",
-                                labels[i]
-                            ),
-                        );
-                    }
-                }
+    for name in common {
+        let surfaces: Vec<&SurfaceResult> = per_run.iter().map(|m| &m[name]).collect();
+        for split in surfaces[0].splits() {
+            let shared = Shared {
+                name,
+                split: &split,
+                surfaces: &surfaces,
+                labels: &runs.labels,
+                opts,
+            };
+            out.figs_start();
+            match surfaces[0].spec.grid.y {
+                None => slices_figure(out, &shared)?,
+                Some(_) => contour_figures(out, &shared)?,
             }
-            page.figs_end();
+            out.figs_end();
         }
-        let rows: Vec<Vec<String>> = surfs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| {
-                let label = labels[i].clone();
-                s.sharpness.iter().map(move |sh| {
-                    vec![
-                        label.clone(),
-                        sh.split.clone(),
-                        format!("{:.4}", sh.centre_loss),
-                        sh.curvature_x.map_or("–".into(), |c| format!("{c:.4}")),
-                        sh.width
-                            .or(sh.area)
-                            .map_or("–".into(), |c| format!("{c:.4}")),
-                        format!("{:.4}", sh.max_increase),
-                    ]
-                })
-            })
-            .collect();
-        if !rows.is_empty() {
-            page.table(
-                &[
-                    "run",
-                    "split",
-                    "L(θ*)",
-                    "d²L/dα²",
-                    "width / area",
-                    "max increase",
-                ],
-                &rows,
-            );
-        }
+        sharpness_table(out, &surfaces, &runs.labels);
     }
-    let index = out.join("index.html");
-    std::fs::write(&index, page.finish()).map_err(|e| Error::io("writing", &index, e))?;
-    Ok(index)
+    Ok(())
+}
+
+/// A 1-D slice of every run on the same axes.
+fn slices_figure(out: &mut Output, s: &Shared) -> Result<()> {
+    let (name, sp) = (s.name, s.split);
+    let series = s
+        .surfaces
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Series {
+            name: s.labels[i].clone(),
+            points: r.spec.grid.x.values().into_iter().zip(r.loss(sp)).collect(),
+            color: i,
+            dashed: false,
+        })
+        .collect();
+    let plot = LinePlot {
+        title: format!("{name}: {sp} loss"),
+        x_label: "α".into(),
+        y_label: "loss".into(),
+        series,
+        log_y: s.opts.log_scale,
+        ..Default::default()
+    };
+    let losses: Vec<f64> = s.surfaces.iter().flat_map(|r| r.loss(sp)).collect();
+    let stem = format!("{}_{}_1d", sanitize(name), sanitize(sp));
+    let caption = format!(
+        "{name}, {sp}: every run on the same axes{}",
+        non_finite_note(&losses)
+    );
+    out.plot(&plot, &stem, &caption)
+}
+
+/// One heat map per run, with the colour scale and levels of all runs.
+fn contour_figures(out: &mut Output, s: &Shared) -> Result<()> {
+    let (name, sp, log) = (s.name, s.split, s.opts.log_scale);
+    let all: Vec<f64> = s
+        .surfaces
+        .iter()
+        .flat_map(|r| r.loss(sp))
+        .map(|v| plotted(v, log))
+        .filter(|v| v.is_finite())
+        .collect();
+    let levels = ContourPlot::auto_levels(&all, s.opts.levels, log);
+    let colours = ColourScale::of(all.into_iter());
+    for (i, r) in s.surfaces.iter().enumerate() {
+        let g = &r.spec.grid;
+        let z = r.loss(sp);
+        let caption = format!(
+            "{} — {name}, {sp}; shared colour scale and levels{}",
+            s.labels[i],
+            non_finite_note(&z)
+        );
+        let plot = ContourPlot {
+            title: format!("{}: {name}, {sp}", s.labels[i]),
+            x_label: "α".into(),
+            y_label: "β".into(),
+            xs: g.x.values(),
+            ys: g.y.map(|a| a.values()).unwrap_or_default(),
+            z,
+            levels: levels.clone(),
+            colours,
+            log,
+            z_label: "loss".into(),
+            path: Vec::new(),
+            filled: true,
+        };
+        let stem = format!("{}_{}_{}", sanitize(name), sanitize(sp), i);
+        out.plot(&plot, &stem, &caption)?;
+    }
+    Ok(())
+}
+
+fn sharpness_table(out: &mut Output, surfaces: &[&SurfaceResult], labels: &[String]) {
+    let rows: Vec<Vec<String>> = surfaces
+        .iter()
+        .zip(labels)
+        .flat_map(|(s, label)| {
+            s.sharpness.iter().map(move |sh| {
+                vec![
+                    label.clone(),
+                    sh.split.clone(),
+                    format!("{:.4}", sh.centre_loss),
+                    fmt_opt(sh.curvature_x),
+                    fmt_opt(sh.width.or(sh.area)),
+                    format!("{:.4}", sh.max_increase),
+                ]
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.table(
+            &[
+                "run",
+                "split",
+                "L(θ*)",
+                "d²L/dα²",
+                "width / area",
+                "max increase",
+            ],
+            &rows,
+        );
+    }
 }

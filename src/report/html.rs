@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -21,7 +21,7 @@ pub fn escape(s: &str) -> String {
 
 /// A page being assembled.
 #[derive(Debug, Default)]
-pub struct Page {
+pub(crate) struct Page {
     title: String,
     body: String,
     toc: Vec<(String, String)>,
@@ -51,7 +51,7 @@ document.documentElement.dataset.selfcheck=(bad.length?'fail '+bad.join(','):'ok
 
 impl Page {
     /// A page with the given title (escaped).
-    pub fn new(title: &str) -> Page {
+    pub(crate) fn new(title: &str) -> Page {
         Page {
             title: title.to_string(),
             ..Default::default()
@@ -59,7 +59,7 @@ impl Page {
     }
 
     /// Starts a section with an anchor for the table of contents.
-    pub fn section(&mut self, id: &str, title: &str) {
+    pub(crate) fn section(&mut self, id: &str, title: &str) {
         self.toc.push((id.to_string(), title.to_string()));
         let _ = writeln!(
             self.body,
@@ -70,13 +70,13 @@ impl Page {
     }
 
     /// A paragraph of text (escaped).
-    pub fn text(&mut self, text: &str) {
+    pub(crate) fn text(&mut self, text: &str) {
         let _ = writeln!(self.body, "<p>{}</p>", escape(text));
     }
 
     /// A note that a section's data is absent, with how to compute it
     /// (both escaped).
-    pub fn missing(&mut self, what: &str, how: &str) {
+    pub(crate) fn missing(&mut self, what: &str, how: &str) {
         let _ = writeln!(
             self.body,
             "<div class=\"missing\">{} <code>{}</code></div>",
@@ -85,23 +85,18 @@ impl Page {
         );
     }
 
-    /// Trusted HTML produced by this crate (figures' SVG).
-    pub fn raw(&mut self, html: &str) {
-        self.body.push_str(html);
-    }
-
     /// Opens a row of figures.
-    pub fn figs_start(&mut self) {
+    pub(crate) fn figs_start(&mut self) {
         self.body.push_str("<div class=\"figs\">\n");
     }
 
     /// Closes a row of figures.
-    pub fn figs_end(&mut self) {
+    pub(crate) fn figs_end(&mut self) {
         self.body.push_str("</div>\n");
     }
 
     /// A figure: inline SVG plus links to its PNG and SVG files.
-    pub fn figure(&mut self, svg: &str, file_stem: &str, caption: &str) {
+    pub(crate) fn figure(&mut self, svg: &str, file_stem: &str, caption: &str) {
         let stem = escape(file_stem);
         let _ = writeln!(
             self.body,
@@ -112,7 +107,14 @@ impl Page {
 
     /// An interactive 3-D surface (plotly.js, inlined once per page): `z` is
     /// row-major over `ys` × `xs`; non-finite values are left as gaps.
-    pub fn surface_3d(&mut self, title: &str, xs: &[f64], ys: &[f64], z: &[f64], z_label: &str) {
+    pub(crate) fn surface_3d(
+        &mut self,
+        title: &str,
+        xs: &[f64],
+        ys: &[f64],
+        z: &[f64],
+        z_label: &str,
+    ) {
         let id = format!("surface3d-{}", self.plots_3d);
         self.plots_3d += 1;
         let rows: Vec<Vec<Option<f64>>> = z
@@ -135,7 +137,7 @@ impl Page {
     }
 
     /// A table; cells are escaped; the first column is left-aligned.
-    pub fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
+    pub(crate) fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
         self.body.push_str("<table><tr>");
         for (i, h) in header.iter().enumerate() {
             let _ = write!(
@@ -162,7 +164,7 @@ impl Page {
     }
 
     /// The finished document.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         let mut nav = String::new();
         for (id, t) in &self.toc {
             let _ = write!(nav, "<a href=\"#{}\">{}</a>", escape(id), escape(t));

@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use tch_landscape::report::compare::write_comparison;
-use tch_landscape::report::run_report::ReportOptions;
+use tch_landscape::report::{write_comparison, ReportOptions};
 
 /// Put the same figures of several runs side by side, with identical colour scale, contour levels and axes.
 #[derive(Debug, clap::Args)]

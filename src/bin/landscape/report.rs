@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use tch_landscape::report::run_report::{write_report, ReportOptions};
+use tch_landscape::report::{write_report, ReportOptions};
 
 /// Write RUN_DIR/report/index.html (self-contained) with every figure as PNG and SVG beside it.
 #[derive(Debug, clap::Args)]

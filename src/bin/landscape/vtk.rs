@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use tch_landscape::analysis::surface::SurfaceResult;
-use tch_landscape::report::vtk::write_vtk;
+use tch_landscape::report::write_vtk;
 
 /// Export a computed 2-D surface (a directory with surface.parquet) to legacy VTK.
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,121 @@
+//! What a report reads beside a run, each through the loader of the module
+//! that wrote it: surfaces ([`SurfaceResult::load`]), curvature maps
+//! ([`CurvatureMap::load`]) and the trajectory PCA ([`PcaSummary::load`]);
+//! and the learning-rate drops in the recorded metrics.
+
+use std::path::{Path, PathBuf};
+
+use crate::analysis::hessian::{CurvatureMap, CURVATURE_FILE};
+use crate::analysis::pca::{PcaSummary, SUMMARY_FILE};
+use crate::analysis::surface::{SurfaceResult, RESULT_FILE};
+use crate::error::{Error, Result};
+use crate::report::run_report::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
+use crate::store::metrics::MetricRow;
+
+/// The sub-directories of `dir` holding `marker`, sorted by name, each
+/// loaded by `load`. A missing `dir` holds none.
+fn load_subdirs<T>(
+    dir: &Path,
+    marker: &str,
+    load: impl Fn(&Path) -> Result<T>,
+) -> Result<Vec<(String, T)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    let mut found: Vec<(String, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(marker).is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(name, path)| Ok((name, load(&path)?)))
+        .collect()
+}
+
+/// The finished surfaces under `RUN_DIR/surfaces`, by name.
+pub(crate) fn list_surfaces(run_dir: &Path) -> Result<Vec<(String, SurfaceResult)>> {
+    load_subdirs(&run_dir.join(SURFACES_DIR), RESULT_FILE, |d| {
+        SurfaceResult::load(d)
+    })
+}
+
+/// The finished curvature maps under `RUN_DIR/curvature`, by name.
+pub(crate) fn list_curvature_maps(run_dir: &Path) -> Result<Vec<(String, CurvatureMap)>> {
+    load_subdirs(&run_dir.join(CURVATURE_DIR), CURVATURE_FILE, |d| {
+        CurvatureMap::load(d)
+    })
+}
+
+/// `RUN_DIR/pca/pca.json`, when present.
+pub(crate) fn read_pca(run_dir: &Path) -> Result<Option<PcaSummary>> {
+    let path = run_dir.join(PCA_DIR).join(SUMMARY_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    PcaSummary::load(&path).map(Some)
+}
+
+/// Epochs after which the `lr` metric drops (from the recorded metrics).
+pub(crate) fn lr_drops(metrics: &[MetricRow]) -> Vec<u64> {
+    let mut lr: Vec<(u64, f64)> = metrics
+        .iter()
+        .filter(|m| m.name == "lr")
+        .map(|m| (m.epoch, m.value))
+        .collect();
+    lr.sort_by_key(|p| p.0);
+    lr.windows(2)
+        .filter(|w| w[1].1 < w[0].1)
+        .map(|w| w[0].0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, epoch: u64, value: f64) -> MetricRow {
+        MetricRow {
+            snapshot: None,
+            epoch,
+            step: None,
+            name: name.into(),
+            value,
+            unix_time: 0.0,
+        }
+    }
+
+    #[test]
+    fn lr_drops_are_the_epochs_before_a_decrease() {
+        let m = [
+            row("lr", 3, 0.01),
+            row("lr", 1, 0.1),
+            row("train_loss", 2, 0.0),
+            row("lr", 2, 0.1),
+            row("lr", 4, 0.001),
+        ];
+        assert_eq!(lr_drops(&m), vec![2, 3]);
+        assert!(lr_drops(&[]).is_empty());
+    }
+
+    #[test]
+    fn absent_analyses_are_empty_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(list_surfaces(dir.path()).unwrap().is_empty());
+        assert!(list_curvature_maps(dir.path()).unwrap().is_empty());
+        assert!(read_pca(dir.path()).unwrap().is_none());
+        // A directory without the marker file is not a result.
+        std::fs::create_dir_all(dir.path().join(SURFACES_DIR).join("unfinished")).unwrap();
+        assert!(list_surfaces(dir.path()).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,56 @@
+//! A page being written into its output directory: figures are rendered
+//! beside it as they are added, and `index.html` is written last,
+//! atomically.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::report::figures::{render, write_file, Figure};
+use crate::report::html::Page;
+
+/// The page of a report and the directory of its files.
+#[derive(Debug)]
+pub(crate) struct Output {
+    dir: PathBuf,
+    page: Page,
+}
+
+impl Output {
+    /// Creates `dir` (and its parents) for a page titled `title`.
+    pub(crate) fn create(dir: &Path, title: &str) -> Result<Output> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        Ok(Output {
+            dir: dir.to_path_buf(),
+            page: Page::new(title),
+        })
+    }
+
+    /// Renders `fig` to `STEM.png` and `STEM.svg` and adds it to the page.
+    pub(crate) fn plot(&mut self, fig: &impl Figure, stem: &str, caption: &str) -> Result<()> {
+        let svg = render(fig, &self.dir, stem)?;
+        self.page.figure(&svg, stem, caption);
+        Ok(())
+    }
+
+    /// Writes `index.html`; returns its path.
+    pub(crate) fn finish(self) -> Result<PathBuf> {
+        let index = self.dir.join("index.html");
+        write_file(&index, self.page.finish().as_bytes())?;
+        Ok(index)
+    }
+}
+
+impl Deref for Output {
+    type Target = Page;
+
+    fn deref(&self) -> &Page {
+        &self.page
+    }
+}
+
+impl DerefMut for Output {
+    fn deref_mut(&mut self) -> &mut Page {
+        &mut self.page
+    }
+}

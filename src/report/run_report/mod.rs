@@ -1,0 +1,74 @@
+//! `landscape report RUN_DIR`: everything known about a run on one page.
+//!
+//! Reads the run directory and the analyses stored beside it by convention:
+//! `RUN_DIR/surfaces/NAME/` (1-D and 2-D surfaces, interpolations, PCA-plane
+//! surfaces), `RUN_DIR/pca/` and `RUN_DIR/curvature/NAME/`, each through the
+//! loader of the module that wrote it. A section whose data is absent says
+//! so and how to compute it. One file per section:
+//!
+//! | section | file | paper |
+//! |---|---|---|
+//! | run, metadata, tensors | `overview.rs` | |
+//! | training curves | `training.rs` | |
+//! | weight norm and histograms | `weights.rs` | Fig. 2b, 2c |
+//! | 1-D slices, 2-D contours and heat maps, 3-D view | `surfaces.rs` | Figs. 1, 2a, 3, 5 |
+//! | optimizer path and explained variance | `pca.rs` | Fig. 9 |
+//! | curvature maps | `curvature.rs` | Fig. 7 |
+//! | sharpness table | `sharpness.rs` | |
+
+mod curvature;
+mod overview;
+mod pca;
+mod sharpness;
+mod surfaces;
+mod training;
+mod weights;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::report::inputs::{list_curvature_maps, list_surfaces, lr_drops, read_pca};
+use crate::report::output::Output;
+use crate::store::run::Run;
+
+pub use crate::report::options::ReportOptions;
+
+/// Sub-directory of a run holding its surfaces.
+pub const SURFACES_DIR: &str = "surfaces";
+/// Sub-directory of a run holding its curvature maps.
+pub const CURVATURE_DIR: &str = "curvature";
+/// Sub-directory of a run holding its trajectory PCA.
+pub const PCA_DIR: &str = "pca";
+
+/// Writes the report of `run_dir` into `opts.out` (default
+/// `RUN_DIR/report`): `index.html`, self-contained, with every figure also
+/// as PNG and SVG beside it. Returns the path of `index.html`.
+pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
+    let run = Run::open(run_dir)?;
+    let dir = opts.out.clone().unwrap_or_else(|| run_dir.join("report"));
+    let name = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut out = Output::create(&dir, &format!("Loss landscape report: {name}"))?;
+    overview::section(&mut out, &run);
+    let metrics = run.metrics()?;
+    let drops = lr_drops(&metrics);
+    training::section(&mut out, &metrics, &drops)?;
+    weights::section(&mut out, &run, &drops)?;
+    let surfaces = list_surfaces(run_dir)?;
+    surfaces::section(&mut out, &surfaces, opts)?;
+    let pca = read_pca(run_dir)?;
+    pca::section(
+        &mut out,
+        pca::Inputs {
+            pca: pca.as_ref(),
+            surfaces: &surfaces,
+            drops: &drops,
+            opts,
+        },
+    )?;
+    curvature::section(&mut out, &list_curvature_maps(run_dir)?)?;
+    sharpness::section(&mut out, &surfaces);
+    out.finish()
+}
