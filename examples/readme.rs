@@ -69,10 +69,10 @@ fn surfaces(data: &Digits) -> Result<Directions> {
 
 /// Hessian eigenvalues, trace and a curvature map.
 #[rustfmt::skip]
-fn curvature(data: &Digits, dirs: &Directions) -> Result<()> {
+fn curvature(data: &Digits, dirs: Directions) -> Result<()> {
     let (vs, model) = mlp();
-    let (x, y) = (&data.x, &data.y);
-    let objective2 = tch_landscape::analysis::hessian::SupervisedObjective::new(&model, x, y)?;
+    let (x, y) = (data.x.shallow_clone(), data.y.shallow_clone());
+    let objective2 = tch_landscape::analysis::hessian::SupervisedObjective::new(&model, &x, &y)?;
     // README: curvature
     use tch_landscape::analysis::hessian::*;
     use tch_landscape::tensor::Selection;
@@ -96,7 +96,7 @@ fn curvature(data: &Digits, dirs: &Directions) -> Result<()> {
 
 /// One shard of a surface (for batch schedulers).
 #[rustfmt::skip]
-fn shard(data: &Digits, dirs: &Directions) -> Result<()> {
+fn shard(data: &Digits, dirs: Directions) -> Result<()> {
     let (vs, model) = mlp();
     let mut eval = ClassifierEvaluator::new(&model).split("train", &data.x, &data.y)?;
     let (i, n) = (0, 2);
@@ -148,8 +148,8 @@ fn main() -> Result<()> {
     let data = Digits::load()?;
     quick_start(&data)?;
     let dirs = surfaces(&data)?;
-    curvature(&data, &dirs)?;
-    shard(&data, &dirs)?;
+    curvature(&data, dirs.clone())?;
+    shard(&data, dirs)?;
     println!("the README's examples ran in {}", dir.display());
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
