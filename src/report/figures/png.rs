@@ -16,7 +16,9 @@ pub(crate) fn encode_rgb(rgb: &[u8], (width, height): (u32, u32)) -> std::io::Re
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
     let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-    writer.write_image_data(rgb).map_err(std::io::Error::other)?;
+    writer
+        .write_image_data(rgb)
+        .map_err(std::io::Error::other)?;
     writer.finish().map_err(std::io::Error::other)?;
     Ok(out)
 }
