@@ -211,6 +211,14 @@ pub enum Error {
         message: Option<String>,
     },
 
+    /// An MPI job failed: a rank reported an error, or sent a message that
+    /// does not belong to the protocol.
+    #[error("MPI: {reason}")]
+    Mpi {
+        /// What failed, naming the rank.
+        reason: String,
+    },
+
     /// A data file (dataset) could not be parsed.
     #[error("cannot read data file {path}: {reason}")]
     Data {

@@ -100,10 +100,9 @@ impl Mpi {
         if v.is_empty() {
             Ok(())
         } else {
-            Err(Error::invalid(
-                "MPI",
-                String::from_utf8_lossy(&v).into_owned(),
-            ))
+            Err(Error::Mpi {
+                reason: String::from_utf8_lossy(&v).into_owned(),
+            })
         }
     }
 
@@ -176,10 +175,9 @@ impl<'m> Coordinator<'m> {
                 TAG_RESULT => self.receive_point(r, &bytes, queue, sink),
                 _ => {
                     self.workers[r].failed = true;
-                    let e = Error::invalid(
-                        "MPI",
-                        format!("rank {r} failed: {}", String::from_utf8_lossy(&bytes)),
-                    );
+                    let e = Error::Mpi {
+                        reason: format!("rank {r} failed: {}", String::from_utf8_lossy(&bytes)),
+                    };
                     self.fail(e, queue);
                 }
             }
@@ -248,10 +246,9 @@ impl<'m> Coordinator<'m> {
         if index < self.grid.len() {
             Ok(self.grid.point(index))
         } else {
-            Err(Error::invalid(
-                "MPI",
-                format!("a worker returned unknown point {index}"),
-            ))
+            Err(Error::Mpi {
+                reason: format!("a worker returned unknown point {index}"),
+            })
         }
     }
 
@@ -339,7 +336,9 @@ fn decode_point(b: &[u8]) -> Result<(usize, Vec<SplitResult>)> {
 }
 
 fn malformed() -> Error {
-    Error::invalid("MPI", "a worker sent a malformed point")
+    Error::Mpi {
+        reason: "a worker sent a malformed point".into(),
+    }
 }
 
 /// Reads little-endian fields from a message.

@@ -9,8 +9,8 @@ use crate::analysis::hessian::{CurvatureMap, CURVATURE_FILE};
 use crate::analysis::pca::{PcaSummary, SUMMARY_FILE};
 use crate::analysis::surface::{SurfaceResult, RESULT_FILE};
 use crate::error::{Error, Result};
-use crate::report::run_report::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
 use crate::store::metrics::MetricRow;
+use crate::store::run::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
 
 /// The sub-directories of `dir` holding `marker`, sorted by name, each
 /// loaded by `load`. A missing `dir` holds none.

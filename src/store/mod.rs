@@ -7,6 +7,9 @@
 //!   snapshots/000000.arrow one Arrow IPC file per snapshot (schemas/snapshot.json)
 //!   .lock                  held by the recorder while it writes
 //!   export/*.parquet       written by `landscape export`
+//!   surfaces/NAME/         loss surfaces (store::surface)
+//!   curvature/NAME/        curvature maps (store::curvature)
+//!   pca/                   trajectory PCA (store::pca)
 //! ```
 //!
 //! Result directories of the analyses: [`surface`] (loss surfaces and the

@@ -14,6 +14,14 @@ use crate::tensor::{kind_from_name, model_variable};
 
 pub use crate::tensor::Selection;
 
+/// Sub-directory of a run holding its surfaces (`RUN/surfaces/NAME`), where
+/// the report finds them.
+pub const SURFACES_DIR: &str = "surfaces";
+/// Sub-directory of a run holding its curvature maps (`RUN/curvature/NAME`).
+pub const CURVATURE_DIR: &str = "curvature";
+/// Sub-directory of a run holding its trajectory PCA (`RUN/pca`).
+pub const PCA_DIR: &str = "pca";
+
 impl Selection {
     /// Indices (manifest order) of the selected tensors; an error when a name
     /// is unknown or nothing is selected.

@@ -31,6 +31,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out: None,
     };
     let index = write_comparison(&args.runs, &args.out, &opts)?;
-    println!("{}", index.display());
+    outln!("{}", index.display())?;
     Ok(())
 }

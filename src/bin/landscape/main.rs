@@ -1,6 +1,15 @@
 //! `landscape`: the command-line interface of tch-landscape, a thin shell over
 //! the library. One file per subcommand.
 
+/// `println!` that returns the write error instead of panicking, so a closed
+/// pipe (`landscape pca RUN | head`) ends the program quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod compare;
 mod demo;
 mod export;

@@ -24,20 +24,20 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.shards.iter().any(|s| s.join(CURVATURE_FILE).exists()) {
         let m = merge_curvature_shards(&args.shards, &args.out)?;
-        println!(
+        outln!(
             "{}: curvature map of {} points from {} shards",
             m.dir.display(),
             m.points.len(),
             args.shards.len()
-        );
+        )?;
     } else {
         let r = merge_shards(&args.shards, &args.out)?;
-        println!(
+        outln!(
             "{}: surface of {} points from {} shards",
             r.dir.display(),
             r.points.len(),
             args.shards.len()
-        );
+        )?;
     }
     Ok(())
 }

@@ -69,40 +69,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("trajectory PCA failed")?;
     let out = args.out.unwrap_or_else(|| args.run.join("pca"));
     let files = pca.save(&run, &out)?;
-    println!(
+    outln!(
         "trajectory PCA of {} snapshots, {} parameters ({:.2} s): rank {}",
         pca.path.len(),
         pca.numel,
         pca.seconds,
         pca.rank
-    );
+    )?;
     for (k, (v, r)) in pca
         .explained_variance
         .iter()
         .zip(&pca.explained_variance_ratio)
         .enumerate()
     {
-        println!(
+        outln!(
             "  PC{}: explained variance {v:.6e}, {:.2} %",
             k + 1,
             100.0 * r
-        );
+        )?;
     }
-    println!("  PC1 + PC2: {:.2} %", 100.0 * pca.plane_ratio());
-    println!("  snapshot  epoch          x          y  residual");
+    outln!("  PC1 + PC2: {:.2} %", 100.0 * pca.plane_ratio())?;
+    outln!("  snapshot  epoch          x          y  residual")?;
     for p in &pca.path {
-        println!(
+        outln!(
             "  {:>8} {:>6} {:>10.4} {:>10.4} {:>9.4}",
             p.snapshot,
             p.epoch,
             p.x(),
             p.y(),
             p.residual
-        );
+        )?;
     }
-    println!(
+    outln!(
         "written to {}",
         files.summary.parent().unwrap_or(&out).display()
-    );
+    )?;
     Ok(())
 }

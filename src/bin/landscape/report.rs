@@ -28,6 +28,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out: args.out,
     };
     let index = write_report(&args.run, &opts)?;
-    println!("{}", index.display());
+    outln!("{}", index.display())?;
     Ok(())
 }

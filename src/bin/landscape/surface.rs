@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     #[cfg(not(feature = "mpi"))]
     if args.mpi {
-        bail!("--mpi: this landscape was built without MPI; rebuild with `cargo build --release --features mpi`");
+        bail!("--mpi: this landscape was built without MPI; rebuild with `cargo build --release --features mpi,cli`");
     }
     if let Some(t) = args.threads {
         if t == 0 {
@@ -74,24 +74,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         tch::set_num_threads(t as i32);
     }
-    let shard: Option<Shard> = match args.shard.as_deref() {
-        None => None,
-        Some("slurm") => Some(Shard::from_slurm_env()?.context(
-            "--shard slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not an array job?)",
-        )?),
-        Some(s) => Some(s.parse()?),
-    };
-
-    let run = Run::open(&args.run)?;
-    let model_name = run.manifest().user.get("model").map(String::as_str);
-    if model_name != Some(DIGITS_MLP_MODEL) {
-        bail!(
-            "{}: `landscape surface` knows only runs of `landscape demo` (model '{DIGITS_MLP_MODEL}'), \
-             this run's model is {}; for your own model use SurfaceBuilder::shard / Mpi::evaluate_surface from your program (README, \"Many machines\")",
-            args.run.display(),
-            model_name.map_or("not recorded".to_string(), |m| format!("'{m}'"))
-        );
-    }
+    let shard = parse_shard(args.shard.as_deref())?;
+    let run = open_demo_run(&args)?;
     let snapshot = match args.snapshot {
         Some(s) => s,
         None => run
@@ -100,15 +84,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("the run has no snapshots")?,
     };
     let centre = ParamSet::from_run(&run, snapshot)?;
-    let dirs = if args.dims == 1 {
-        Directions::random(&centre)
-            .dims(1)
-            .seed(args.seed)
-            .build()?
-    } else {
-        Directions::random(&centre).seed(args.seed).build()?
-    }
-    .with_description(format!("snapshot {snapshot} of {}", run.manifest().run_id));
+    let dirs = Directions::random(&centre)
+        .dims(args.dims.into())
+        .seed(args.seed)
+        .build()?
+        .with_description(format!("snapshot {snapshot} of {}", run.manifest().run_id));
 
     #[cfg(feature = "mpi")]
     let device = mpi.as_ref().map_or(tch::Device::Cpu, |m| m.device());
@@ -144,8 +124,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     summary(&res, 1)
 }
 
+/// `--shard i/n` or `--shard slurm`.
+fn parse_shard(arg: Option<&str>) -> anyhow::Result<Option<Shard>> {
+    Ok(match arg {
+        None => None,
+        Some("slurm") => Some(Shard::from_slurm_env()?.context(
+            "--shard slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not an array job?)",
+        )?),
+        Some(s) => Some(s.parse()?),
+    })
+}
+
+/// The run, which must have been recorded by `landscape demo`.
+fn open_demo_run(args: &Args) -> anyhow::Result<Run> {
+    let run = Run::open(&args.run)?;
+    let model_name = run.manifest().user.get("model").map(String::as_str);
+    if model_name != Some(DIGITS_MLP_MODEL) {
+        bail!(
+            "{}: `landscape surface` knows only runs of `landscape demo` (model '{DIGITS_MLP_MODEL}'), \
+             this run's model is {}; for your own model use SurfaceBuilder::shard / Mpi::evaluate_surface from your program (README, \"Many machines\")",
+            args.run.display(),
+            model_name.map_or("not recorded".to_string(), |m| format!("'{m}'"))
+        );
+    }
+    Ok(run)
+}
+
 fn summary(r: &SurfaceResult, processes: usize) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "{}: {} points computed in {:.2} s ({:.1} points/s, {processes} process(es)){}",
         r.dir.display(),
         r.computed,
@@ -155,14 +161,14 @@ fn summary(r: &SurfaceResult, processes: usize) -> anyhow::Result<()> {
             .shard
             .map(|s| format!(", shard {s}"))
             .unwrap_or_default()
-    );
+    )?;
     for s in &r.sharpness {
-        println!(
+        outln!(
             "  {:<5} L(θ*) = {:.4}  curvature {:.3}",
             s.split,
             s.centre_loss,
             s.curvature_x.unwrap_or(f64::NAN)
-        );
+        )?;
     }
     Ok(())
 }

@@ -25,6 +25,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let s = SurfaceResult::load(&args.surface)?;
     let out = args.out.unwrap_or_else(|| args.surface.join("surface.vtk"));
     write_vtk(&s, &out, args.split.as_deref())?;
-    println!("{}", out.display());
+    outln!("{}", out.display())?;
     Ok(())
 }

@@ -33,12 +33,7 @@ use crate::store::run::Run;
 
 pub use crate::report::options::ReportOptions;
 
-/// Sub-directory of a run holding its surfaces.
-pub const SURFACES_DIR: &str = "surfaces";
-/// Sub-directory of a run holding its curvature maps.
-pub const CURVATURE_DIR: &str = "curvature";
-/// Sub-directory of a run holding its trajectory PCA.
-pub const PCA_DIR: &str = "pca";
+pub use crate::store::run::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
 
 /// Writes the report of `run_dir` into `opts.out` (default
 /// `RUN_DIR/report`): `index.html`, self-contained, with every figure also
