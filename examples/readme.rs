@@ -116,15 +116,18 @@ fn shard(data: &Digits, dirs: Directions) -> Result<()> {
 #[allow(dead_code)]
 #[rustfmt::skip]
 fn mpi(data: &Digits, theta_star: &std::path::Path) -> Result<()> {
+    let model_at_theta_star_and_directions = |vs: &VarStore| -> Result<(Mlp, Directions)> {
+        let model = Mlp::new(&vs.root(), &[64, 32, 10]);
+        tch_landscape::Run::open(theta_star)?.load_into(0, vs)?;
+        let centre = tch_landscape::analysis::params::ParamSet::from_varstore(vs)?;
+        Ok((model, Directions::random(&centre).seed(123).build()?))
+    };
+    let (x, y) = (data.x.shallow_clone(), data.y.shallow_clone());
     // README: MPI
     let mpi = tch_landscape::distributed::Mpi::init()?;
     let vs = VarStore::new(mpi.device());
-    // … build the model, load θ*, data and directions exactly as in one process …
-    let model = Mlp::new(&vs.root(), &[64, 32, 10]);
-    tch_landscape::Run::open(theta_star)?.load_into(0, &vs)?;
-    let centre = tch_landscape::analysis::params::ParamSet::from_varstore(&vs)?;
-    let dirs = Directions::random(&centre).seed(123).build()?;
-    let mut eval = ClassifierEvaluator::new(&model).split("train", &data.x, &data.y)?;
+    let (model, dirs) = model_at_theta_star_and_directions(&vs)?;   // exactly as in one process
+    let mut eval = ClassifierEvaluator::new(&model).split("train", &x, &y)?;
     let surface = Surface::builder(&dirs).grid(-1.0..=1.0, 51, -1.0..=1.0, 51).build()?;
     if let Some(result) = mpi.evaluate_surface(&surface, &vs, &mut eval, "runs/x/surfaces/filter-2d")? {
         // rank 0 only: the result, written to disk
