@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use tch_landscape::report::{write_comparison, ReportOptions};
+use tch_landscape::report::write_comparison;
 
 /// Put the same figures of several runs side by side, with identical colour scale, contour levels and axes.
 #[derive(Debug, clap::Args)]
@@ -16,20 +16,12 @@ pub struct Args {
     /// Output directory.
     #[arg(long, default_value = "compare")]
     out: PathBuf,
-    /// Plot losses on a log10 scale.
-    #[arg(long)]
-    log: bool,
-    /// Number of contour levels.
-    #[arg(long, default_value_t = 12)]
-    levels: usize,
+    #[command(flatten)]
+    figures: crate::report::FigureArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let opts = ReportOptions {
-        log_scale: args.log,
-        levels: args.levels,
-        out: None,
-    };
+    let opts = args.figures.options(None);
     let index = write_comparison(&args.runs, &args.out, &opts)?;
     outln!("{}", index.display())?;
     Ok(())

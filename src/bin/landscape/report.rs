@@ -13,6 +13,13 @@ pub struct Args {
     /// Output directory (default: RUN/report).
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    figures: FigureArgs,
+}
+
+/// Figure options shared by `report` and `compare`.
+#[derive(Debug, clap::Args)]
+pub struct FigureArgs {
     /// Plot 2-D losses on a log10 scale.
     #[arg(long)]
     log: bool,
@@ -21,12 +28,19 @@ pub struct Args {
     levels: usize,
 }
 
+impl FigureArgs {
+    /// The report options, writing into `out` (default: beside the run).
+    pub fn options(&self, out: Option<PathBuf>) -> ReportOptions {
+        ReportOptions {
+            log_scale: self.log,
+            levels: self.levels,
+            out,
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let opts = ReportOptions {
-        log_scale: args.log,
-        levels: args.levels,
-        out: args.out,
-    };
+    let opts = args.figures.options(args.out);
     let index = write_report(&args.run, &opts)?;
     outln!("{}", index.display())?;
     Ok(())
