@@ -6,7 +6,7 @@
 //! `abs_ratio`, the value in the `loss` column), plus `curvature.parquet`:
 //! one row per grid point with columns `index, ix, iy, x, y, lambda_min,
 //! lambda_max, abs_ratio` (zstd), the map's spec (`CurvatureSpec` of
-//! `analysis::hessian`, any [`StoredSpec`] here) as JSON under
+//! `analysis::hessian`, any `StoredSpec` here) as JSON under
 //! [`CURVATURE_META_KEY`] and flat copies of the most asked-for settings
 //! under `tch_landscape.*`, in the Parquet key-value metadata and on the
 //! Arrow schema (pyarrow's `read_table(..).schema.metadata` shows them).

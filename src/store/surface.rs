@@ -14,7 +14,7 @@
 //! The records of the rows ([`GridPoint`], [`SplitResult`], [`PointValue`])
 //! are defined here, with their format; the specs and figures stored as JSON
 //! belong to the analyses and are written through serde (a spec stored in a
-//! table's metadata implements [`StoredSpec`]).
+//! table's metadata implements `StoredSpec`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
