@@ -12,16 +12,8 @@ use tch::Tensor;
 use crate::analysis::supervised::{self, check_batch, Data, ModelRef};
 use crate::error::{Error, Result};
 
-/// Loss and accuracy of the model on one data split.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SplitResult {
-    /// Split name, e.g. `train` or `test`.
-    pub split: String,
-    /// Mean loss over the split.
-    pub loss: f64,
-    /// Accuracy in percent, when the task has one.
-    pub accuracy: Option<f64>,
-}
+// One split's row of the surface format, defined with it.
+pub use crate::store::surface::SplitResult;
 
 /// Evaluates a model at whatever parameters its variables hold now.
 ///

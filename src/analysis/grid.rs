@@ -83,20 +83,8 @@ pub struct Grid {
     pub y: Option<Axis>,
 }
 
-/// One point of a grid.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GridPoint {
-    /// Flat index `iy * nx + ix`.
-    pub index: usize,
-    /// Column.
-    pub ix: usize,
-    /// Row (0 for 1-D grids).
-    pub iy: usize,
-    /// x coordinate (α).
-    pub x: f64,
-    /// y coordinate (β; 0 for 1-D grids).
-    pub y: f64,
-}
+// The point key of the surface rows, defined with their format.
+pub use crate::store::surface::GridPoint;
 
 impl Grid {
     /// Checks the axes; `n_dirs` is the number of available directions.

@@ -5,11 +5,11 @@
 //! one row per point and quantity: the splits `lambda_max`, `lambda_min` and
 //! `abs_ratio`, the value in the `loss` column), plus `curvature.parquet`:
 //! one row per grid point with columns `index, ix, iy, x, y, lambda_min,
-//! lambda_max, abs_ratio` (zstd), the
-//! [`CurvatureSpec`] as JSON under [`CURVATURE_META_KEY`] and flat copies of
-//! the most asked-for settings under `tch_landscape.*`, in the Parquet
-//! key-value metadata and on the Arrow schema (pyarrow's
-//! `read_table(..).schema.metadata` shows them).
+//! lambda_max, abs_ratio` (zstd), the map's spec (`CurvatureSpec` of
+//! `analysis::hessian`, any `StoredSpec` here) as JSON under
+//! [`CURVATURE_META_KEY`] and flat copies of the most asked-for settings
+//! under `tch_landscape.*`, in the Parquet key-value metadata and on the
+//! Arrow schema (pyarrow's `read_table(..).schema.metadata` shows them).
 //!
 //! This file is the one place that maps [`CurvatureValues`] to and from the
 //! surface rows, and that reads and writes `curvature.parquet`.
@@ -21,11 +21,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
 
-use crate::analysis::evaluator::SplitResult;
-use crate::analysis::hessian::{CurvaturePoint, CurvatureSpec, CurvatureValues};
-use crate::analysis::surface::{PointValue, RESULT_FILE};
 use crate::error::{Error, Result};
+use crate::store::surface::{
+    index_outside, spec_metadata, GridPoint, PointValue, SplitResult, StoredSpec, RESULT_FILE,
+};
 use crate::store::table::{column, read_parquet, write_parquet_batch};
 
 /// Split name of λmax in the surface rows of a curvature map.
@@ -36,15 +37,73 @@ pub const SPLIT_LAMBDA_MIN: &str = "lambda_min";
 pub const SPLIT_ABS_RATIO: &str = "abs_ratio";
 /// Name of the curvature table in a curvature map's directory.
 pub const CURVATURE_FILE: &str = "curvature.parquet";
-/// Metadata key of the [`CurvatureSpec`] in `curvature.parquet`.
+/// Metadata key of the map's spec in `curvature.parquet`.
 pub const CURVATURE_META_KEY: &str = "tch_landscape.curvature";
-/// `format` of a [`CurvatureSpec`].
+/// `format` of a curvature map's spec.
 pub(crate) const FORMAT: &str = "tch-landscape-curvature";
-/// `schema_version` of a [`CurvatureSpec`] written by this build.
+/// `schema_version` of a curvature map's spec written by this build.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// What "a curvature map" is called in errors.
 const WHAT: &str = "a curvature map";
+
+/// The curvature computed at one point: the extreme Hessian eigenvalues and
+/// the paper's measure of non-convexity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvatureValues {
+    /// Smallest Hessian eigenvalue.
+    pub lambda_min: f64,
+    /// Largest Hessian eigenvalue.
+    pub lambda_max: f64,
+    /// `|λmin / λmax|`.
+    pub abs_ratio: f64,
+}
+
+/// Curvature at one grid point: one row of `curvature.parquet`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvaturePoint {
+    /// Flat index `iy * nx + ix`.
+    pub index: usize,
+    /// Column.
+    pub ix: usize,
+    /// Row.
+    pub iy: usize,
+    /// x coordinate (α).
+    pub x: f64,
+    /// y coordinate (β).
+    pub y: f64,
+    /// Smallest Hessian eigenvalue.
+    pub lambda_min: f64,
+    /// Largest Hessian eigenvalue.
+    pub lambda_max: f64,
+    /// `|λmin / λmax|`.
+    pub abs_ratio: f64,
+}
+
+impl CurvaturePoint {
+    /// The values `v` at grid point `p`.
+    pub fn new(p: &GridPoint, v: CurvatureValues) -> CurvaturePoint {
+        CurvaturePoint {
+            index: p.index,
+            ix: p.ix,
+            iy: p.iy,
+            x: p.x,
+            y: p.y,
+            lambda_min: v.lambda_min,
+            lambda_max: v.lambda_max,
+            abs_ratio: v.abs_ratio,
+        }
+    }
+
+    /// The curvature values of this point.
+    pub fn values(&self) -> CurvatureValues {
+        CurvatureValues {
+            lambda_min: self.lambda_min,
+            lambda_max: self.lambda_max,
+            abs_ratio: self.abs_ratio,
+        }
+    }
+}
 
 /// Columns of `curvature.parquet`.
 pub fn curvature_schema() -> SchemaRef {
@@ -105,33 +164,8 @@ pub(crate) fn points_of(dir: &Path, rows: &[PointValue]) -> Result<Vec<Curvature
     Ok(points)
 }
 
-/// The key-value metadata of `curvature.parquet`: the spec's JSON, then
-/// flat copies of the most asked-for settings.
-fn metadata(path: &Path, spec: &CurvatureSpec) -> Result<Vec<(String, String)>> {
-    let json = serde_json::to_string(spec).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let d = &spec.directions;
-    let flat = [
-        ("directions_id", d.id.clone()),
-        ("seed", d.seed.map(|s| s.to_string()).unwrap_or_default()),
-        ("lanczos_seed", spec.lanczos.seed().to_string()),
-        ("tol", spec.lanczos.tol().to_string()),
-        ("max_iter", spec.lanczos.max_iter().to_string()),
-        ("params", spec.params.to_string()),
-        ("hvp", spec.evaluator.clone()),
-    ];
-    Ok(std::iter::once((CURVATURE_META_KEY.to_string(), json))
-        .chain(
-            flat.into_iter()
-                .map(|(k, v)| (format!("tch_landscape.{k}"), v)),
-        )
-        .collect())
-}
-
 /// Writes `dir/curvature.parquet` (atomically) from a map's spec and points.
-pub(crate) fn write(dir: &Path, spec: &CurvatureSpec, points: &[CurvaturePoint]) -> Result<()> {
+pub(crate) fn write<S: StoredSpec>(dir: &Path, spec: &S, points: &[CurvaturePoint]) -> Result<()> {
     let path = dir.join(CURVATURE_FILE);
     let u = |f: fn(&CurvaturePoint) -> usize| -> ArrayRef {
         Arc::new(UInt32Array::from_iter_values(
@@ -151,7 +185,7 @@ pub(crate) fn write(dir: &Path, spec: &CurvatureSpec, points: &[CurvaturePoint])
         v(|p| p.lambda_max),
         v(|p| p.abs_ratio),
     ];
-    let meta = metadata(&path, spec)?;
+    let meta = spec_metadata(&path, CURVATURE_META_KEY, spec)?;
     let schema = Arc::new(Schema::new_with_metadata(
         curvature_schema().fields().clone(),
         meta.iter().cloned().collect::<HashMap<_, _>>(),
@@ -160,11 +194,13 @@ pub(crate) fn write(dir: &Path, spec: &CurvatureSpec, points: &[CurvaturePoint])
     write_parquet_batch(&path, &batch, &meta)
 }
 
-/// Reads `dir/curvature.parquet`: the spec and the points.
-pub(crate) fn read(dir: &Path) -> Result<(CurvatureSpec, Vec<CurvaturePoint>)> {
+/// Reads `dir/curvature.parquet`: the spec and the points (an error for a
+/// point index outside the spec's grid).
+pub(crate) fn read<S: StoredSpec>(dir: &Path) -> Result<(S, Vec<CurvaturePoint>)> {
     let path = dir.join(CURVATURE_FILE);
     let table = read_parquet(&path, &curvature_schema(), WHAT)?;
-    let spec: CurvatureSpec = table.json_meta(&path, CURVATURE_META_KEY, WHAT)?;
+    let spec: S = table.json_meta(&path, CURVATURE_META_KEY, WHAT)?;
+    let len = spec.grid_len();
     let mut points = Vec::new();
     for batch in &table.batches {
         let u = |i| column::<UInt32Array>(batch, i, &path);
@@ -173,11 +209,8 @@ pub(crate) fn read(dir: &Path) -> Result<(CurvatureSpec, Vec<CurvaturePoint>)> {
         let (x, y, lmin, lmax, ratio) = (f(3)?, f(4)?, f(5)?, f(6)?, f(7)?);
         for r in 0..batch.num_rows() {
             let i = index.value(r) as usize;
-            if i >= spec.grid.len() {
-                return Err(Error::corrupt(
-                    &path,
-                    format!("point index {i} outside the {}-point grid", spec.grid.len()),
-                ));
+            if i >= len {
+                return Err(index_outside(&path, i, len));
             }
             points.push(CurvaturePoint {
                 index: i,
@@ -195,18 +228,18 @@ pub(crate) fn read(dir: &Path) -> Result<(CurvatureSpec, Vec<CurvaturePoint>)> {
 }
 
 /// What a shard directory given to a curvature merge holds.
-pub(crate) enum ShardState {
+pub(crate) enum ShardState<S> {
     /// A finished curvature-map shard, with its spec.
-    Finished(Box<CurvatureSpec>),
+    Finished(Box<S>),
     /// No finished surface yet: the surface merge reports its progress.
     Unfinished,
     /// A finished surface without `curvature.parquet`: not a curvature map.
     NotCurvature,
 }
 
-/// Classifies a shard directory for
-/// [`merge_curvature_shards`](crate::analysis::hessian::merge_curvature_shards).
-pub(crate) fn shard_state(dir: &Path) -> Result<ShardState> {
+/// Classifies a shard directory for a curvature merge
+/// (`analysis::hessian::merge_curvature_shards`).
+pub(crate) fn shard_state<S: StoredSpec>(dir: &Path) -> Result<ShardState<S>> {
     if dir.join(CURVATURE_FILE).exists() {
         Ok(ShardState::Finished(Box::new(read(dir)?.0)))
     } else if dir.join(RESULT_FILE).exists() {
@@ -219,13 +252,17 @@ pub(crate) fn shard_state(dir: &Path) -> Result<ShardState> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::grid::{Axis, Grid};
-    use crate::analysis::hessian::test_spec;
+    use crate::store::surface::TestSpec;
 
-    fn grid() -> Grid {
-        Grid {
-            x: Axis::new(-1.0..=1.0, 3),
-            y: Some(Axis::new(-0.5..=0.5, 2)),
+    /// The point `i` of a 3 × 2 grid.
+    fn grid_point(i: usize) -> GridPoint {
+        let (ix, iy) = (i % 3, i / 3);
+        GridPoint {
+            index: i,
+            ix,
+            iy,
+            x: ix as f64 - 1.0,
+            y: iy as f64 - 0.5,
         }
     }
 
@@ -240,19 +277,18 @@ mod tests {
 
     #[test]
     fn rows_round_trip_through_a_surface_result() {
-        let g = grid();
         let tmp = tempfile::tempdir().unwrap();
-        let points: Vec<PointValue> = (0..g.len())
+        let mut points: Vec<PointValue> = (0..6)
             .map(|i| PointValue {
-                point: g.point(i),
+                point: grid_point(i),
                 splits: to_rows(&values(i)),
             })
             .collect();
         assert_eq!(points[0].splits[0].split, "lambda_max");
-        let mut points = points;
         let back = points_of(tmp.path(), &points).unwrap();
         for (i, p) in back.iter().enumerate() {
             assert_eq!((p.index, p.values()), (i, values(i)));
+            assert_eq!(p.x, grid_point(i).x);
         }
         points[2].splits.pop();
         let e = points_of(tmp.path(), &points).unwrap_err().to_string();
@@ -261,42 +297,40 @@ mod tests {
 
     #[test]
     fn the_table_round_trips_with_its_metadata() {
-        let g = grid();
         let tmp = tempfile::tempdir().unwrap();
-        let spec = test_spec(g);
-        let points: Vec<CurvaturePoint> = (0..g.len())
-            .map(|i| CurvaturePoint::new(&g.point(i), values(i)))
+        let spec = TestSpec { n: 6 };
+        let points: Vec<CurvaturePoint> = (0..6)
+            .map(|i| CurvaturePoint::new(&grid_point(i), values(i)))
             .collect();
         write(tmp.path(), &spec, &points).unwrap();
-        let (spec2, points2) = read(tmp.path()).unwrap();
-        assert_eq!((spec2, points2), (spec.clone(), points));
+        let (spec2, points2) = read::<TestSpec>(tmp.path()).unwrap();
+        assert_eq!((spec2, points2), (spec.clone(), points.clone()));
         let path = tmp.path().join(CURVATURE_FILE);
         let table = read_parquet(&path, &curvature_schema(), WHAT).unwrap();
-        assert_eq!(table.metadata["tch_landscape.params"], "weights");
-        assert_eq!(table.metadata["tch_landscape.tol"], "0.001");
+        assert_eq!(table.metadata[CURVATURE_META_KEY], "{\"n\":6}");
+        assert_eq!(table.metadata["tch_landscape.n"], "6");
         assert!(matches!(
-            shard_state(tmp.path()).unwrap(),
+            shard_state::<TestSpec>(tmp.path()).unwrap(),
             ShardState::Finished(_)
         ));
+        write(tmp.path(), &TestSpec { n: 5 }, &points).unwrap();
+        let e = read::<TestSpec>(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("point index 5 outside the 5-point grid"), "{e}");
     }
 
     #[test]
-    fn files_with_the_old_selection_name_still_load() {
-        let g = grid();
+    fn a_surface_without_the_table_is_not_a_curvature_map() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = test_spec(g);
-        let json = serde_json::to_string(&spec)
-            .unwrap()
-            .replace("\"params\":\"weights\"", "\"params\":\"multi_dim\"");
-        assert!(json.contains("multi_dim"));
-        let old: CurvatureSpec = serde_json::from_str(&json).unwrap();
-        assert_eq!(old, spec);
+        assert!(matches!(
+            shard_state::<TestSpec>(tmp.path()).unwrap(),
+            ShardState::Unfinished
+        ));
         std::fs::write(tmp.path().join(RESULT_FILE), b"").unwrap();
         assert!(matches!(
-            shard_state(tmp.path()).unwrap(),
+            shard_state::<TestSpec>(tmp.path()).unwrap(),
             ShardState::NotCurvature
         ));
-        let e = read(tmp.path()).unwrap_err().to_string();
+        let e = read::<TestSpec>(tmp.path()).unwrap_err().to_string();
         assert!(e.contains(CURVATURE_FILE), "{e}");
     }
 }

@@ -4,12 +4,17 @@
 //!
 //! ```text
 //! SURFACE_DIR/
-//!   surface.json          the SurfaceSpec (atomic JSON)
+//!   surface.json          the surface's spec (atomic JSON)
 //!   directions.parquet    centre and directions (schemas/directions.json)
 //!   points/NNNNNN.arrow   finished points, one atomic Arrow IPC segment per flush
 //!   surface.parquet       all points (schemas/surface_points.json), when complete
 //!   sharpness.json        sharpness figures, when complete and not a shard
 //! ```
+//!
+//! The records of the rows ([`GridPoint`], [`SplitResult`], [`PointValue`])
+//! are defined here, with their format; the specs and figures stored as JSON
+//! belong to the analyses and are written through serde (a spec stored in a
+//! table's metadata implements `StoredSpec`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,11 +25,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::analysis::directions::Directions;
-use crate::analysis::evaluator::SplitResult;
-use crate::analysis::grid::{Grid, GridPoint};
-use crate::analysis::sharpness::Sharpness;
-use crate::analysis::surface::{PointValue, SurfaceSpec};
 use crate::error::{Error, Result};
 use crate::store::fsutil::{is_temp_name, open_regular, write_atomic};
 use crate::store::table::{column, read_ipc, read_parquet, write_ipc, write_parquet_batch};
@@ -41,6 +41,80 @@ pub const POINTS_DIR: &str = "points";
 pub const SHARPNESS_FILE: &str = "sharpness.json";
 /// Metadata key of the spec in `surface.parquet`.
 pub const SURFACE_META_KEY: &str = "tch_landscape.surface";
+
+/// One point of a grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridPoint {
+    /// Flat index `iy * nx + ix`.
+    pub index: usize,
+    /// Column.
+    pub ix: usize,
+    /// Row (0 for 1-D grids).
+    pub iy: usize,
+    /// x coordinate (α).
+    pub x: f64,
+    /// y coordinate (β; 0 for 1-D grids).
+    pub y: f64,
+}
+
+/// Loss and accuracy of the model on one data split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitResult {
+    /// Split name, e.g. `train` or `test`.
+    pub split: String,
+    /// Mean loss over the split.
+    pub loss: f64,
+    /// Accuracy in percent, when the task has one.
+    pub accuracy: Option<f64>,
+}
+
+/// The values of every split at one grid point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointValue {
+    /// The grid point.
+    pub point: GridPoint,
+    /// Loss and accuracy per split.
+    pub splits: Vec<SplitResult>,
+}
+
+/// A specification stored as JSON in the key-value metadata of a result
+/// table, next to flat copies of its most asked-for settings.
+pub(crate) trait StoredSpec: Serialize + DeserializeOwned {
+    /// The flat copies, in order: key (stored with the prefix
+    /// `tch_landscape.`) and value.
+    fn flat_meta(&self) -> Vec<(&'static str, String)>;
+
+    /// Number of points of its grid: a stored point index must be below.
+    fn grid_len(&self) -> usize;
+}
+
+/// The key-value metadata of a result table: `spec` as JSON under `key`,
+/// then its flat copies under `tch_landscape.*`.
+pub(crate) fn spec_metadata<S: StoredSpec>(
+    path: &Path,
+    key: &str,
+    spec: &S,
+) -> Result<Vec<(String, String)>> {
+    let json = serde_json::to_string(spec).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(std::iter::once((key.to_string(), json))
+        .chain(
+            spec.flat_meta()
+                .into_iter()
+                .map(|(k, v)| (format!("tch_landscape.{k}"), v)),
+        )
+        .collect())
+}
+
+/// The error of a stored point index outside a `len`-point grid.
+pub(crate) fn index_outside(path: &Path, index: usize, len: usize) -> Error {
+    Error::corrupt(
+        path,
+        format!("point index {index} outside the {len}-point grid"),
+    )
+}
 
 /// Schema of point segments and of `surface.parquet`.
 pub fn points_schema() -> SchemaRef {
@@ -86,27 +160,28 @@ impl SurfaceDir {
     }
 
     /// The spec in `surface.json`, or `None` when there is none.
-    pub(crate) fn read_spec(&self) -> Result<Option<SurfaceSpec>> {
+    pub(crate) fn read_spec<S: DeserializeOwned>(&self) -> Result<Option<S>> {
         read_json(&self.file(SPEC_FILE))
     }
 
     /// Writes `surface.json` atomically.
-    pub(crate) fn write_spec(&self, spec: &SurfaceSpec) -> Result<()> {
+    pub(crate) fn write_spec<S: Serialize>(&self, spec: &S) -> Result<()> {
         write_json(&self.file(SPEC_FILE), spec)
     }
 
     /// Writes `sharpness.json` atomically.
-    pub(crate) fn write_sharpness(&self, sharpness: &[Sharpness]) -> Result<()> {
-        write_json(&self.file(SHARPNESS_FILE), &sharpness)
+    pub(crate) fn write_sharpness<T: Serialize + ?Sized>(&self, sharpness: &T) -> Result<()> {
+        write_json(&self.file(SHARPNESS_FILE), sharpness)
     }
 
-    /// Saves `dirs` as `directions.parquet` unless the file is there.
-    pub(crate) fn save_directions(&self, dirs: &Directions) -> Result<()> {
+    /// Has `save` write `directions.parquet` (given its path) unless the
+    /// file is there.
+    pub(crate) fn save_directions(&self, save: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let path = self.file(DIRECTIONS_FILE);
         if path.exists() {
             return Ok(());
         }
-        dirs.save(&path)
+        save(&path)
     }
 
     /// Copies `directions.parquet` of `from` into this directory, atomically.
@@ -126,47 +201,34 @@ impl SurfaceDir {
         self.file(RESULT_FILE).exists()
     }
 
-    /// The points of `surface.parquet`, in file order.
-    pub(crate) fn read_result(&self, grid: &Grid) -> Result<Vec<PointValue>> {
+    /// The points of `surface.parquet` (of a `grid_len`-point grid), in
+    /// file order.
+    pub(crate) fn read_result(&self, grid_len: usize) -> Result<Vec<PointValue>> {
         let path = self.file(RESULT_FILE);
         let table = read_parquet(&path, &points_schema(), "a surface table")?;
         let mut out = Vec::new();
         for batch in &table.batches {
-            batch_points(batch, grid, &path, &mut out)?;
+            batch_points(batch, grid_len, &path, &mut out)?;
         }
         Ok(out)
     }
 
-    /// Writes `surface.parquet` atomically: `points` with `spec` (and flat
-    /// copies of the most asked-for settings) as metadata.
-    pub(crate) fn write_result(&self, spec: &SurfaceSpec, points: &[PointValue]) -> Result<()> {
+    /// Writes `surface.parquet` atomically: `points` with `spec` (and its
+    /// flat copies of the most asked-for settings) as metadata.
+    pub(crate) fn write_result<S: StoredSpec>(
+        &self,
+        spec: &S,
+        points: &[PointValue],
+    ) -> Result<()> {
         let path = self.file(RESULT_FILE);
         let batch = points_batch(points).map_err(|e| Error::arrow(&path, e))?;
-        let spec_json = serde_json::to_string(spec).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
-        let d = &spec.directions;
-        let lower = |v: Option<String>| v.map(|s| s.to_lowercase()).unwrap_or_default();
-        let flat = [
-            ("directions_id", d.id.clone()),
-            ("seed", d.seed.map(|s| s.to_string()).unwrap_or_default()),
-            (
-                "normalization",
-                lower(d.normalization.map(|n| format!("{n:?}"))),
-            ),
-            ("ignore", lower(d.ignore.map(|n| format!("{n:?}")))),
-            ("bn_stats", d.bn_stats.to_string()),
-            ("centre", d.description.clone()),
-        ];
-        let mut meta = vec![(SURFACE_META_KEY.to_string(), spec_json)];
-        meta.extend(flat.map(|(k, v)| (format!("tch_landscape.{k}"), v)));
+        let meta = spec_metadata(&path, SURFACE_META_KEY, spec)?;
         write_parquet_batch(&path, &batch, &meta)
     }
 
     /// The segments of `points/` (removing leftover temporary files) and
-    /// every point they hold, by flat index.
-    pub(crate) fn read_segments(&self, grid: &Grid) -> Result<Segments> {
+    /// every point they hold (of a `grid_len`-point grid), by flat index.
+    pub(crate) fn read_segments(&self, grid_len: usize) -> Result<Segments> {
         let dir = self.file(POINTS_DIR);
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io("listing", &dir, e))? {
@@ -184,7 +246,7 @@ impl SurfaceDir {
         found.sort();
         let mut points = BTreeMap::new();
         for (_, path) in &found {
-            for p in read_segment(path, grid)? {
+            for p in read_segment(path, grid_len)? {
                 points.insert(p.point.index, p);
             }
         }
@@ -227,10 +289,10 @@ impl Segments {
     }
 }
 
-fn read_segment(path: &Path, grid: &Grid) -> Result<Vec<PointValue>> {
+fn read_segment(path: &Path, grid_len: usize) -> Result<Vec<PointValue>> {
     let mut out = Vec::new();
     for batch in read_ipc(path, &points_schema())? {
-        batch_points(&batch, grid, path, &mut out)?;
+        batch_points(&batch, grid_len, path, &mut out)?;
     }
     Ok(out)
 }
@@ -265,24 +327,23 @@ fn points_batch(
 }
 
 /// Appends the rows of `batch` (schema checked by the reader) to `out`,
-/// grouping consecutive rows of one point.
+/// grouping consecutive rows of one point; an error for a point index
+/// outside the `grid_len`-point grid.
 fn batch_points(
     batch: &RecordBatch,
-    grid: &Grid,
+    grid_len: usize,
     path: &Path,
     out: &mut Vec<PointValue>,
 ) -> Result<()> {
-    let index = column::<UInt32Array>(batch, 0, path)?;
+    let u = |i| column::<UInt32Array>(batch, i, path);
+    let f = |i| column::<Float64Array>(batch, i, path);
+    let (index, ix, iy, x, y) = (u(0)?, u(1)?, u(2)?, f(3)?, f(4)?);
     let split = column::<StringArray>(batch, 5, path)?;
-    let loss = column::<Float64Array>(batch, 6, path)?;
-    let acc = column::<Float64Array>(batch, 7, path)?;
+    let (loss, acc) = (f(6)?, f(7)?);
     for r in 0..batch.num_rows() {
         let i = index.value(r) as usize;
-        if i >= grid.len() {
-            return Err(Error::corrupt(
-                path,
-                format!("point index {i} outside the {}-point grid", grid.len()),
-            ));
+        if i >= grid_len {
+            return Err(index_outside(path, i, grid_len));
         }
         let s = SplitResult {
             split: split.value(r).to_string(),
@@ -292,7 +353,13 @@ fn batch_points(
         match out.last_mut() {
             Some(p) if p.point.index == i => p.splits.push(s),
             _ => out.push(PointValue {
-                point: grid.point(i),
+                point: GridPoint {
+                    index: i,
+                    ix: ix.value(r) as usize,
+                    iy: iy.value(r) as usize,
+                    x: x.value(r),
+                    y: y.value(r),
+                },
                 splits: vec![s],
             }),
         }
@@ -327,21 +394,42 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
         })
 }
 
+/// A spec standing in for an analysis' one, in unit tests of the formats.
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct TestSpec {
+    /// Number of grid points.
+    pub(crate) n: usize,
+}
+
+#[cfg(test)]
+impl StoredSpec for TestSpec {
+    fn flat_meta(&self) -> Vec<(&'static str, String)> {
+        vec![("n", self.n.to_string()), ("centre", "c".into())]
+    }
+
+    fn grid_len(&self) -> usize {
+        self.n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::grid::Axis;
 
-    fn grid() -> Grid {
-        Grid {
-            x: Axis::new(-1.0..=1.0, 3),
-            y: Some(Axis::new(0.0..=1.0, 2)),
-        }
-    }
+    /// Points of a 3 × 2 grid.
+    const LEN: usize = 6;
 
-    fn point(grid: &Grid, i: usize, loss: f64) -> PointValue {
+    fn point(i: usize, loss: f64) -> PointValue {
+        let (ix, iy) = (i % 3, i / 3);
         PointValue {
-            point: grid.point(i),
+            point: GridPoint {
+                index: i,
+                ix,
+                iy,
+                x: ix as f64 - 1.0,
+                y: iy as f64,
+            },
             splits: vec![
                 SplitResult {
                     split: "train".into(),
@@ -362,19 +450,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = SurfaceDir::new(tmp.path());
         dir.create().unwrap();
-        let g = grid();
-        let mut segs = dir.read_segments(&g).unwrap();
+        let mut segs = dir.read_segments(LEN).unwrap();
         assert!(segs.points.is_empty());
-        segs.write(&[point(&g, 0, 0.5), point(&g, 4, f64::NAN)])
-            .unwrap();
-        segs.write(&[point(&g, 2, 1.5)]).unwrap();
+        segs.write(&[point(0, 0.5), point(4, f64::NAN)]).unwrap();
+        segs.write(&[point(2, 1.5)]).unwrap();
         std::fs::write(tmp.path().join("points/.000009.arrow.tmp"), b"x").unwrap();
-        let mut back = dir.read_segments(&g).unwrap();
+        let mut back = dir.read_segments(LEN).unwrap();
         assert_eq!(back.points.keys().copied().collect::<Vec<_>>(), [0, 2, 4]);
-        assert_eq!(back.points[&2], point(&g, 2, 1.5));
+        assert_eq!(back.points[&2], point(2, 1.5));
         assert!(back.points[&4].splits[0].loss.is_nan());
         assert!(!tmp.path().join("points/.000009.arrow.tmp").exists());
-        back.write(&[point(&g, 5, 2.0)]).unwrap();
+        back.write(&[point(5, 2.0)]).unwrap();
         assert!(tmp.path().join("points/000002.arrow").exists());
         back.remove_all();
         assert_eq!(
@@ -390,9 +476,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = SurfaceDir::new(tmp.path());
         dir.create().unwrap();
-        let g = grid();
-        let mut segs = dir.read_segments(&g).unwrap();
-        segs.write(&[point(&g, 1, 0.25)]).unwrap();
+        let mut segs = dir.read_segments(LEN).unwrap();
+        segs.write(&[point(1, 0.25)]).unwrap();
         let path = tmp.path().join("points/000000.arrow");
         let bytes = std::fs::read(&path).unwrap();
         for i in 0..bytes.len() {
@@ -400,28 +485,49 @@ mod tests {
             bad[i] ^= 0xa5;
             std::fs::write(&path, &bad).unwrap();
             // An error, or (a flipped value byte) points of the grid.
-            let _ = dir.read_segments(&g);
+            let _ = dir.read_segments(LEN);
         }
         std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
-        let e = dir.read_segments(&g).unwrap_err();
+        let e = dir.read_segments(LEN).unwrap_err();
         assert!(e.to_string().contains("000000.arrow"), "{e}");
         // A point outside the grid is refused.
         std::fs::write(&path, &bytes).unwrap();
-        let small = Grid {
-            x: Axis::new(0.0..=1.0, 1),
-            y: None,
-        };
-        let e = dir.read_segments(&small).unwrap_err().to_string();
+        let e = dir.read_segments(1).unwrap_err().to_string();
         assert!(e.contains("outside the 1-point grid"), "{e}");
+    }
+
+    #[test]
+    fn the_result_round_trips_with_the_spec_as_metadata() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SurfaceDir::new(tmp.path());
+        dir.create().unwrap();
+        assert!(!dir.has_result());
+        let points = [point(0, 0.5), point(5, 1.5), point(3, f64::INFINITY)];
+        dir.write_result(&TestSpec { n: LEN }, &points).unwrap();
+        assert!(dir.has_result());
+        assert_eq!(dir.read_result(LEN).unwrap(), points);
+        let path = tmp.path().join(RESULT_FILE);
+        let table = read_parquet(&path, &points_schema(), "a surface table").unwrap();
+        let meta: Vec<_> = table
+            .metadata
+            .iter()
+            .filter(|(k, _)| k.starts_with("tch_landscape."))
+            .collect();
+        assert_eq!(meta.len(), 3, "{meta:?}");
+        assert_eq!(table.metadata[SURFACE_META_KEY], "{\"n\":6}");
+        assert_eq!(table.metadata["tch_landscape.n"], "6");
+        assert_eq!(table.metadata["tch_landscape.centre"], "c");
+        let e = dir.read_result(5).unwrap_err().to_string();
+        assert!(e.contains("point index 5 outside the 5-point grid"), "{e}");
     }
 
     #[test]
     fn json_files_are_optional_and_checked() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = SurfaceDir::new(tmp.path());
-        assert!(dir.read_spec().unwrap().is_none());
+        assert!(dir.read_spec::<serde_json::Value>().unwrap().is_none());
         std::fs::write(tmp.path().join(SPEC_FILE), b"{\"format\": 1").unwrap();
-        let e = dir.read_spec().unwrap_err();
+        let e = dir.read_spec::<serde_json::Value>().unwrap_err();
         assert!(matches!(e, Error::Json { .. }), "{e:?}");
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
 
-use super::curvature_map::{CurvatureMap, CurvatureSpec, CurvatureValues};
+use super::curvature_map::{CurvatureMap, CurvatureSpec};
 use super::lanczos::Lanczos;
 use super::objective::Objective;
 use super::operator::Hessian;
@@ -17,7 +17,7 @@ use crate::analysis::evaluator::{Evaluator, SplitResult};
 use crate::analysis::shard::covers;
 use crate::analysis::surface::{Surface, SurfaceResult};
 use crate::error::{Error, Result};
-use crate::store::curvature::{self as store, ShardState};
+use crate::store::curvature::{self as store, CurvatureValues, ShardState};
 use crate::tensor::Selection;
 
 /// An [`Evaluator`] whose "evaluation" is a Lanczos run at the model's
@@ -236,7 +236,7 @@ pub fn merge_curvature_shards(
     let mut first: Option<(PathBuf, CurvatureSpec)> = None;
     for dir in shards {
         let dir = dir.as_ref();
-        let spec = match store::shard_state(dir)? {
+        let spec = match store::shard_state::<CurvatureSpec>(dir)? {
             ShardState::Finished(spec) => *spec,
             // merge_shards says so, with its progress.
             ShardState::Unfinished => continue,

@@ -1,6 +1,7 @@
-//! What a curvature map computes and holds: the values at one point
-//! ([`CurvatureValues`]), its specification, its points and the map read
-//! back. The file format is [`crate::store::curvature`]'s.
+//! What a curvature map computes and holds: its specification and the map
+//! read back. The values at one point ([`CurvatureValues`]) and the points
+//! ([`CurvaturePoint`]) are records of the file format,
+//! [`crate::store::curvature`]'s.
 
 use std::path::{Path, PathBuf};
 
@@ -8,23 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use super::lanczos::{Lanczos, Spectrum};
 use crate::analysis::directions::DirectionsMeta;
-use crate::analysis::grid::{Grid, GridPoint};
+use crate::analysis::grid::Grid;
 use crate::analysis::shard::Shard;
 use crate::error::Result;
+use crate::store::curvature::{CurvaturePoint, CurvatureValues};
+use crate::store::surface::StoredSpec;
 use crate::tensor::Selection;
 
-/// The curvature computed at one point: the extreme Hessian eigenvalues and
-/// the paper's measure of non-convexity.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CurvatureValues {
-    /// Smallest Hessian eigenvalue.
-    pub lambda_min: f64,
-    /// Largest Hessian eigenvalue.
-    pub lambda_max: f64,
-    /// `|λmin / λmax|`.
-    pub abs_ratio: f64,
-}
-
+/// The curvature values of a Lanczos spectrum.
 impl From<&Spectrum> for CurvatureValues {
     fn from(s: &Spectrum) -> CurvatureValues {
         CurvatureValues {
@@ -63,49 +55,24 @@ pub struct CurvatureSpec {
     pub created_utc: String,
 }
 
-/// Curvature at one grid point.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CurvaturePoint {
-    /// Flat index `iy * nx + ix`.
-    pub index: usize,
-    /// Column.
-    pub ix: usize,
-    /// Row.
-    pub iy: usize,
-    /// x coordinate (α).
-    pub x: f64,
-    /// y coordinate (β).
-    pub y: f64,
-    /// Smallest Hessian eigenvalue.
-    pub lambda_min: f64,
-    /// Largest Hessian eigenvalue.
-    pub lambda_max: f64,
-    /// `|λmin / λmax|`.
-    pub abs_ratio: f64,
-}
-
-impl CurvaturePoint {
-    /// The values `v` at grid point `p`.
-    pub fn new(p: &GridPoint, v: CurvatureValues) -> CurvaturePoint {
-        CurvaturePoint {
-            index: p.index,
-            ix: p.ix,
-            iy: p.iy,
-            x: p.x,
-            y: p.y,
-            lambda_min: v.lambda_min,
-            lambda_max: v.lambda_max,
-            abs_ratio: v.abs_ratio,
-        }
+/// `curvature.parquet`'s metadata: the spec, and flat copies of the
+/// settings most asked for.
+impl StoredSpec for CurvatureSpec {
+    fn flat_meta(&self) -> Vec<(&'static str, String)> {
+        let d = &self.directions;
+        vec![
+            ("directions_id", d.id.clone()),
+            ("seed", d.seed.map(|s| s.to_string()).unwrap_or_default()),
+            ("lanczos_seed", self.lanczos.seed().to_string()),
+            ("tol", self.lanczos.tol().to_string()),
+            ("max_iter", self.lanczos.max_iter().to_string()),
+            ("params", self.params.to_string()),
+            ("hvp", self.evaluator.clone()),
+        ]
     }
 
-    /// The curvature values of this point.
-    pub fn values(&self) -> CurvatureValues {
-        CurvatureValues {
-            lambda_min: self.lambda_min,
-            lambda_max: self.lambda_max,
-            abs_ratio: self.abs_ratio,
-        }
+    fn grid_len(&self) -> usize {
+        self.grid.len()
     }
 }
 
@@ -186,7 +153,7 @@ impl CurvatureMap {
 
 /// A specification for unit tests of the map and its file format.
 #[cfg(test)]
-pub(crate) fn test_spec(grid: Grid) -> CurvatureSpec {
+fn test_spec(grid: Grid) -> CurvatureSpec {
     use crate::analysis::directions::DirectionKind;
     CurvatureSpec {
         format: crate::store::curvature::FORMAT.into(),
@@ -242,5 +209,46 @@ mod tests {
         assert_eq!(m.centre().map(|p| p.values()), Some(v));
         assert_eq!(m.get(1, 0).map(|p| p.index), Some(1));
         assert!(m.get(0, 0).is_none());
+    }
+
+    #[test]
+    fn the_spec_round_trips_through_the_table_with_its_flat_settings() {
+        let grid = Grid {
+            x: Axis::new(-1.0..=1.0, 3),
+            y: Some(Axis::new(-0.5..=0.5, 2)),
+        };
+        let spec = test_spec(grid);
+        let flat = spec.flat_meta();
+        assert!(flat.contains(&("params", "weights".into())), "{flat:?}");
+        assert!(flat.contains(&("tol", "0.001".into())), "{flat:?}");
+        assert_eq!(spec.grid_len(), 6);
+        let points: Vec<CurvaturePoint> = (0..grid.len())
+            .map(|i| {
+                let v = CurvatureValues {
+                    lambda_min: -(i as f64),
+                    lambda_max: 2.0,
+                    abs_ratio: i as f64 / 2.0,
+                };
+                CurvaturePoint::new(&grid.point(i), v)
+            })
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        crate::store::curvature::write(tmp.path(), &spec, &points).unwrap();
+        let map = CurvatureMap::load(tmp.path()).unwrap();
+        assert_eq!((map.spec, map.points), (spec, points));
+    }
+
+    #[test]
+    fn specs_with_the_old_selection_name_still_load() {
+        let spec = test_spec(Grid {
+            x: Axis::new(-1.0..=1.0, 3),
+            y: None,
+        });
+        let json = serde_json::to_string(&spec)
+            .unwrap()
+            .replace("\"params\":\"weights\"", "\"params\":\"multi_dim\"");
+        assert!(json.contains("multi_dim"));
+        let old: CurvatureSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(old, spec);
     }
 }

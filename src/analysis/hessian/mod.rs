@@ -64,9 +64,7 @@ mod trace;
 mod vector;
 
 pub use curvature::{merge_curvature_shards, Curvature, CurvatureBuilder};
-#[cfg(test)]
-pub(crate) use curvature_map::test_spec;
-pub use curvature_map::{CurvatureMap, CurvaturePoint, CurvatureSpec, CurvatureValues};
+pub use curvature_map::{CurvatureMap, CurvatureSpec};
 pub use density::{Slq, SlqBuilder, SpectralDensity};
 pub use lanczos::{Lanczos, LanczosBuilder, Spectrum};
 pub use objective::{Objective, SupervisedObjective};
@@ -74,8 +72,9 @@ pub use operator::Hessian;
 pub use params::HessianParams;
 pub use trace::{Hutchinson, HutchinsonBuilder, TraceEstimate};
 
-// The file format's names, where users of the maps have always found them.
+// The file format's names and records, where users of the maps have always
+// found them.
 pub use crate::store::curvature::{
-    curvature_schema, CURVATURE_FILE, CURVATURE_META_KEY, SPLIT_ABS_RATIO, SPLIT_LAMBDA_MAX,
-    SPLIT_LAMBDA_MIN,
+    curvature_schema, CurvaturePoint, CurvatureValues, CURVATURE_FILE, CURVATURE_META_KEY,
+    SPLIT_ABS_RATIO, SPLIT_LAMBDA_MAX, SPLIT_LAMBDA_MIN,
 };

@@ -245,7 +245,7 @@ impl<'a> Surface<'a> {
             shard: self.shard(),
             created_utc: rfc3339_utc(std::time::SystemTime::now()),
         };
-        match store.read_spec()? {
+        match store.read_spec::<SurfaceSpec>()? {
             Some(old) if old.same_work(&spec) => Ok(SurfaceSpec {
                 created_utc: old.created_utc,
                 ..spec
@@ -269,10 +269,10 @@ impl<'a> Surface<'a> {
         let spec = self.open(store, evaluator)?;
         store.create()?;
         store.write_spec(&spec)?;
-        store.save_directions(self.directions())?;
-        let mut segments = store.read_segments(&spec.grid)?;
+        store.save_directions(|path| self.directions().save(path))?;
+        let mut segments = store.read_segments(spec.grid.len())?;
         if store.has_result() {
-            for p in store.read_result(&spec.grid)? {
+            for p in store.read_result(spec.grid.len())? {
                 segments.points.entry(p.point.index).or_insert(p);
             }
         }

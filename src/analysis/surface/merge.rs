@@ -34,7 +34,7 @@ pub fn merge_shards(shards: &[impl AsRef<Path>], out: impl AsRef<Path>) -> Resul
             .unwrap_or_default(),
         ..first.spec.clone()
     };
-    if let Some(old) = out.read_spec()? {
+    if let Some(old) = out.read_spec::<SurfaceSpec>()? {
         if !old.same_work(&spec) {
             return Err(Error::invalid(
                 "output directory",
@@ -122,7 +122,7 @@ fn read_shard_spec(dir: &Path) -> Result<(SurfaceDir, SurfaceSpec, Shard)> {
         path: dir.path().to_path_buf(),
         reason,
     };
-    let spec = dir
+    let spec: SurfaceSpec = dir
         .read_spec()?
         .ok_or_else(|| mismatch(format!("not a surface directory (no {SPEC_FILE})")))?;
     let shard = spec
@@ -182,7 +182,7 @@ fn read_finished_points(
 ) -> Result<Vec<PointValue>> {
     let total = spec.wanted().count();
     let points = if dir.has_result() {
-        dir.read_result(&spec.grid)?
+        dir.read_result(spec.grid.len())?
     } else {
         Vec::new()
     };
@@ -191,7 +191,7 @@ fn read_finished_points(
     }
     let done = if points.is_empty() {
         // Unfinished: its points are still in segments.
-        dir.read_segments(&spec.grid).map_or(0, |s| {
+        dir.read_segments(spec.grid.len()).map_or(0, |s| {
             s.points.keys().filter(|&&i| shard.contains(i)).count()
         })
     } else {

@@ -48,10 +48,11 @@ pub use builder::{Surface, SurfaceBuilder};
 #[cfg(feature = "mpi")]
 pub(crate) use engine::{evaluate_points, Exchange, Queue, Sink};
 pub use merge::merge_shards;
-pub use spec::{PointValue, SurfaceResult, SurfaceSpec};
+pub use spec::{SurfaceResult, SurfaceSpec};
 
+// The file format's names and the record of one point, defined with the format.
 pub use crate::store::surface::{
-    points_schema, DIRECTIONS_FILE, POINTS_DIR, RESULT_FILE, SHARPNESS_FILE, SPEC_FILE,
+    points_schema, PointValue, DIRECTIONS_FILE, POINTS_DIR, RESULT_FILE, SHARPNESS_FILE, SPEC_FILE,
     SURFACE_META_KEY,
 };
 

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::directions::DirectionsMeta;
 use crate::analysis::evaluator::SplitResult;
-use crate::analysis::grid::{Grid, GridPoint};
+use crate::analysis::grid::Grid;
 use crate::analysis::shard::{covers, Shard};
 use crate::analysis::sharpness::{sharpness, Sharpness};
 use crate::error::{Error, Result};
-use crate::store::surface::{SurfaceDir, SPEC_FILE};
+use crate::store::surface::{PointValue, StoredSpec, SurfaceDir, SPEC_FILE};
 
 /// What a surface directory holds: everything that determines its values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,30 @@ impl SurfaceSpec {
     }
 }
 
+/// `surface.parquet`'s metadata: the spec, and flat copies of the
+/// directions' settings.
+impl StoredSpec for SurfaceSpec {
+    fn flat_meta(&self) -> Vec<(&'static str, String)> {
+        let d = &self.directions;
+        let lower = |v: Option<String>| v.map(|s| s.to_lowercase()).unwrap_or_default();
+        vec![
+            ("directions_id", d.id.clone()),
+            ("seed", d.seed.map(|s| s.to_string()).unwrap_or_default()),
+            (
+                "normalization",
+                lower(d.normalization.map(|n| format!("{n:?}"))),
+            ),
+            ("ignore", lower(d.ignore.map(|n| format!("{n:?}")))),
+            ("bn_stats", d.bn_stats.to_string()),
+            ("centre", d.description.clone()),
+        ]
+    }
+
+    fn grid_len(&self) -> usize {
+        self.grid.len()
+    }
+}
+
 /// The values of `split` at every point of a `len`-point grid, in flat
 /// order (NaN where missing).
 fn split_values(
@@ -84,15 +108,6 @@ fn split_values(
         }
     }
     out
-}
-
-/// The values of every split at one grid point.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PointValue {
-    /// The grid point.
-    pub point: GridPoint,
-    /// Loss and accuracy per split.
-    pub splits: Vec<SplitResult>,
 }
 
 /// A computed surface.
@@ -139,13 +154,13 @@ impl SurfaceResult {
     /// Reads a finished surface directory.
     pub fn load(dir: impl AsRef<Path>) -> Result<SurfaceResult> {
         let store = SurfaceDir::new(dir.as_ref());
-        let spec = store.read_spec()?.ok_or_else(|| {
+        let spec = store.read_spec::<SurfaceSpec>()?.ok_or_else(|| {
             Error::invalid(
                 "surface directory",
                 format!("{} has no {SPEC_FILE}", store.path().display()),
             )
         })?;
-        let points = store.read_result(&spec.grid)?;
+        let points = store.read_result(spec.grid.len())?;
         Ok(SurfaceResult::finished(store.path(), spec, points))
     }
 
