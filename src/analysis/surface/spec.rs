@@ -161,7 +161,31 @@ impl SurfaceResult {
             )
         })?;
         let points = store.read_result(spec.grid.len())?;
+        SurfaceResult::check_on_grid(store.path(), &spec.grid, &points)?;
         Ok(SurfaceResult::finished(store.path(), spec, points))
+    }
+
+    /// Checks that points read back from `dir` lie where `grid` puts them
+    /// (column, row and coordinates), so a damaged file is refused rather
+    /// than drawn at the wrong place.
+    pub(crate) fn check_on_grid<'p>(
+        dir: &Path,
+        grid: &Grid,
+        points: impl IntoIterator<Item = &'p PointValue>,
+    ) -> Result<()> {
+        for p in points {
+            let want = grid.point(p.point.index);
+            if p.point != want {
+                return Err(Error::corrupt(
+                    dir,
+                    format!(
+                        "point {} is stored at {:?}, the grid puts it at {want:?}",
+                        p.point.index, p.point
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A whole surface (or shard) read from, or just written to, `dir`.
