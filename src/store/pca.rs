@@ -498,7 +498,47 @@ mod tests {
     fn a_summary_loads_back_and_a_missing_one_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(SUMMARY_FILE);
-        let s = PcaSummary {
+        let s = summary();
+        s.save(&p).unwrap();
+        let back = PcaSummary::load(&p).unwrap();
+        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
+        let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn write_creates_the_directory_and_the_variance_ratios() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a").join("pca");
+        let s = summary();
+        let tables = PcaTables {
+            settings: "{\"rank\":2}",
+            spectrum: &[3.0, 1.0],
+            total_variance: 4.0,
+            cumulative_ratio: &[0.75, 1.0],
+            summary: &s,
+        };
+        let files = write(&out, tables).unwrap();
+        assert_eq!(files, PcaFiles::in_dir(&out));
+        let p = &files.variance;
+        let t = table::read_parquet(p, &variance_schema(), "a PCA variance table").unwrap();
+        let b = &t.batches[0];
+        assert_eq!(column::<UInt32Array>(b, 0, p).unwrap().values(), &[1, 2]);
+        let ratio = column::<Float64Array>(b, 2, p).unwrap();
+        assert_eq!(ratio.values(), &[0.75, 0.25]);
+        let m: serde_json::Value = t.json_meta(p, PCA_META_KEY, "a PCA table").unwrap();
+        assert_eq!(m["rank"], 2);
+        let t = table::read_parquet(&files.path, &path_schema(), "a PCA path table").unwrap();
+        assert_eq!(t.batches[0].num_rows(), s.path.len());
+        assert_eq!(PcaSummary::load(&files.summary).unwrap().run_id, "r");
+        assert!(
+            !files.directions_raw.exists(),
+            "the caller writes directions"
+        );
+    }
+
+    fn summary() -> PcaSummary {
+        PcaSummary {
             format: "tch-landscape-pca".into(),
             schema_version: 1,
             run_id: "r".into(),
@@ -520,11 +560,6 @@ mod tests {
             tensors: vec![],
             seconds: 0.5,
             created_utc: String::new(),
-        };
-        s.save(&p).unwrap();
-        let back = PcaSummary::load(&p).unwrap();
-        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
-        let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
-        assert!(matches!(e, Error::Io { .. }), "{e}");
+        }
     }
 }
