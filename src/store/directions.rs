@@ -1,7 +1,9 @@
 //! The directions file (`schemas/directions.json`): a centre θ* and one or
-//! two directions, bit-exact, with their [`DirectionsMeta`] as JSON under
-//! [`DIRECTIONS_META_KEY`]. One row per vector × tensor chunk of at most
-//! 65,536 values; the content hash is checked on load.
+//! two directions, bit-exact, with their metadata (`DirectionsMeta`) as JSON
+//! under [`DIRECTIONS_META_KEY`]. One row per vector × tensor chunk of at
+//! most 65,536 values. `Directions::save` and `Directions::load` convert to
+//! and from the plain [`TensorRecord`]s written and read here; the loader
+//! checks the content hash against the recorded id.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +14,9 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use tch::Tensor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::analysis::directions::{Directions, DirectionsMeta};
-use crate::analysis::params::{NamedTensor, ParamSet};
 use crate::error::{Error, Result};
 use crate::store::table::{self, column};
 use crate::tensor::Role;
@@ -43,85 +44,67 @@ pub fn directions_schema() -> SchemaRef {
     ]))
 }
 
-impl Directions {
-    /// Saves centre and directions as zstd Parquet (`schemas/directions.json`),
-    /// atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let meta = serde_json::to_string(&self.meta).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let meta = [(DIRECTIONS_META_KEY.to_string(), meta)];
-        table::write_parquet(path, directions_schema(), &meta, |sink| {
-            for (set, vector) in std::iter::once(&self.centre).chain(&self.dirs).zip(VECTORS) {
-                for t in &set.tensors {
-                    let values = t
-                        .tensor
-                        .f_flatten(0, -1)
-                        .and_then(Vec::<f32>::try_from)
-                        .map_err(|e| Error::torch(format!("reading '{}'", t.name), e))?;
-                    let batch =
-                        tensor_rows(vector, t, values).map_err(|e| Error::arrow(path, e))?;
-                    sink.write(&batch)?;
-                }
-            }
-            Ok(())
-        })?;
-        Ok(())
-    }
-
-    /// Loads directions saved by [`Directions::save`], checking the columns,
-    /// every tensor's length, the shapes against the centre and the content
-    /// hash against the recorded id.
-    pub fn load(path: &Path) -> Result<Directions> {
-        let table = table::read_parquet(path, &directions_schema(), "a directions file")?;
-        let meta: DirectionsMeta =
-            table.json_meta(path, DIRECTIONS_META_KEY, "a directions file")?;
-        let mut sets: [Vec<LoadedTensor>; 3] = Default::default();
-        // Each batch is dropped once its values are copied.
-        for batch in table.batches {
-            read_rows(&batch, path, &mut sets)?;
-        }
-        let corrupt = |r: String| Error::corrupt(path, r);
-        let [c, x, y] = sets;
-        let centre = to_set(c, path)?;
-        let mut dirs = vec![to_set(x, path)?];
-        if !y.is_empty() {
-            dirs.push(to_set(y, path)?);
-        }
-        for d in &dirs {
-            centre.check_compatible(d, &format!("directions file {}", path.display()))?;
-        }
-        if dirs.len() != meta.n_directions {
-            return Err(corrupt(format!(
-                "metadata says {} directions, file holds {}",
-                meta.n_directions,
-                dirs.len()
-            )));
-        }
-        let loaded = Directions { meta, centre, dirs };
-        let id = loaded.content_hash();
-        if id != loaded.meta.id {
-            return Err(corrupt(format!(
-                "content hash {id} differs from the recorded id {}",
-                loaded.meta.id
-            )));
-        }
-        Ok(loaded)
-    }
+/// One tensor of one vector of a directions file, as written and read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorRecord {
+    /// Tensor name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its shape.
+    pub shape: Vec<i64>,
+    /// Its values, flattened (row-major).
+    pub values: Vec<f32>,
 }
 
-/// One tensor read from a directions file: name, role, shape, values.
-struct LoadedTensor {
-    name: String,
-    role: Role,
-    shape: Vec<i64>,
-    values: Vec<f32>,
+/// Writes a directions file as zstd Parquet (`schemas/directions.json`),
+/// atomically: `meta` as JSON under [`DIRECTIONS_META_KEY`], then the
+/// tensors of each vector in order (centre, x, then y if given). Each
+/// vector's tensors are produced one at a time, so only one tensor's values
+/// are held here at once; the first error ends the write.
+pub(crate) fn write<M, V>(path: &Path, meta: &M, vectors: impl IntoIterator<Item = V>) -> Result<()>
+where
+    M: Serialize,
+    V: IntoIterator<Item = Result<TensorRecord>>,
+{
+    let meta = serde_json::to_string(meta).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let meta = [(DIRECTIONS_META_KEY.to_string(), meta)];
+    table::write_parquet(path, directions_schema(), &meta, |sink| {
+        for (tensors, vector) in vectors.into_iter().zip(VECTORS) {
+            for t in tensors {
+                let batch = tensor_rows(vector, t?).map_err(|e| Error::arrow(path, e))?;
+                sink.write(&batch)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Reads a directions file written by [`write`]: its metadata and the
+/// tensors of the centre, x and y (empty when the file has one direction),
+/// checking the columns and that every tensor holds as many values as its
+/// shape says.
+pub(crate) fn read<M: DeserializeOwned>(path: &Path) -> Result<(M, [Vec<TensorRecord>; 3])> {
+    let table = table::read_parquet(path, &directions_schema(), "a directions file")?;
+    let meta: M = table.json_meta(path, DIRECTIONS_META_KEY, "a directions file")?;
+    let mut sets: [Vec<TensorRecord>; 3] = Default::default();
+    // Each batch is dropped once its values are copied.
+    for batch in table.batches {
+        read_rows(&batch, path, &mut sets)?;
+    }
+    for t in sets.iter().flatten() {
+        check_len(t, path)?;
+    }
+    Ok((meta, sets))
 }
 
 /// Appends the rows of `batch` to the tensors of their vector in `sets`
 /// (a tensor's chunks follow each other).
-fn read_rows(batch: &RecordBatch, path: &Path, sets: &mut [Vec<LoadedTensor>; 3]) -> Result<()> {
+fn read_rows(batch: &RecordBatch, path: &Path, sets: &mut [Vec<TensorRecord>; 3]) -> Result<()> {
     let corrupt = |r: String| Error::corrupt(path, r);
     let vector = column::<StringArray>(batch, 0, path)?;
     let tensor = column::<StringArray>(batch, 1, path)?;
@@ -154,7 +137,7 @@ fn read_rows(batch: &RecordBatch, path: &Path, sets: &mut [Vec<LoadedTensor>; 3]
                     .as_any()
                     .downcast_ref::<Int64Array>()
                     .ok_or_else(|| corrupt("shape is not int64".into()))?;
-                set.push(LoadedTensor {
+                set.push(TensorRecord {
                     name: name.to_string(),
                     role,
                     shape: shp.values().to_vec(),
@@ -166,56 +149,38 @@ fn read_rows(batch: &RecordBatch, path: &Path, sets: &mut [Vec<LoadedTensor>; 3]
     Ok(())
 }
 
-/// The tensors of one vector as a [`ParamSet`], each checked to hold as many
-/// values as its shape says.
-fn to_set(rows: Vec<LoadedTensor>, path: &Path) -> Result<ParamSet> {
-    let mut tensors = Vec::with_capacity(rows.len());
-    for t in rows {
-        let numel = t
-            .shape
-            .iter()
-            .try_fold(1i64, |n, &s| (s >= 0).then(|| n.checked_mul(s)).flatten());
-        if numel.and_then(|n| usize::try_from(n).ok()) != Some(t.values.len()) {
-            return Err(Error::corrupt(
-                path,
-                format!(
-                    "tensor '{}' has {} values for shape {:?}",
-                    t.name,
-                    t.values.len(),
-                    t.shape
-                ),
-            ));
-        }
-        let tensor = Tensor::from_slice(&t.values)
-            .f_reshape(t.shape.as_slice())
-            .map_err(|e| {
-                Error::torch(
-                    format!("rebuilding '{}' from {}", t.name, path.display()),
-                    e,
-                )
-            })?;
-        tensors.push(NamedTensor {
-            name: t.name,
-            role: t.role,
-            tensor,
-        });
+/// Checks that `t` holds as many values as its shape says.
+fn check_len(t: &TensorRecord, path: &Path) -> Result<()> {
+    let numel = t
+        .shape
+        .iter()
+        .try_fold(1i64, |n, &s| (s >= 0).then(|| n.checked_mul(s)).flatten());
+    if numel.and_then(|n| usize::try_from(n).ok()) != Some(t.values.len()) {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "tensor '{}' has {} values for shape {:?}",
+                t.name,
+                t.values.len(),
+                t.shape
+            ),
+        ));
     }
-    Ok(ParamSet { tensors })
+    Ok(())
 }
 
 /// The rows of one tensor of `vector`: its values in chunks of at most
-/// [`DIRECTION_CHUNK`].
+/// [`DIRECTION_CHUNK`] (moved into the batch, not copied).
 fn tensor_rows(
     vector: &str,
-    t: &NamedTensor,
-    values: Vec<f32>,
+    t: TensorRecord,
 ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    let n = values.len();
+    let n = t.values.len();
     let n_chunks = n.div_ceil(DIRECTION_CHUNK).max(1);
     let offsets: Vec<i32> = (0..=n_chunks)
         .map(|c| (c * DIRECTION_CHUNK).min(n) as i32)
         .collect();
-    let shape = t.tensor.size();
+    let shape = &t.shape;
     let shape_offsets: Vec<i32> = (0..=n_chunks).map(|c| (c * shape.len()) as i32).collect();
     let shape_values: Vec<i64> = (0..n_chunks).flat_map(|_| shape.iter().copied()).collect();
     let item = |dt| Arc::new(Field::new("item", dt, false));
@@ -236,7 +201,7 @@ fn tensor_rows(
         Arc::new(ListArray::try_new(
             item(DataType::Float32),
             OffsetBuffer::new(offsets.into()),
-            Arc::new(Float32Array::from(values)),
+            Arc::new(Float32Array::from(t.values)),
             None,
         )?),
     ];
@@ -245,71 +210,84 @@ fn tensor_rows(
 
 #[cfg(test)]
 mod tests {
-    use tch::Kind;
-
     use super::*;
 
-    fn set(shape: &[i64]) -> ParamSet {
-        ParamSet {
-            tensors: vec![
-                NamedTensor {
-                    name: "b".into(),
-                    role: Role::Bias,
-                    tensor: Tensor::randn([shape[0]], (Kind::Float, tch::Device::Cpu)),
-                },
-                NamedTensor {
-                    name: "w".into(),
-                    role: Role::Weight,
-                    tensor: Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)),
-                },
-            ],
+    fn record(name: &str, role: Role, shape: &[i64], seed: f32) -> TensorRecord {
+        let n = shape.iter().product::<i64>() as usize;
+        TensorRecord {
+            name: name.into(),
+            role,
+            shape: shape.to_vec(),
+            values: (0..n).map(|i| seed + i as f32 * 0.5).collect(),
         }
     }
 
-    #[test]
-    fn save_load_round_trip_is_bit_exact_over_several_chunks() {
-        let c = set(&[70_000, 2]);
-        let d = Directions::random(&c)
-            .seed(1)
-            .normalization(crate::analysis::directions::Normalization::Layer)
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("d.parquet");
-        d.save(&p).unwrap();
-        let back = Directions::load(&p).unwrap();
-        assert_eq!(back.meta, d.meta);
-        for (a, b) in back
-            .dirs
-            .iter()
-            .chain([&back.centre])
-            .zip(d.dirs.iter().chain([&c]))
-        {
-            for (x, y) in a.tensors.iter().zip(&b.tensors) {
-                assert_eq!((&x.name, x.role), (&y.name, y.role));
-                assert!(x.tensor.equal(&y.tensor), "'{}'", x.name);
-            }
-        }
-        let line = Directions::interpolation(&c, &set(&[70_000, 2])).unwrap();
-        line.save(&p).unwrap();
-        assert_eq!(Directions::load(&p).unwrap().meta, line.meta);
+    fn ok(v: Vec<TensorRecord>) -> Vec<Result<TensorRecord>> {
+        v.into_iter().map(Ok).collect()
     }
 
     #[test]
-    fn a_changed_value_or_foreign_table_is_refused() {
-        let c = set(&[3, 2]);
-        let d = Directions::random(&c).seed(2).build().unwrap();
+    fn records_round_trip_bit_exactly_over_several_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.parquet");
-        let mut changed = d.clone();
-        changed.dirs[0].tensors[1].tensor = changed.dirs[0].tensors[1].tensor.ones_like();
-        changed.save(&p).unwrap();
-        let e = Directions::load(&p).unwrap_err().to_string();
-        assert!(e.contains("content hash"), "{e}");
+        let mut w = record("w", Role::Weight, &[70_000, 2], 1.0);
+        w.values[3] = -0.0;
+        w.values[140_000 - 1] = f32::NAN;
+        let centre = vec![
+            record("b", Role::Bias, &[3], 0.0),
+            w,
+            record("s", Role::Buffer, &[], 7.0),
+        ];
+        let x = vec![record("b", Role::Bias, &[3], -1.0)];
+        let y = vec![record("b", Role::Bias, &[3], 2.0)];
+        let meta = serde_json::json!({ "id": "abc", "n_directions": 2 });
+        write(
+            &p,
+            &meta,
+            [ok(centre.clone()), ok(x.clone()), ok(y.clone())],
+        )
+        .unwrap();
+        let (back_meta, [c, bx, by]): (serde_json::Value, _) = read(&p).unwrap();
+        assert_eq!(back_meta, meta);
+        let bits = |v: &[TensorRecord]| -> Vec<(String, Role, Vec<i64>, Vec<u32>)> {
+            v.iter()
+                .map(|t| {
+                    let b = t.values.iter().map(|x| x.to_bits()).collect();
+                    (t.name.clone(), t.role, t.shape.clone(), b)
+                })
+                .collect()
+        };
+        assert_eq!(bits(&c), bits(&centre));
+        assert_eq!((bits(&bx), bits(&by)), (bits(&x), bits(&y)));
+        // The 140,000 values are in three rows of at most 65,536.
+        let t = table::read_parquet(&p, &directions_schema(), "a directions file").unwrap();
+        let rows: usize = t.batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 1 + 3 + 1 + 1 + 1);
+
+        write(&p, &meta, [ok(centre), ok(x)]).unwrap();
+        let (_, [_, _, y]): (serde_json::Value, _) = read(&p).unwrap();
+        assert!(y.is_empty());
+    }
+
+    #[test]
+    fn a_short_tensor_a_failed_tensor_or_a_foreign_table_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.parquet");
+        let mut short = record("w", Role::Weight, &[3, 2], 0.0);
+        short.values.pop();
+        write(&p, &serde_json::json!({}), [ok(vec![short])]).unwrap();
+        let e = read::<serde_json::Value>(&p).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("5 values for shape [3, 2]"), "{e}");
+
+        let failed = vec![Err(Error::corrupt(&p, "no values"))];
+        let e = write(&p, &serde_json::json!({}), [failed]).unwrap_err();
+        assert!(e.to_string().contains("no values"), "{e}");
+
         let other = dir.path().join("other.parquet");
-        let batch = tensor_rows("x", &c.tensors[0], vec![0.0; 3]).unwrap();
+        let batch = tensor_rows("x", record("b", Role::Bias, &[3], 0.0)).unwrap();
         table::write_parquet_batch(&other, &batch, &[]).unwrap();
-        let e = Directions::load(&other).unwrap_err().to_string();
+        let e = read::<serde_json::Value>(&other).unwrap_err().to_string();
         assert!(e.contains(DIRECTIONS_META_KEY), "{e}");
     }
 }

@@ -21,31 +21,30 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::pca::{PathPoint, PcaResult, PlaneCheck, TensorPca};
 use crate::error::{Error, Result};
 use crate::store::fsutil::{open_regular, write_atomic};
-use crate::store::run::Run;
 use crate::store::table;
+use crate::tensor::Role;
 
-/// Explained-variance table written by [`PcaResult::save`].
+/// Explained-variance table written by `PcaResult::save`.
 pub const VARIANCE_FILE: &str = "pca-variance.parquet";
-/// Path table (coordinates and residuals) written by [`PcaResult::save`].
+/// Path table (coordinates and residuals) written by `PcaResult::save`.
 pub const PATH_FILE: &str = "pca-path.parquet";
-/// Per-tensor table written by [`PcaResult::save`].
+/// Per-tensor table written by `PcaResult::save`.
 pub const TENSORS_FILE: &str = "pca-tensors.parquet";
-/// JSON summary written by [`PcaResult::save`].
+/// JSON summary written by `PcaResult::save`.
 pub const SUMMARY_FILE: &str = "pca.json";
-/// Raw (unit-norm) PCA directions written by [`PcaResult::save`].
+/// Raw (unit-norm) PCA directions written by `PcaResult::save`.
 pub const DIRECTIONS_RAW_FILE: &str = "directions-raw.parquet";
-/// Filter-normalized PCA directions written by [`PcaResult::save`].
+/// Filter-normalized PCA directions written by `PcaResult::save`.
 pub const DIRECTIONS_FILTER_FILE: &str = "directions-filter.parquet";
-/// Suggested name of the plane-check table ([`PlaneCheck::save`]) in a PCA
+/// Suggested name of the plane-check table (`PlaneCheck::save`) in a PCA
 /// output directory.
 pub const PLANE_CHECK_FILE: &str = "plane-check.parquet";
 /// Parquet metadata key holding the PCA settings (JSON).
 pub const PCA_META_KEY: &str = "tch_landscape.pca";
 
-/// What [`PcaResult::save`] wrote.
+/// What `PcaResult::save` wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PcaFiles {
     /// Explained variance per component.
@@ -74,6 +73,80 @@ impl PcaFiles {
             directions_filter: out.join(DIRECTIONS_FILTER_FILE),
         }
     }
+}
+
+/// One snapshot of the path in PCA coordinates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathPoint {
+    /// Stored snapshot index.
+    pub snapshot: u32,
+    /// Epoch at which it was taken.
+    pub epoch: u64,
+    /// ⟨θᵢ − θ_final, pc_k⟩ for every returned component k (not mean-centred:
+    /// the final snapshot is at the origin).
+    pub coords: Vec<f64>,
+    /// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ with Δᵢ = θᵢ − θ_final and P the projection onto the
+    /// PC1/PC2 plane (0 when Δᵢ = 0, e.g. for the final snapshot).
+    pub residual: f64,
+}
+
+impl PathPoint {
+    /// Coordinate along PC1.
+    pub fn x(&self) -> f64 {
+        self.coords.first().copied().unwrap_or(0.0)
+    }
+
+    /// Coordinate along PC2 (0 when the trajectory has rank 1).
+    pub fn y(&self) -> f64 {
+        self.coords.get(1).copied().unwrap_or(0.0)
+    }
+}
+
+/// Per-tensor (per-layer) figures of a trajectory PCA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorPca {
+    /// Tensor name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Number of elements.
+    pub numel: u64,
+    /// The tensor's total variance (trace of its centred Gram / (n−2)).
+    pub variance: f64,
+    /// Its share of the selection's total variance.
+    pub variance_fraction: f64,
+    /// Explained variance ratio of the first two principal components of this
+    /// tensor's own trajectory (how close to 2-D the layer moves; 0 for a
+    /// tensor that does not move).
+    pub own_ratio: [f64; 2],
+    /// ‖pc_k restricted to this tensor‖² for the global components: the share
+    /// of each component lying in this tensor (sums to 1 over tensors).
+    pub share: Vec<f64>,
+}
+
+/// One row of the plane-vs-true check: a snapshot, one split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaneCheckRow {
+    /// Stored snapshot index.
+    pub snapshot: u32,
+    /// Epoch.
+    pub epoch: u64,
+    /// PC1 coordinate.
+    pub x: f64,
+    /// PC2 coordinate.
+    pub y: f64,
+    /// Relative distance of the snapshot to the plane.
+    pub residual: f64,
+    /// Split name.
+    pub split: String,
+    /// L(θᵢ).
+    pub true_loss: f64,
+    /// L at θᵢ's projection onto the PCA plane.
+    pub plane_loss: f64,
+    /// Accuracy at θᵢ, when the evaluator reports one.
+    pub true_accuracy: Option<f64>,
+    /// Accuracy at the projection.
+    pub plane_accuracy: Option<f64>,
 }
 
 /// The JSON summary of a PCA ([`SUMMARY_FILE`]).
@@ -125,7 +198,7 @@ pub struct PcaSummary {
 }
 
 impl PcaSummary {
-    /// Reads the summary `pca.json` written by [`PcaResult::save`].
+    /// Reads the summary `pca.json` written by `PcaResult::save`.
     pub fn load(path: &Path) -> Result<PcaSummary> {
         let mut file = open_regular(path)?;
         let mut bytes = Vec::new();
@@ -186,7 +259,7 @@ pub fn tensors_schema() -> SchemaRef {
     ]))
 }
 
-/// Schema of the plane-check table ([`PlaneCheck::save`]).
+/// Schema of the plane-check table (`PlaneCheck::save`).
 pub fn plane_check_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("snapshot", DataType::UInt32, false),
@@ -202,48 +275,40 @@ pub fn plane_check_schema() -> SchemaRef {
     ]))
 }
 
-impl PcaResult {
-    /// Writes into `out` (created if needed): [`VARIANCE_FILE`],
-    /// [`PATH_FILE`], [`TENSORS_FILE`] (zstd Parquet with the settings under
-    /// [`PCA_META_KEY`]), [`SUMMARY_FILE`], and both variants of the
-    /// directions ([`DIRECTIONS_RAW_FILE`], [`DIRECTIONS_FILTER_FILE`]),
-    /// whose components take one more pass over `run`.
-    pub fn save(&self, run: &Run, out: &Path) -> Result<PcaFiles> {
-        let comps = self.components(run)?;
-        std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
-        let files = PcaFiles::in_dir(out);
-        let meta = [(PCA_META_KEY.to_string(), self.settings_json())];
-        let tables = [
-            (&files.variance, variance_batch(self)),
-            (&files.path, path_batch(&self.path)),
-            (&files.tensors, tensors_batch(&self.tensors)),
-        ];
-        for (path, batch) in tables {
-            let batch = batch.map_err(|e| Error::arrow(path, e))?;
-            table::write_parquet_batch(path, &batch, &meta)?;
-        }
-        self.summary().save(&files.summary)?;
-        self.directions_from(run, &comps, false)?
-            .save(&files.directions_raw)?;
-        self.directions_from(run, &comps, true)?
-            .save(&files.directions_filter)?;
-        Ok(files)
-    }
+/// The three PCA tables and the summary, as [`write`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PcaTables<'a> {
+    /// The settings, JSON, written under [`PCA_META_KEY`] of every table.
+    pub settings: &'a str,
+    /// Explained variance of every non-zero component (the full spectrum).
+    pub spectrum: &'a [f64],
+    /// Total variance (the denominator of the ratios).
+    pub total_variance: f64,
+    /// Cumulative explained variance ratio, one per spectrum entry.
+    pub cumulative_ratio: &'a [f64],
+    /// The summary (it holds the path and per-tensor figures of the tables).
+    pub summary: &'a PcaSummary,
+}
 
-    /// The settings written under [`PCA_META_KEY`].
-    fn settings_json(&self) -> String {
-        serde_json::json!({
-            "run_id": self.run_id,
-            "selection": self.selection.to_string(),
-            "components": self.requested,
-            "returned_components": self.n_components(),
-            "rank": self.rank,
-            "chunk": self.chunk,
-            "snapshots": self.path.len(),
-            "numel": self.numel,
-        })
-        .to_string()
+/// Writes into `out` (created if needed) [`VARIANCE_FILE`], [`PATH_FILE`],
+/// [`TENSORS_FILE`] (zstd Parquet, the settings under [`PCA_META_KEY`]) and
+/// [`SUMMARY_FILE`]; returns the paths of every PCA file, the directions
+/// included, which the caller writes.
+pub(crate) fn write(out: &Path, t: PcaTables<'_>) -> Result<PcaFiles> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+    let files = PcaFiles::in_dir(out);
+    let meta = [(PCA_META_KEY.to_string(), t.settings.to_string())];
+    let tables = [
+        (&files.variance, variance_batch(&t)),
+        (&files.path, path_batch(&t.summary.path)),
+        (&files.tensors, tensors_batch(&t.summary.tensors)),
+    ];
+    for (path, batch) in tables {
+        let batch = batch.map_err(|e| Error::arrow(path, e))?;
+        table::write_parquet_batch(path, &batch, &meta)?;
     }
+    t.summary.save(&files.summary)?;
+    Ok(files)
 }
 
 type BatchResult = std::result::Result<RecordBatch, arrow::error::ArrowError>;
@@ -253,13 +318,13 @@ fn f64_column<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
     Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
 }
 
-fn variance_batch(pca: &PcaResult) -> BatchResult {
-    let n = pca.spectrum.len();
+fn variance_batch(t: &PcaTables<'_>) -> BatchResult {
+    let n = t.spectrum.len();
     let cols: Vec<ArrayRef> = vec![
         Arc::new(UInt32Array::from_iter_values(1..=n as u32)),
-        Arc::new(Float64Array::from(pca.spectrum.clone())),
-        f64_column(&pca.spectrum, |v| v / pca.total_variance),
-        Arc::new(Float64Array::from(pca.cumulative_ratio.clone())),
+        Arc::new(Float64Array::from(t.spectrum.to_vec())),
+        f64_column(t.spectrum, |v| v / t.total_variance),
+        Arc::new(Float64Array::from(t.cumulative_ratio.to_vec())),
     ];
     RecordBatch::try_new(variance_schema(), cols)
 }
@@ -295,30 +360,27 @@ fn tensors_batch(t: &[TensorPca]) -> BatchResult {
     RecordBatch::try_new(tensors_schema(), cols)
 }
 
-impl PlaneCheck {
-    /// Writes the table as zstd Parquet ([`plane_check_schema`]), the
-    /// evaluator's description under [`PCA_META_KEY`].
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let r = &self.rows;
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(UInt32Array::from_iter_values(r.iter().map(|r| r.snapshot))),
-            Arc::new(UInt64Array::from_iter_values(r.iter().map(|r| r.epoch))),
-            f64_column(r, |r| r.x),
-            f64_column(r, |r| r.y),
-            f64_column(r, |r| r.residual),
-            Arc::new(StringArray::from_iter_values(
-                r.iter().map(|r| r.split.as_str()),
-            )),
-            f64_column(r, |r| r.true_loss),
-            f64_column(r, |r| r.plane_loss),
-            Arc::new(r.iter().map(|r| r.true_accuracy).collect::<Float64Array>()),
-            Arc::new(r.iter().map(|r| r.plane_accuracy).collect::<Float64Array>()),
-        ];
-        let batch =
-            RecordBatch::try_new(plane_check_schema(), cols).map_err(|e| Error::arrow(path, e))?;
-        let meta = serde_json::json!({ "evaluator": self.evaluator }).to_string();
-        table::write_parquet_batch(path, &batch, &[(PCA_META_KEY.to_string(), meta)])
-    }
+/// Writes a plane-check table as zstd Parquet ([`plane_check_schema`]),
+/// `evaluator` (its description) under [`PCA_META_KEY`].
+pub(crate) fn write_plane_check(path: &Path, r: &[PlaneCheckRow], evaluator: &str) -> Result<()> {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(r.iter().map(|r| r.snapshot))),
+        Arc::new(UInt64Array::from_iter_values(r.iter().map(|r| r.epoch))),
+        f64_column(r, |r| r.x),
+        f64_column(r, |r| r.y),
+        f64_column(r, |r| r.residual),
+        Arc::new(StringArray::from_iter_values(
+            r.iter().map(|r| r.split.as_str()),
+        )),
+        f64_column(r, |r| r.true_loss),
+        f64_column(r, |r| r.plane_loss),
+        Arc::new(r.iter().map(|r| r.true_accuracy).collect::<Float64Array>()),
+        Arc::new(r.iter().map(|r| r.plane_accuracy).collect::<Float64Array>()),
+    ];
+    let batch =
+        RecordBatch::try_new(plane_check_schema(), cols).map_err(|e| Error::arrow(path, e))?;
+    let meta = serde_json::json!({ "evaluator": evaluator }).to_string();
+    table::write_parquet_batch(path, &batch, &[(PCA_META_KEY.to_string(), meta)])
 }
 
 #[cfg(test)]
@@ -326,12 +388,11 @@ mod tests {
     use arrow::array::Array;
 
     use super::*;
-    use crate::analysis::pca::PlaneCheckRow;
     use crate::store::table::column;
-    use crate::tensor::Role;
 
-    /// Reads a plane-check table back (the tests' check of the format).
-    fn read_plane_check(path: &Path) -> Result<PlaneCheck> {
+    /// Reads a plane-check table back (the tests' check of the format): its
+    /// rows and the evaluator's description.
+    fn read_plane_check(path: &Path) -> Result<(Vec<PlaneCheckRow>, String)> {
         let t = table::read_parquet(path, &plane_check_schema(), "a plane-check table")?;
         let meta: serde_json::Value = t.json_meta(path, PCA_META_KEY, "a plane-check table")?;
         let mut rows = Vec::new();
@@ -355,10 +416,8 @@ mod tests {
                 plane_accuracy: opt(pa, r),
             }));
         }
-        Ok(PlaneCheck {
-            rows,
-            evaluator: meta["evaluator"].as_str().unwrap_or_default().to_string(),
-        })
+        let evaluator = meta["evaluator"].as_str().unwrap_or_default().to_string();
+        Ok((rows, evaluator))
     }
 
     fn point(snapshot: u32, x: f64, y: f64) -> PathPoint {
@@ -428,12 +487,9 @@ mod tests {
             true_accuracy: acc,
             plane_accuracy: acc.map(|a: f64| a - 1.0),
         };
-        let check = PlaneCheck {
-            rows: vec![row("train", Some(90.0)), row("test", None)],
-            evaluator: "an MLP".into(),
-        };
-        check.save(&p).unwrap();
-        assert_eq!(read_plane_check(&p).unwrap(), check);
+        let rows = vec![row("train", Some(90.0)), row("test", None)];
+        write_plane_check(&p, &rows, "an MLP").unwrap();
+        assert_eq!(read_plane_check(&p).unwrap(), (rows, "an MLP".to_string()));
         let e = table::read_parquet(&p, &path_schema(), "a PCA path table").unwrap_err();
         assert!(e.to_string().contains("a PCA path table"), "{e}");
     }
@@ -442,7 +498,47 @@ mod tests {
     fn a_summary_loads_back_and_a_missing_one_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(SUMMARY_FILE);
-        let s = PcaSummary {
+        let s = summary();
+        s.save(&p).unwrap();
+        let back = PcaSummary::load(&p).unwrap();
+        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
+        let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn write_creates_the_directory_and_the_variance_ratios() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a").join("pca");
+        let s = summary();
+        let tables = PcaTables {
+            settings: "{\"rank\":2}",
+            spectrum: &[3.0, 1.0],
+            total_variance: 4.0,
+            cumulative_ratio: &[0.75, 1.0],
+            summary: &s,
+        };
+        let files = write(&out, tables).unwrap();
+        assert_eq!(files, PcaFiles::in_dir(&out));
+        let p = &files.variance;
+        let t = table::read_parquet(p, &variance_schema(), "a PCA variance table").unwrap();
+        let b = &t.batches[0];
+        assert_eq!(column::<UInt32Array>(b, 0, p).unwrap().values(), &[1, 2]);
+        let ratio = column::<Float64Array>(b, 2, p).unwrap();
+        assert_eq!(ratio.values(), &[0.75, 0.25]);
+        let m: serde_json::Value = t.json_meta(p, PCA_META_KEY, "a PCA table").unwrap();
+        assert_eq!(m["rank"], 2);
+        let t = table::read_parquet(&files.path, &path_schema(), "a PCA path table").unwrap();
+        assert_eq!(t.batches[0].num_rows(), s.path.len());
+        assert_eq!(PcaSummary::load(&files.summary).unwrap().run_id, "r");
+        assert!(
+            !files.directions_raw.exists(),
+            "the caller writes directions"
+        );
+    }
+
+    fn summary() -> PcaSummary {
+        PcaSummary {
             format: "tch-landscape-pca".into(),
             schema_version: 1,
             run_id: "r".into(),
@@ -464,11 +560,6 @@ mod tests {
             tensors: vec![],
             seconds: 0.5,
             created_utc: String::new(),
-        };
-        s.save(&p).unwrap();
-        let back = PcaSummary::load(&p).unwrap();
-        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
-        let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
-        assert!(matches!(e, Error::Io { .. }), "{e}");
+        }
     }
 }

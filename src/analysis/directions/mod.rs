@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod file;
 mod random;
 
 use std::collections::BTreeMap;

@@ -48,9 +48,11 @@
 //! on a reader thread), `gram` (the blocked Gram matrix and its
 //! eigen-decomposition), `fit` (both passes over any chunk source, unit-tested
 //! on chunks in memory), `project` (pass 2 and the components), `result`
-//! ([`PcaResult`], the PCA plane as directions) and `plane_check`. The files
-//! ([`PcaResult::save`], [`PlaneCheck::save`], [`PcaSummary::load`]) are
-//! written and read by `store::pca`.
+//! ([`PcaResult`], the PCA plane as directions, [`PcaResult::save`]) and
+//! `plane_check`. The file formats, and the plain records they hold
+//! ([`PathPoint`], [`TensorPca`], [`PlaneCheckRow`], [`PcaSummary`] with
+//! [`PcaSummary::load`]), live in `store::pca`: [`PcaResult::save`] and
+//! [`PlaneCheck::save`] hand their data to it.
 //!
 //! ```no_run
 //! # fn main() -> tch_landscape::Result<()> {
@@ -75,12 +77,12 @@ use crate::error::{Error, Result};
 use crate::store::run::{Run, Selection};
 
 pub use crate::store::pca::{
-    path_schema, plane_check_schema, tensors_schema, variance_schema, PcaFiles, PcaSummary,
-    DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE, PCA_META_KEY, PLANE_CHECK_FILE,
-    SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
+    path_schema, plane_check_schema, tensors_schema, variance_schema, PathPoint, PcaFiles,
+    PcaSummary, PlaneCheckRow, TensorPca, DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE,
+    PCA_META_KEY, PLANE_CHECK_FILE, SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
 };
-pub use plane_check::{plane_check, PlaneCheck, PlaneCheckRow};
-pub use result::{PathPoint, PcaResult, TensorPca};
+pub use plane_check::{plane_check, PlaneCheck};
+pub use result::PcaResult;
 
 /// Default number of values per tensor chunk streamed from each snapshot.
 pub const DEFAULT_CHUNK: usize = 16_384;

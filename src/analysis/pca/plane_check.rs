@@ -3,38 +3,16 @@
 
 use tch::{Kind, Tensor};
 
-use super::result::{PathPoint, PcaResult};
+use std::path::Path;
+
+use super::result::PcaResult;
 use super::stream::selected_tensors;
 use crate::analysis::directions::combine;
 use crate::analysis::evaluator::{Evaluator, SplitResult};
 use crate::analysis::params::RestoreGuard;
 use crate::error::{Error, Result};
+use crate::store::pca::{self, PathPoint, PlaneCheckRow};
 use crate::store::run::Run;
-
-/// One row of the plane-vs-true check: a snapshot, one split.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlaneCheckRow {
-    /// Stored snapshot index.
-    pub snapshot: u32,
-    /// Epoch.
-    pub epoch: u64,
-    /// PC1 coordinate.
-    pub x: f64,
-    /// PC2 coordinate.
-    pub y: f64,
-    /// Relative distance of the snapshot to the plane.
-    pub residual: f64,
-    /// Split name.
-    pub split: String,
-    /// L(θᵢ).
-    pub true_loss: f64,
-    /// L at θᵢ's projection onto the PCA plane.
-    pub plane_loss: f64,
-    /// Accuracy at θᵢ, when the evaluator reports one.
-    pub true_accuracy: Option<f64>,
-    /// Accuracy at the projection.
-    pub plane_accuracy: Option<f64>,
-}
 
 /// The result of [`plane_check`]; [`PlaneCheck::save`] writes it as
 /// [`PLANE_CHECK_FILE`](super::PLANE_CHECK_FILE).
@@ -44,6 +22,15 @@ pub struct PlaneCheck {
     pub rows: Vec<PlaneCheckRow>,
     /// The evaluator's description.
     pub evaluator: String,
+}
+
+impl PlaneCheck {
+    /// Writes the table as zstd Parquet
+    /// ([`plane_check_schema`](super::plane_check_schema)), the evaluator's
+    /// description under [`PCA_META_KEY`](super::PCA_META_KEY).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        pca::write_plane_check(path, &self.rows, &self.evaluator)
+    }
 }
 
 /// A selected tensor set on the plane: the model's variable, θ_final and

@@ -2,9 +2,8 @@
 //! components and the PCA plane as [`Directions`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::fit::Fit;
@@ -15,58 +14,9 @@ use crate::analysis::directions::{normalize, DirectionKind, Directions, Normaliz
 use crate::analysis::params::ParamSet;
 use crate::error::{Error, Result};
 use crate::store::manifest::rfc3339_utc;
-use crate::store::pca::PcaSummary;
+use crate::store::pca::{self, PathPoint, PcaFiles, PcaSummary, PcaTables, TensorPca};
 use crate::store::run::{Run, Selection};
 use crate::tensor::Role;
-
-/// One snapshot of the path in PCA coordinates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PathPoint {
-    /// Stored snapshot index.
-    pub snapshot: u32,
-    /// Epoch at which it was taken.
-    pub epoch: u64,
-    /// ⟨θᵢ − θ_final, pc_k⟩ for every returned component k (not mean-centred:
-    /// the final snapshot is at the origin).
-    pub coords: Vec<f64>,
-    /// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ with Δᵢ = θᵢ − θ_final and P the projection onto the
-    /// PC1/PC2 plane (0 when Δᵢ = 0, e.g. for the final snapshot).
-    pub residual: f64,
-}
-
-impl PathPoint {
-    /// Coordinate along PC1.
-    pub fn x(&self) -> f64 {
-        self.coords.first().copied().unwrap_or(0.0)
-    }
-
-    /// Coordinate along PC2 (0 when the trajectory has rank 1).
-    pub fn y(&self) -> f64 {
-        self.coords.get(1).copied().unwrap_or(0.0)
-    }
-}
-
-/// Per-tensor (per-layer) figures of a trajectory PCA.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TensorPca {
-    /// Tensor name.
-    pub name: String,
-    /// Its role.
-    pub role: Role,
-    /// Number of elements.
-    pub numel: u64,
-    /// The tensor's total variance (trace of its centred Gram / (n−2)).
-    pub variance: f64,
-    /// Its share of the selection's total variance.
-    pub variance_fraction: f64,
-    /// Explained variance ratio of the first two principal components of this
-    /// tensor's own trajectory (how close to 2-D the layer moves; 0 for a
-    /// tensor that does not move).
-    pub own_ratio: [f64; 2],
-    /// ‖pc_k restricted to this tensor‖² for the global components: the share
-    /// of each component lying in this tensor (sums to 1 over tensors).
-    pub share: Vec<f64>,
-}
 
 /// The result of [`TrajectoryPca::fit`].
 #[derive(Debug, Clone)]
@@ -169,6 +119,45 @@ impl PcaResult {
     /// trajectory): the figure the paper quotes (40–90 %).
     pub fn plane_ratio(&self) -> f64 {
         self.explained_variance_ratio.iter().take(2).sum()
+    }
+
+    /// Writes into `out` (created if needed): [`VARIANCE_FILE`](super::VARIANCE_FILE),
+    /// [`PATH_FILE`](super::PATH_FILE), [`TENSORS_FILE`](super::TENSORS_FILE)
+    /// (zstd Parquet with the settings under [`PCA_META_KEY`](super::PCA_META_KEY)),
+    /// [`SUMMARY_FILE`](super::SUMMARY_FILE), and both variants of the
+    /// directions ([`DIRECTIONS_RAW_FILE`](super::DIRECTIONS_RAW_FILE),
+    /// [`DIRECTIONS_FILTER_FILE`](super::DIRECTIONS_FILTER_FILE)), whose
+    /// components take one more pass over `run`.
+    pub fn save(&self, run: &Run, out: &Path) -> Result<PcaFiles> {
+        let comps = self.components(run)?;
+        let tables = PcaTables {
+            settings: &self.settings_json(),
+            spectrum: &self.spectrum,
+            total_variance: self.total_variance,
+            cumulative_ratio: &self.cumulative_ratio,
+            summary: &self.summary(),
+        };
+        let files = pca::write(out, tables)?;
+        self.directions_from(run, &comps, false)?
+            .save(&files.directions_raw)?;
+        self.directions_from(run, &comps, true)?
+            .save(&files.directions_filter)?;
+        Ok(files)
+    }
+
+    /// The settings written under [`PCA_META_KEY`](super::PCA_META_KEY).
+    fn settings_json(&self) -> String {
+        serde_json::json!({
+            "run_id": self.run_id,
+            "selection": self.selection.to_string(),
+            "components": self.requested,
+            "returned_components": self.n_components(),
+            "rank": self.rank,
+            "chunk": self.chunk,
+            "snapshots": self.path.len(),
+            "numel": self.numel,
+        })
+        .to_string()
     }
 
     /// The trajectory of `run` this PCA was computed from, or an error when
