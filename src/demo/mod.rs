@@ -9,6 +9,8 @@ pub(crate) mod analyses;
 mod train;
 
 pub use train::{evaluate, train_digits, TrainConfig, DIGITS_MLP_MODEL};
+// The experiments train their runs with the demo's loop.
+#[cfg(feature = "experiments")]
 pub(crate) use train::{train_recorded, TrainJob};
 
 use std::path::{Path, PathBuf};

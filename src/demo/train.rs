@@ -115,6 +115,7 @@ impl TrainJob<'_> {
     }
 
     /// Final loss and accuracy (%) on the held-out split (NaN without one).
+    #[cfg(feature = "experiments")]
     pub(crate) fn test_figures(&self) -> Result<(f64, f64)> {
         match self.test {
             Some(test) => evaluate_data(self.net, test, self.eval_batch),

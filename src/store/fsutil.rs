@@ -33,7 +33,20 @@ where
     F: FnOnce(&mut BufWriter<File>) -> Result<()>,
 {
     let tmp = temp_path(path);
-    let file = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+    // Never write through what is already there: a leftover (or planted)
+    // temporary name is removed first, and the file is created exclusively,
+    // which refuses a symlink instead of following it. The final rename
+    // replaces a symlink at `path` itself, not the file it points to.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("removing", &tmp, e)),
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io("creating", &tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let result = fill(&mut w).and_then(|()| {
         let file = w
@@ -155,6 +168,35 @@ mod tests {
         })
         .unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"abc");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"keep").unwrap();
+        let p = dir.path().join("out.json");
+        // A symlink at the temporary name and one at the final name.
+        std::os::unix::fs::symlink(&victim, temp_path(&p)).unwrap();
+        write_atomic(&p, false, |w| {
+            w.write_all(b"new").map_err(|e| Error::io("w", &p, e))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        write_atomic(&p, true, |w| {
+            w.write_all(b"newer").map_err(|e| Error::io("w", &p, e))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(!std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&p).unwrap(), b"newer");
     }
 
     #[test]
