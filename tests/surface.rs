@@ -699,3 +699,33 @@ fn cancel_after(builder: SurfaceBuilder<'_>, n: usize) -> SurfaceBuilder<'_> {
         }
     })
 }
+
+#[test]
+fn a_surface_json_asking_for_absurd_grids_is_refused_before_allocating() {
+    let (vs, model) = mlp(3, &[64, 8, 10]);
+    let (x, y) = digits_subset(40);
+    let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
+        .seed(1)
+        .build()
+        .unwrap();
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s");
+    Surface::builder(&dirs)
+        .grid(-1.0..=1.0, 3, -1.0..=1.0, 2)
+        .build()
+        .unwrap()
+        .evaluate(&vs, &mut eval, &out)
+        .unwrap();
+    let spec_path = out.join("surface.json");
+    let spec = std::fs::read_to_string(&spec_path).unwrap();
+    for n in ["1000000000000", "9223372036854776121"] {
+        let tampered = spec.replacen("\"n\": 3", &format!("\"n\": {n}"), 1);
+        assert_ne!(tampered, spec, "the spec's x axis is written as \"n\": 3");
+        std::fs::write(&spec_path, tampered).unwrap();
+        let e = SurfaceResult::load(&out).unwrap_err().to_string();
+        assert!(e.contains("surface.json") && e.contains("points"), "{e}");
+    }
+}

@@ -6,9 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The most points one axis may have.
+pub const MAX_AXIS_POINTS: usize = 1_000_000;
+
+/// The most points a grid may have: every point's values are held in memory
+/// and drawn, so larger grids are refused before anything is allocated.
+pub const MAX_GRID_POINTS: usize = 10_000_000;
+
 /// One axis of a grid: `n` evenly spaced values from `min` to `max`
-/// inclusive (a single value `min` when `n` is 1).
+/// inclusive (a single value `min` when `n` is 1). Deserializing checks it
+/// (a `surface.json` cannot ask for 10¹² points or a NaN range).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawAxis")]
 pub struct Axis {
     /// First value.
     pub min: f64,
@@ -55,6 +64,15 @@ impl Axis {
         if self.n == 0 {
             return Err(Error::invalid(name, "needs at least 1 point, got 0"));
         }
+        if self.n > MAX_AXIS_POINTS {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "{} points is more than the {MAX_AXIS_POINTS} an axis may have",
+                    self.n
+                ),
+            ));
+        }
         if !self.min.is_finite() || !self.max.is_finite() {
             return Err(Error::invalid(
                 name,
@@ -74,8 +92,48 @@ impl Axis {
     }
 }
 
-/// A 1-D (`y` is `None`) or 2-D grid.
+/// The fields of an [`Axis`] as read, before they are checked.
+#[derive(Deserialize)]
+struct RawAxis {
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+impl TryFrom<RawAxis> for Axis {
+    type Error = Error;
+
+    fn try_from(r: RawAxis) -> Result<Axis> {
+        let axis = Axis {
+            min: r.min,
+            max: r.max,
+            n: r.n,
+        };
+        axis.validate("grid axis")?;
+        Ok(axis)
+    }
+}
+
+/// The fields of a [`Grid`] as read, before the number of points is checked.
+#[derive(Deserialize)]
+struct RawGrid {
+    x: Axis,
+    y: Option<Axis>,
+}
+
+impl TryFrom<RawGrid> for Grid {
+    type Error = Error;
+
+    fn try_from(r: RawGrid) -> Result<Grid> {
+        let grid = Grid { x: r.x, y: r.y };
+        grid.check_size()?;
+        Ok(grid)
+    }
+}
+
+/// A 1-D (`y` is `None`) or 2-D grid, at most [`MAX_GRID_POINTS`] points.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawGrid")]
 pub struct Grid {
     /// Coefficient of the first direction.
     pub x: Axis,
@@ -87,7 +145,8 @@ pub struct Grid {
 pub use crate::store::surface::GridPoint;
 
 impl Grid {
-    /// Checks the axes; `n_dirs` is the number of available directions.
+    /// Checks the axes and the number of points; `n_dirs` is the number of
+    /// available directions.
     pub fn validate(&self, n_dirs: usize) -> Result<()> {
         self.x.validate("x axis")?;
         if let Some(y) = &self.y {
@@ -99,7 +158,23 @@ impl Grid {
                 ));
             }
         }
-        Ok(())
+        self.check_size()
+    }
+
+    /// Refuses grids of more than [`MAX_GRID_POINTS`] points.
+    fn check_size(&self) -> Result<()> {
+        let points = self.x.n.checked_mul(self.y.map_or(1, |a| a.n));
+        match points {
+            Some(p) if p <= MAX_GRID_POINTS => Ok(()),
+            _ => Err(Error::invalid(
+                "grid",
+                format!(
+                    "{} × {} points is more than the {MAX_GRID_POINTS} a grid may have",
+                    self.x.n,
+                    self.y.map_or(1, |a| a.n)
+                ),
+            )),
+        }
     }
 
     /// Number of columns.
@@ -147,6 +222,29 @@ mod tests {
         assert!(Axis::new(0.0..=1.0, 0).validate("x").is_err());
         assert!(Axis::new(0.0..=f64::NAN, 2).validate("x").is_err());
         Axis::new(0.5..=0.5, 1).validate("x").unwrap();
+    }
+
+    #[test]
+    fn read_grids_are_checked_and_bounded() {
+        let ok: Grid =
+            serde_json::from_str(r#"{"x":{"min":-1.0,"max":1.0,"n":3},"y":null}"#).unwrap();
+        assert_eq!(ok.len(), 3);
+        for bad in [
+            // 10^12 points on one axis, 2^63 + 313 (the length overflows), an
+            // inverted range, a grid of 10^8 points made of two legal axes.
+            r#"{"x":{"min":-1.0,"max":1.0,"n":1000000000000},"y":null}"#,
+            r#"{"x":{"min":-1.0,"max":1.0,"n":9223372036854776121},"y":null}"#,
+            r#"{"x":{"min":1.0,"max":-1.0,"n":3},"y":null}"#,
+            r#"{"x":{"min":-1.0,"max":1.0,"n":10000},"y":{"min":-1.0,"max":1.0,"n":10000}}"#,
+        ] {
+            let e = serde_json::from_str::<Grid>(bad).unwrap_err().to_string();
+            assert!(e.contains("axis") || e.contains("grid"), "{bad}: {e}");
+        }
+        let big = Grid {
+            x: Axis::new(0.0..=1.0, MAX_AXIS_POINTS),
+            y: Some(Axis::new(0.0..=1.0, MAX_AXIS_POINTS)),
+        };
+        assert!(big.validate(2).is_err());
     }
 
     #[test]

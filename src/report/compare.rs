@@ -65,6 +65,7 @@ impl Runs {
 
 /// Writes a comparison page of `runs` into `out`; returns `out/index.html`.
 pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<PathBuf> {
+    opts.validate()?;
     if runs.len() < 2 {
         return Err(Error::invalid(
             "compare",

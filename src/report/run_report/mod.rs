@@ -39,6 +39,7 @@ pub use crate::store::run::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
 /// `RUN_DIR/report`): `index.html`, self-contained, with every figure also
 /// as PNG and SVG beside it. Returns the path of `index.html`.
 pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
+    opts.validate()?;
     let run = Run::open(run_dir)?;
     let dir = opts.out.clone().unwrap_or_else(|| run_dir.join("report"));
     let name = run_dir
