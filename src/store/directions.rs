@@ -67,11 +67,7 @@ where
     M: Serialize,
     V: IntoIterator<Item = Result<TensorRecord>>,
 {
-    let meta = serde_json::to_string(meta).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let meta = [(DIRECTIONS_META_KEY.to_string(), meta)];
+    let meta = [table::json_entry(path, DIRECTIONS_META_KEY, meta)?];
     table::write_parquet(path, directions_schema(), &meta, |sink| {
         for (tensors, vector) in vectors.into_iter().zip(VECTORS) {
             for t in tensors {

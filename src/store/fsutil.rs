@@ -84,6 +84,33 @@ pub(crate) fn open_regular(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io("opening", path, e))
 }
 
+/// Writes `value` as pretty JSON to `path` atomically (see [`write_atomic`]).
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(
+    path: &Path,
+    value: &T,
+    fsync: bool,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, fsync, |w| {
+        w.write_all(&bytes)
+            .map_err(|e| Error::io("writing", path, e))
+    })
+}
+
+/// Reads the JSON document `path` (a regular file, see [`open_regular`]).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)
+        .map_err(|e| Error::io("reading", path, e))?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Fsyncs a directory, making renames inside it durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| Error::io("opening", dir, e))?;

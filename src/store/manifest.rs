@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::write_atomic;
+use crate::store::fsutil::write_json;
 
 /// File name of the manifest inside a run directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -111,14 +111,7 @@ impl Manifest {
 
     /// Writes the manifest atomically into `dir`.
     pub(crate) fn write(&self, dir: &Path, fsync: bool) -> Result<()> {
-        let path = Self::path_in(dir);
-        let bytes = serde_json::to_vec_pretty(self).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
-        write_atomic(&path, fsync, |w| {
-            std::io::Write::write_all(w, &bytes).map_err(|e| Error::io("writing", &path, e))
-        })
+        write_json(&Self::path_in(dir), self, fsync)
     }
 
     /// Reads and validates the manifest of the run directory `dir`.

@@ -22,7 +22,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::{open_regular, write_atomic};
+use crate::store::fsutil::{read_json, write_json};
 use crate::store::table;
 use crate::tensor::Role;
 
@@ -200,25 +200,12 @@ pub struct PcaSummary {
 impl PcaSummary {
     /// Reads the summary `pca.json` written by `PcaResult::save`.
     pub fn load(path: &Path) -> Result<PcaSummary> {
-        let mut file = open_regular(path)?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes)
-            .map_err(|e| Error::io("reading", path, e))?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        read_json(path)
     }
 
     /// Writes the summary as pretty JSON, atomically.
     fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        write_atomic(path, true, |w| {
-            std::io::Write::write_all(w, &json).map_err(|e| Error::io("writing", path, e))
-        })
+        write_json(path, self, true)
     }
 }
 

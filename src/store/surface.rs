@@ -26,8 +26,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::{is_temp_name, open_regular, write_atomic};
-use crate::store::table::{column, read_ipc, read_parquet, write_ipc, write_parquet_batch};
+use crate::store::fsutil::{is_temp_name, open_regular, read_json, write_atomic, write_json};
+use crate::store::table::{
+    column, json_entry, read_ipc, read_parquet, write_ipc, write_parquet_batch,
+};
 
 /// Name of the specification file of a surface directory.
 pub const SPEC_FILE: &str = "surface.json";
@@ -95,11 +97,7 @@ pub(crate) fn spec_metadata<S: StoredSpec>(
     key: &str,
     spec: &S,
 ) -> Result<Vec<(String, String)>> {
-    let json = serde_json::to_string(spec).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(std::iter::once((key.to_string(), json))
+    Ok(std::iter::once(json_entry(path, key, spec)?)
         .chain(
             spec.flat_meta()
                 .into_iter()
@@ -161,17 +159,17 @@ impl SurfaceDir {
 
     /// The spec in `surface.json`, or `None` when there is none.
     pub(crate) fn read_spec<S: DeserializeOwned>(&self) -> Result<Option<S>> {
-        read_json(&self.file(SPEC_FILE))
+        read_json_if_any(&self.file(SPEC_FILE))
     }
 
     /// Writes `surface.json` atomically.
     pub(crate) fn write_spec<S: Serialize>(&self, spec: &S) -> Result<()> {
-        write_json(&self.file(SPEC_FILE), spec)
+        write_json(&self.file(SPEC_FILE), spec, true)
     }
 
     /// Writes `sharpness.json` atomically.
     pub(crate) fn write_sharpness<T: Serialize + ?Sized>(&self, sharpness: &T) -> Result<()> {
-        write_json(&self.file(SHARPNESS_FILE), sharpness)
+        write_json(&self.file(SHARPNESS_FILE), sharpness, true)
     }
 
     /// Has `save` write `directions.parquet` (given its path) unless the
@@ -367,31 +365,12 @@ fn batch_points(
     Ok(())
 }
 
-/// Writes `value` as pretty JSON to `path`, atomically and durably.
-fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    write_atomic(path, true, |w| {
-        std::io::Write::write_all(w, &bytes).map_err(|e| Error::io("writing", path, e))
-    })
-}
-
 /// Reads the JSON document `path`; `None` when it does not exist.
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+fn read_json_if_any<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     if !path.exists() {
         return Ok(None);
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)
-        .map_err(|e| Error::io("reading", path, e))?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+    read_json(path).map(Some)
 }
 
 /// A spec standing in for an analysis' one, in unit tests of the formats.

@@ -107,6 +107,20 @@ pub(crate) fn write_parquet_batch(
     write_parquet(path, batch.schema(), metadata, |sink| sink.write(batch)).map(|_| ())
 }
 
+/// The key-value metadata entry `key` holding `value` as JSON, which
+/// [`Table::json_meta`] reads back; `path` names the table in errors.
+pub(crate) fn json_entry<T: serde::Serialize + ?Sized>(
+    path: &Path,
+    key: &str,
+    value: &T,
+) -> Result<(String, String)> {
+    let json = serde_json::to_string(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((key.to_string(), json))
+}
+
 /// A Parquet table read back: its record batches and key-value metadata.
 #[derive(Debug)]
 pub(crate) struct Table {
