@@ -276,7 +276,7 @@ impl<'a> Surface<'a> {
                 segments.points.entry(p.point.index).or_insert(p);
             }
         }
-        SurfaceResult::check_on_grid(store.path(), &spec.grid, segments.points.values())?;
+        SurfaceResult::place_on_grid(&spec.grid, segments.points.values_mut());
         Ok((spec, segments))
     }
 

@@ -160,32 +160,23 @@ impl SurfaceResult {
                 format!("{} has no {SPEC_FILE}", store.path().display()),
             )
         })?;
-        let points = store.read_result(spec.grid.len())?;
-        SurfaceResult::check_on_grid(store.path(), &spec.grid, &points)?;
+        let mut points = store.read_result(spec.grid.len())?;
+        SurfaceResult::place_on_grid(&spec.grid, &mut points);
         Ok(SurfaceResult::finished(store.path(), spec, points))
     }
 
-    /// Checks that points read back from `dir` lie where `grid` puts them
-    /// (column, row and coordinates), so a damaged file is refused rather
-    /// than drawn at the wrong place.
-    pub(crate) fn check_on_grid<'p>(
-        dir: &Path,
+    /// Places points read back from a directory on `grid`: their column, row
+    /// and coordinates are recomputed from their flat index (which the store
+    /// checked to be on the grid), as the grid read from `surface.json` gives
+    /// them, so resumed and loaded points agree bit for bit with each other and
+    /// a damaged coordinate in a file has no effect.
+    pub(crate) fn place_on_grid<'p>(
         grid: &Grid,
-        points: impl IntoIterator<Item = &'p PointValue>,
-    ) -> Result<()> {
+        points: impl IntoIterator<Item = &'p mut PointValue>,
+    ) {
         for p in points {
-            let want = grid.point(p.point.index);
-            if p.point != want {
-                return Err(Error::corrupt(
-                    dir,
-                    format!(
-                        "point {} is stored at {:?}, the grid puts it at {want:?}",
-                        p.point.index, p.point
-                    ),
-                ));
-            }
+            p.point = grid.point(p.point.index);
         }
-        Ok(())
     }
 
     /// A whole surface (or shard) read from, or just written to, `dir`.
