@@ -116,17 +116,20 @@ pub enum Error {
         removed: Vec<String>,
     },
 
-    /// Another recorder (or process) holds the run directory's lock.
-    #[error("{path} is locked by another recorder (lock file {lock}); use a different directory or stop the other run")]
+    /// Another process holds the directory's lock (one writer per
+    /// directory).
+    #[error("{path} is in use by {} (lock file {lock}); wait for it to finish, stop it, or use a different directory", match pid { Some(p) => format!("pid {p}"), None => "another process".to_string() })]
     Locked {
-        /// The run directory.
+        /// The locked directory.
         path: PathBuf,
         /// The lock file.
         lock: PathBuf,
+        /// The process holding it, when its lock file says.
+        pid: Option<u32>,
     },
 
     /// The output directory already holds a run.
-    #[error("{path} already holds a recorded run; choose a new directory or call `.overwrite(true)` on the builder")]
+    #[error("{path} already holds a recorded run; choose a new directory, or overwrite it (`.overwrite(true)` on the builder, `--overwrite` on the command line)")]
     AlreadyExists {
         /// The run directory.
         path: PathBuf,

@@ -13,6 +13,11 @@ pub const MAX_AXIS_POINTS: usize = 1_000_000;
 /// and drawn, so larger grids are refused before anything is allocated.
 pub const MAX_GRID_POINTS: usize = 10_000_000;
 
+/// The largest |coordinate| a grid may reach. Directions are scaled like
+/// the weights (filter normalization), so coefficients far beyond this only
+/// overflow float32 into NaN losses; the paper's figures use ±1.
+pub const MAX_ABS_COORDINATE: f64 = 1e6;
+
 /// One axis of a grid: `n` evenly spaced values from `min` to `max`
 /// inclusive (a single value `min` when `n` is 1). Deserializing checks it
 /// (a `surface.json` cannot ask for 10¹² points or a NaN range).
@@ -77,6 +82,15 @@ impl Axis {
             return Err(Error::invalid(
                 name,
                 format!("range {}..={} is not finite", self.min, self.max),
+            ));
+        }
+        if self.min.abs() > MAX_ABS_COORDINATE || self.max.abs() > MAX_ABS_COORDINATE {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "range {}..={} goes beyond ±{MAX_ABS_COORDINATE:e}, where directions scaled like the weights overflow float32",
+                    self.min, self.max
+                ),
             ));
         }
         if self.n > 1 && self.min >= self.max {

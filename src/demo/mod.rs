@@ -30,6 +30,8 @@ use crate::report::run_report::{
     write_report, ReportOptions, CURVATURE_DIR, PCA_DIR, SURFACES_DIR,
 };
 use crate::store::export::{export_parquet, ExportSummary, DEFAULT_CHUNK};
+use crate::store::fsutil::{create_dir_in, DirLock};
+use crate::store::manifest::Manifest;
 use crate::store::run::Run;
 
 use analyses::{pca_plane, RatioMap, PCA_PLANE};
@@ -64,6 +66,9 @@ pub struct DemoConfig {
     pub grid_1d: usize,
     /// Points per axis of the curvature map.
     pub grid_curvature: usize,
+    /// Replace a run already recorded in the output directory (refused
+    /// otherwise).
+    pub overwrite: bool,
 }
 
 impl Default for DemoConfig {
@@ -73,6 +78,7 @@ impl Default for DemoConfig {
             grid_2d: 25,
             grid_1d: 101,
             grid_curvature: 5,
+            overwrite: false,
         }
     }
 }
@@ -86,13 +92,22 @@ const TRAIN_SAMPLES: usize = 1437;
 /// filter-normalized slices around the final model (train and test), the
 /// trajectory PCA with the loss on the PCA plane, a small |λmin/λmax| map,
 /// and writes the report. `progress(stage, done, total)` is called as points finish.
+///
+/// `out` is locked for the whole demo (a second demo into it is refused
+/// with the first one's pid), and a run recorded there before is replaced
+/// only when `cfg.overwrite` is set ([`Error::AlreadyExists`] otherwise).
 pub fn run(
     out: &Path,
     cfg: &DemoConfig,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<DemoSummary> {
-    let (train, test) = Digits::load()?.split_at(TRAIN_SAMPLES)?;
+    let _lock = DirLock::create(out)?;
     let run_dir = out.join("mlp-digits");
+    create_dir_in(out, &run_dir)?;
+    if Manifest::path_in(&run_dir).exists() && !cfg.overwrite {
+        return Err(Error::AlreadyExists { path: run_dir });
+    }
+    let (train, test) = Digits::load()?.split_at(TRAIN_SAMPLES)?;
     clear_analyses(&run_dir)?;
     let (final_loss, final_accuracy) = train_digits(&run_dir, &train, &cfg.train)?;
     let run = Run::open(&run_dir)?;

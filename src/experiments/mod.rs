@@ -116,7 +116,7 @@ impl Scale {
 
 /// Writes `value` as `out/summary.json`.
 fn write_summary<T: Serialize>(out: &Path, value: &T) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+    crate::store::fsutil::create_output_dir(out)?;
     let path = out.join("summary.json");
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
         path: path.clone(),

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::{remove_temp_files, DirLock};
+use crate::store::fsutil::{create_dir_in, remove_temp_files, DirLock};
 use crate::store::manifest::{rfc3339_utc, Manifest, FORMAT_NAME, MANIFEST_FILE, SCHEMA_VERSION};
 use crate::store::metrics::{MetricRow, METRICS_FILE};
 use crate::store::snapshot::{SnapshotMeta, Trigger, SNAPSHOT_DIR};
@@ -114,8 +114,7 @@ impl RecorderBuilder {
             return Err(Error::invalid("every_n_steps", "must be at least 1"));
         }
         let dir = self.dir;
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating run directory", &dir, e))?;
-        let lock = DirLock::acquire(&dir)?;
+        let lock = DirLock::create(&dir)?;
         let manifest_path = dir.join(MANIFEST_FILE);
         if manifest_path.exists() {
             if !self.overwrite {
@@ -133,7 +132,7 @@ impl RecorderBuilder {
             }
         }
         let snap_dir = dir.join(SNAPSHOT_DIR);
-        std::fs::create_dir_all(&snap_dir).map_err(|e| Error::io("creating", &snap_dir, e))?;
+        create_dir_in(&dir, &snap_dir)?;
         remove_temp_files(&snap_dir)?;
         remove_temp_files(&dir)?;
 

@@ -5,7 +5,8 @@
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::fsutil::DirLock;
 use crate::report::figures::{render, write_file, Figure};
 use crate::report::html::Page;
 
@@ -14,13 +15,16 @@ use crate::report::html::Page;
 pub(crate) struct Output {
     dir: PathBuf,
     page: Page,
+    /// One writer per output directory, until the page is written.
+    _lock: DirLock,
 }
 
 impl Output {
-    /// Creates `dir` (and its parents) for a page titled `title`.
+    /// Creates `dir` (see [`create_output_dir`](crate::store::fsutil::create_output_dir))
+    /// and locks it for a page titled `title`.
     pub(crate) fn create(dir: &Path, title: &str) -> Result<Output> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         Ok(Output {
+            _lock: DirLock::create(dir)?,
             dir: dir.to_path_buf(),
             page: Page::new(title),
         })

@@ -18,6 +18,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
+use crate::store::fsutil::DirLock;
 use crate::store::metrics::metrics_batch;
 use crate::store::run::Run;
 use crate::store::snapshot::SnapshotMeta;
@@ -88,7 +89,7 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
     if chunk == 0 {
         return Err(Error::invalid("chunk", "must be at least 1 value per row"));
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io("creating", out_dir, e))?;
+    let _lock = DirLock::create(out_dir)?;
     let manifest = run.manifest();
 
     // Trajectory: snapshot-major, tensor by tensor, chunk by chunk; one

@@ -22,7 +22,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::{read_json, write_json};
+use crate::store::fsutil::{create_output_dir, read_json, write_json};
 use crate::store::table;
 use crate::tensor::Role;
 
@@ -282,7 +282,7 @@ pub(crate) struct PcaTables<'a> {
 /// [`SUMMARY_FILE`]; returns the paths of every PCA file, the directions
 /// included, which the caller writes.
 pub(crate) fn write(out: &Path, t: PcaTables<'_>) -> Result<PcaFiles> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+    create_output_dir(out)?;
     let files = PcaFiles::in_dir(out);
     let meta = [(PCA_META_KEY.to_string(), t.settings.to_string())];
     let tables = [

@@ -26,7 +26,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::{is_temp_name, open_regular, read_json, write_atomic, write_json};
+use crate::store::fsutil::{
+    create_dir_in, create_output_dir, is_temp_name, open_regular, read_json, write_atomic,
+    write_json,
+};
 use crate::store::table::{
     column, json_entry, read_ipc, read_parquet, write_ipc, write_parquet_batch,
 };
@@ -153,8 +156,8 @@ impl SurfaceDir {
 
     /// Creates the directory and its `points/` sub-directory.
     pub(crate) fn create(&self) -> Result<()> {
-        let points = self.file(POINTS_DIR);
-        std::fs::create_dir_all(&points).map_err(|e| Error::io("creating", &points, e))
+        create_output_dir(&self.path)?;
+        create_dir_in(&self.path, &self.file(POINTS_DIR))
     }
 
     /// The spec in `surface.json`, or `None` when there is none.

@@ -18,6 +18,7 @@ use crate::analysis::shard::covers;
 use crate::analysis::surface::{Surface, SurfaceResult};
 use crate::error::{Error, Result};
 use crate::store::curvature::{self as store, CurvatureValues, ShardState};
+use crate::store::fsutil::DirLock;
 use crate::tensor::Selection;
 
 /// An [`Evaluator`] whose "evaluation" is a Lanczos run at the model's
@@ -311,6 +312,9 @@ fn finish_map(result: SurfaceResult, params: Selection, lanczos: Lanczos) -> Res
         .filter(|&i| covers(spec.shard, i))
         .all(|i| have.contains(&i));
     if complete {
+        // The surface engine released the directory; hold it again while
+        // the map is written.
+        let _lock = DirLock::acquire(&result.dir)?;
         store::write(&result.dir, &spec, &points)?;
         tracing::info!(points = points.len(), dir = %result.dir.display(), "curvature map written");
     }

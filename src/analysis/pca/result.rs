@@ -10,6 +10,7 @@ use super::fit::Fit;
 use super::project::{components, Projection};
 use super::stream::{RunChunks, Trajectory};
 use super::TrajectoryPca;
+use crate::store::fsutil::DirLock;
 use crate::analysis::directions::{normalize, DirectionKind, Directions, Normalization};
 use crate::analysis::params::ParamSet;
 use crate::error::{Error, Result};
@@ -129,6 +130,7 @@ impl PcaResult {
     /// [`DIRECTIONS_FILTER_FILE`](super::DIRECTIONS_FILTER_FILE)), whose
     /// components take one more pass over `run`.
     pub fn save(&self, run: &Run, out: &Path) -> Result<PcaFiles> {
+        let _lock = DirLock::create(out)?;
         let comps = self.components(run)?;
         let tables = PcaTables {
             settings: &self.settings_json(),

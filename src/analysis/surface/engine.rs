@@ -23,6 +23,7 @@ use crate::analysis::evaluator::Evaluator;
 use crate::analysis::grid::{Grid, GridPoint};
 use crate::analysis::params::RestoreGuard;
 use crate::error::{Error, Result};
+use crate::store::fsutil::DirLock;
 use crate::store::manifest::rfc3339_utc;
 use crate::store::surface::{Segments, SurfaceDir};
 
@@ -291,6 +292,8 @@ impl<'a> Surface<'a> {
         compute: impl FnOnce(&Queue, &mut Sink<'_>) -> Result<()>,
     ) -> Result<SurfaceResult> {
         let _span = tracing::info_span!("surface", out = %out.display()).entered();
+        // One writer per surface directory, for the whole computation.
+        let _lock = DirLock::create(out)?;
         let store = SurfaceDir::new(out);
         let (spec, mut segments) = self.resume(&store, evaluator)?;
         let done = std::mem::take(&mut segments.points);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{PointValue, SurfaceResult, SurfaceSpec};
 use crate::analysis::shard::Shard;
 use crate::error::{Error, Result};
+use crate::store::fsutil::DirLock;
 use crate::store::surface::{SurfaceDir, SPEC_FILE};
 
 /// Combines the shard directories `shards` (computed with
@@ -23,6 +24,7 @@ use crate::store::surface::{SurfaceDir, SPEC_FILE};
 pub fn merge_shards(shards: &[impl AsRef<Path>], out: impl AsRef<Path>) -> Result<SurfaceResult> {
     let out = SurfaceDir::new(out.as_ref());
     let _span = tracing::info_span!("merge", out = %out.path().display()).entered();
+    let _lock = DirLock::create(out.path())?;
     let loaded = check_shards(shards)?;
     let first = &loaded[0];
     let spec = SurfaceSpec {

@@ -24,6 +24,9 @@ pub struct Args {
     /// Points per axis of the 2-D surfaces.
     #[arg(long, default_value_t = 25)]
     grid: usize,
+    /// Replace the run an earlier demo recorded in OUT (refused otherwise).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -33,6 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..TrainConfig::default()
         },
         grid_2d: args.grid,
+        overwrite: args.overwrite,
         ..DemoConfig::default()
     };
     let t0 = std::time::Instant::now();

@@ -66,9 +66,27 @@ fn main() {
             // nothing is left to say to it, which is a normal end.
             std::process::exit(0);
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", message(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, each said once: the library's
+/// errors already include their source's text ("reading F: No such file"),
+/// so a cause whose text is already there is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// True when `e` comes from writing to a closed pipe (Rust ignores SIGPIPE,
