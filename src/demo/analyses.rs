@@ -36,8 +36,19 @@ pub(crate) fn pca_plane<E: Evaluator + ?Sized>(
     pca.save(run, &run.dir().join(PCA_DIR))?;
     let dirs = pca.directions(run, false)?;
     let (xs, ys): (Vec<f64>, Vec<f64>) = pca.path.iter().map(|p| (p.x(), p.y())).unzip();
-    Surface::builder(&dirs)
-        .grid(span(&xs), points, span(&ys), points)
+    let builder = Surface::builder(&dirs);
+    let builder = if dirs.len() < 2 {
+        // A trajectory of rank 1 (two snapshots, or a straight path): the
+        // loss along PC1 instead of a plane.
+        tracing::warn!(
+            rank = pca.rank,
+            "the trajectory spans one direction; the PCA surface is a line"
+        );
+        builder.line(span(&xs), points)
+    } else {
+        builder.grid(span(&xs), points, span(&ys), points)
+    };
+    builder
         .with_sharpness(false)
         .on_progress(progress)
         .build()?

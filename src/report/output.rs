@@ -6,9 +6,9 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::store::fsutil::DirLock;
 use crate::report::figures::{render, write_file, Figure};
 use crate::report::html::Page;
+use crate::store::fsutil::DirLock;
 
 /// The page of a report and the directory of its files.
 #[derive(Debug)]

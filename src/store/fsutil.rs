@@ -319,7 +319,8 @@ mod tests {
         // A writer failing half-way (as on a full disk) leaves the old file
         // and no temporary behind.
         let r = write_atomic(&p, false, |w| {
-            w.write_all(&[7u8; 3 << 20]).map_err(|e| Error::io("w", &p, e))?;
+            w.write_all(&[7u8; 3 << 20])
+                .map_err(|e| Error::io("w", &p, e))?;
             Err(Error::invalid("test", "fail on purpose"))
         });
         assert!(r.is_err());

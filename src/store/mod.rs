@@ -18,7 +18,7 @@
 pub mod curvature;
 pub(crate) mod directions;
 pub mod export;
-pub(crate) mod fsutil;
+pub mod fsutil;
 pub mod manifest;
 pub mod metrics;
 pub(crate) mod pca;

@@ -14,6 +14,7 @@ use tch_landscape::analysis::surface::{Surface, SurfaceResult};
 use tch_landscape::data::digits::Digits;
 use tch_landscape::demo::DIGITS_MLP_MODEL;
 use tch_landscape::models::{Mlp, W1_SIZES};
+use tch_landscape::store::fsutil::create_dir_in;
 use tch_landscape::Run;
 
 /// Compute a 1-D or 2-D filter-normalized loss surface (train and test
@@ -76,6 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let shard = parse_shard(args.shard.as_deref())?;
     let run = open_demo_run(&args)?;
+    if args.out.starts_with(&args.run) {
+        // Inside the run, which may come from someone else: no planted link
+        // between the run and the output.
+        create_dir_in(&args.run, &args.out)?;
+    }
     let snapshot = match args.snapshot {
         Some(s) => s,
         None => run
