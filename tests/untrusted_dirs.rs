@@ -402,3 +402,25 @@ fn an_os_error_is_said_once() {
         }
     }
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let tmp = common::tempdir();
+    let run = tmp.path().join("run");
+    demo_run(&run, 2);
+    for args in [vec!["info", s(&run)], vec!["pca", s(&run)]] {
+        // The reading end is closed before the command starts, so its
+        // first write fails (`landscape info RUN | head -c0`).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_landscape"))
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
