@@ -254,7 +254,7 @@ fn big_run(dir: &Path, n: u64) {
     for epoch in 1..n {
         tch::no_grad(|| {
             let mut w = w.shallow_clone();
-            let _ = w.copy_(&Tensor::randn([1000, 1000], (Kind::Float, Device::Cpu)));
+            w.copy_(&Tensor::randn([1000, 1000], (Kind::Float, Device::Cpu)));
         });
         rec.on_epoch_end(epoch, &[("loss", epoch as f64)]).unwrap();
     }
