@@ -323,6 +323,14 @@ mod tests {
         write(tmp.path(), &TestSpec::new(5), &points).unwrap();
         let e = read::<TestSpec>(tmp.path()).unwrap_err().to_string();
         assert!(e.contains("point index 5 outside the 5-point grid"), "{e}");
+        // A map of a newer schema is refused.
+        let newer = TestSpec {
+            n: 6,
+            schema_version: 99,
+        };
+        write(tmp.path(), &newer, &points).unwrap();
+        let e = read::<TestSpec>(tmp.path()).unwrap_err();
+        assert!(matches!(e, Error::SchemaVersion { found: 99, .. }), "{e:?}");
     }
 
     #[test]

@@ -364,6 +364,93 @@ mod tests {
     }
 
     #[test]
+    fn schema_versions_are_checked_with_what_was_found() {
+        let p = Path::new("x.json");
+        let v = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
+        assert_eq!(
+            schema_version(p, &v(r#"{"schema_version": 1}"#), 1).unwrap(),
+            1
+        );
+        assert_eq!(
+            schema_version(p, &v(r#"{"schema_version": 2}"#), 3).unwrap(),
+            2
+        );
+        match schema_version(p, &v(r#"{"schema_version": 99}"#), 1) {
+            Err(Error::SchemaVersion {
+                found: 99,
+                supported: 1,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        for (json, found) in [
+            (r#"{"schema_version": -1}"#, "found -1"),
+            (r#"{"schema_version": "1"}"#, "found \"1\""),
+            (
+                r#"{"schema_version": 1099511627776}"#,
+                "found 1099511627776",
+            ),
+            (r#"{"schema_version": 0}"#, "found 0"),
+            (r#"{"schema_version": 2.5}"#, "found 2.5"),
+            (r#"{"schema_version": [1]}"#, "found [1]"),
+        ] {
+            let e = schema_version(p, &v(json), 1).unwrap_err();
+            assert!(matches!(e, Error::Corrupt { .. }), "{json}: {e:?}");
+            assert!(
+                e.to_string().contains("positive integer") && e.to_string().contains(found),
+                "{json}: {e}"
+            );
+        }
+        let e = schema_version(p, &v("{}"), 1).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn the_tensor_table_digest_sees_every_field() {
+        let t = TensorInfo {
+            name: "w".into(),
+            shape: vec![3, 4],
+            dtype: "float32".into(),
+            role: Role::Weight,
+            trainable: true,
+            numel: 12,
+            offset: 0,
+        };
+        let m = Manifest {
+            format: FORMAT_NAME.into(),
+            schema_version: SCHEMA_VERSION,
+            crate_version: "0".into(),
+            run_id: "r".into(),
+            created_utc: String::new(),
+            storage_dtype: StorageDtype::Float32,
+            tensors: vec![t.clone()],
+            skipped: vec![],
+            every_n_steps: None,
+            finished: false,
+            user: BTreeMap::new(),
+        };
+        let d = m.tensors_crc32();
+        let edits: [fn(&mut TensorInfo); 7] = [
+            |t| t.name = "v".into(),
+            |t| t.shape = vec![4, 3],
+            |t| t.dtype = "float16".into(),
+            |t| t.role = Role::Bias,
+            |t| t.trainable = false,
+            |t| t.numel = 13,
+            |t| t.offset = 1,
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut other = m.clone();
+            edit(&mut other.tensors[0]);
+            assert_ne!(other.tensors_crc32(), d, "edit {i}");
+        }
+        let mut other = m.clone();
+        other.finished = true;
+        other.user.insert("k".into(), "v".into());
+        assert_eq!(other.tensors_crc32(), d);
+    }
+
+    #[test]
     fn roles() {
         assert_eq!(Role::classify(true, 2), Role::Weight);
         assert_eq!(Role::classify(true, 4), Role::Weight);

@@ -501,6 +501,16 @@ mod tests {
         assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
         let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
+        // Schema versions: newer, and not a version.
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        v["schema_version"] = 99.into();
+        std::fs::write(&p, v.to_string()).unwrap();
+        let e = PcaSummary::load(&p).unwrap_err();
+        assert!(matches!(e, Error::SchemaVersion { found: 99, .. }), "{e:?}");
+        v["schema_version"] = "1".into();
+        std::fs::write(&p, v.to_string()).unwrap();
+        let e = PcaSummary::load(&p).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
     }
 
     #[test]

@@ -588,5 +588,60 @@ mod tests {
         std::fs::write(tmp.path().join(SPEC_FILE), b"{\"format\": 1").unwrap();
         let e = dir.read_spec::<serde_json::Value>().unwrap_err();
         assert!(matches!(e, Error::Json { .. }), "{e:?}");
+        // A newer schema is refused (it used to be read, then rewritten as
+        // version 1); a version that is not one is damage.
+        std::fs::write(
+            tmp.path().join(SPEC_FILE),
+            b"{\"n\": 1, \"schema_version\": 99}",
+        )
+        .unwrap();
+        let e = dir.read_spec::<TestSpec>().unwrap_err();
+        assert!(matches!(e, Error::SchemaVersion { found: 99, .. }), "{e:?}");
+        std::fs::write(
+            tmp.path().join(SPEC_FILE),
+            b"{\"n\": 1, \"schema_version\": -1}",
+        )
+        .unwrap();
+        let e = dir.read_spec::<TestSpec>().unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+        dir.write_spec(&TestSpec::new(4)).unwrap();
+        assert_eq!(dir.read_spec::<TestSpec>().unwrap(), Some(TestSpec::new(4)));
+    }
+
+    #[test]
+    fn verify_dir_finds_damaged_segments_and_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SurfaceDir::new(tmp.path());
+        dir.create().unwrap();
+        dir.write_spec(&TestSpec::new(LEN)).unwrap();
+        let mut segs = dir.read_segments(LEN).unwrap();
+        segs.write(&[point(0, 0.5), point(1, 0.75)]).unwrap();
+        segs.write(&[point(2, 1.5)]).unwrap();
+        let temp = tmp.path().join("points/.000009.arrow.tmp");
+        std::fs::write(&temp, b"x").unwrap();
+        let v = verify_dir(tmp.path());
+        assert!(v.is_clean() && v.without_checksums.is_empty(), "{v:?}");
+        assert_eq!(v.files, 3);
+        assert!(temp.exists(), "verify removed a file");
+        // A flipped byte in a loss value of the first segment.
+        let seg = tmp.path().join("points/000000.arrow");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes
+            .windows(8)
+            .position(|w| w == 0.75f64.to_le_bytes())
+            .unwrap();
+        bytes[at + 3] ^= 1;
+        std::fs::write(&seg, &bytes).unwrap();
+        // The reader of segments refuses it too (it used to read a
+        // different loss).
+        let e = dir.read_segments(LEN).unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        let v = verify_dir(tmp.path());
+        assert_eq!(v.problems.len(), 1, "{v:?}");
+        let msg = v.problems[0].to_string();
+        assert!(
+            msg.contains("000000.arrow") && msg.contains("checksum mismatch"),
+            "{msg}"
+        );
     }
 }

@@ -608,15 +608,53 @@ mod tests {
         write_ipc(&p, &b, false).unwrap();
         assert_eq!(read_ipc(&p, &b.schema()).unwrap(), vec![b.clone()]);
         let bytes = std::fs::read(&p).unwrap();
-        // Every single flipped byte is an error or the same rows, never a panic.
+        // The footer lists the CRC32 of the batch's block.
+        let (footer, _) = ipc_footer(&bytes).unwrap();
+        let block = footer.recordBatches().unwrap().get(0);
+        let (start, len) = (
+            block.offset() as usize,
+            block.metaDataLength() as usize + block.bodyLength() as usize,
+        );
+        let crc = crc32fast::hash(&bytes[start..start + len]);
+        assert_eq!(footer_checksums(&footer, 1).unwrap(), Some(vec![crc]));
+        // Every single flipped byte is an error or the same rows, never
+        // different rows nor a panic.
+        let (mut found, mut harmless) = (0, 0);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x5a;
             std::fs::write(&p, &bad).unwrap();
-            let _ = read_ipc(&p, &b.schema());
+            match read_ipc(&p, &b.schema()) {
+                Ok(rows) => {
+                    harmless += 1;
+                    assert_eq!(rows, vec![b.clone()], "byte {i}: different rows");
+                }
+                Err(e) => {
+                    found += 1;
+                    assert!(e.to_string().contains("t.arrow"), "{e}");
+                }
+            }
         }
+        // Every byte of the batch (values included) is found.
+        assert!(found >= len, "{found} found, {harmless} harmless");
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         assert!(read_ipc(&p, &b.schema()).is_err());
+    }
+
+    #[test]
+    fn ipc_files_without_checksums_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.arrow");
+        let b = sample();
+        let mut w = FileWriter::try_new(File::create(&p).unwrap(), &b.schema()).unwrap();
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            read_ipc_checked(&p, &b.schema()).unwrap(),
+            (vec![b.clone()], false)
+        );
+        write_ipc(&p, &b, false).unwrap();
+        assert!(read_ipc_checked(&p, &b.schema()).unwrap().1);
     }
 
     #[cfg(unix)]
