@@ -654,10 +654,11 @@ pub(crate) fn non_finite<T: Copy>(
     finite: impl Fn(T) -> bool,
     to_f64: impl Fn(T) -> f64,
 ) -> (u64, Option<(usize, f64)>) {
-    let count = v.iter().map(|&x| u64::from(!finite(x))).sum::<u64>();
-    if count == 0 {
+    // Branch-free (vectorized) test first: the common case is all finite.
+    if v.iter().fold(true, |ok, &x| ok & finite(x)) {
         return (0, None);
     }
+    let count = v.iter().map(|&x| u64::from(!finite(x))).sum::<u64>();
     let first = v
         .iter()
         .position(|&x| !finite(x))
