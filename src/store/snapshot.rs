@@ -8,7 +8,7 @@
 //! read without copying.
 //!
 //! Integrity: the footer lists the CRC32 of every batch
-//! ([`CHECKSUM_KEY`](crate::store::table::CHECKSUM_KEY)) and of the metadata
+//! ([`CHECKSUM_KEY`]) and of the metadata
 //! JSON ([`SNAPSHOT_META_CRC_KEY`]); the metadata holds the digest of the
 //! manifest's tensor table it was recorded with
 //! ([`SnapshotMeta::tensors_crc32`]). Opening a file checks its structure,
