@@ -212,6 +212,7 @@ fn read_all(run: &Run) -> Result<(f64, f64)> {
     let t0 = Instant::now();
     let mut sum = 0.0f64;
     for c in run.stream(&Selection::All, READ_CHUNK)? {
+        let c = c?;
         sum += c.data.iter().map(|&x| x as f64).sum::<f64>();
     }
     Ok((t0.elapsed().as_secs_f64(), sum))

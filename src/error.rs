@@ -222,6 +222,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A recorded tensor holds a value that is not finite (NaN, ±∞, or a
+    /// float64 beyond the float32 range of an analysis that streams float32).
+    #[error("{path}: tensor '{tensor}' holds a value that is not finite in float32 ({value}) at element {index}; the analyses need finite values (training may have diverged by this snapshot; `landscape verify` or `Run::verify` lists every affected snapshot and tensor)")]
+    NonFinite {
+        /// The snapshot file.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The element (row-major flat index inside the tensor).
+        index: u64,
+        /// The stored value.
+        value: f64,
+    },
+
     /// A data file (dataset) could not be parsed.
     #[error("cannot read data file {path}: {reason}")]
     Data {

@@ -283,6 +283,7 @@ fn round_trip(durability: Durability) {
             let mut rebuilt = vec![vec![f32::NAN; total]; run.len()];
             let mut next_global = 0;
             for c in run.stream(sel, chunk).unwrap() {
+                let c = c.unwrap();
                 assert_eq!(
                     c.global_start, next_global,
                     "{sel:?} chunk {chunk}: gap or overlap"

@@ -101,9 +101,9 @@ fn manifest_from_a_newer_schema() {
     let root = tempdir();
     let dir = tiny_run(root.path(), "r", 2);
     let manifest = dir.join(MANIFEST_FILE);
-    for version in [999u64, 2, 0, u64::from(u32::MAX) + 5] {
+    for version in [999u64, 99, 2, u64::from(u32::MAX)] {
         edit_manifest(&dir, |v| v["schema_version"] = version.into());
-        let e = open_err(&dir, "schema 999");
+        let e = open_err(&dir, "newer schema");
         match &e {
             Error::SchemaVersion {
                 path,
@@ -111,7 +111,7 @@ fn manifest_from_a_newer_schema() {
                 supported,
             } => {
                 assert_eq!(path, &manifest);
-                assert_eq!(*found as u64, version.min(u32::MAX as u64));
+                assert_eq!(u64::from(*found), version);
                 assert_eq!(*supported, 1);
             }
             other => panic!("schema_version {version}: expected SchemaVersion, got {other:?}"),
@@ -131,6 +131,50 @@ fn manifest_from_a_newer_schema() {
         open_err(&dir, "newer layout"),
         Error::SchemaVersion { found: 999, .. }
     ));
+}
+
+/// Versions that are not positive integers below 2^32 are damage, reported
+/// as such with what was found (not as a missing field, nor as a newer
+/// schema asking for an upgrade).
+#[test]
+fn manifest_schema_version_that_is_not_a_version() {
+    let root = tempdir();
+    let dir = tiny_run(root.path(), "r", 2);
+    let manifest = dir.join(MANIFEST_FILE);
+    let original = std::fs::read(&manifest).unwrap();
+    let cases = [
+        (serde_json::json!(-1), "found -1"),
+        (serde_json::json!("1"), "found \"1\""),
+        (serde_json::json!(1u64 << 40), "found 1099511627776"),
+        (
+            serde_json::json!(u64::from(u32::MAX) + 5),
+            "found 4294967300",
+        ),
+        (serde_json::json!(0), "found 0"),
+        (serde_json::json!(1.5), "found 1.5"),
+        (serde_json::json!(1e30), "found 1e+30"),
+        (serde_json::json!(null), "found null"),
+        (serde_json::json!("x".repeat(10_000)), "…"),
+    ];
+    for (version, shown) in cases {
+        std::fs::write(&manifest, &original).unwrap();
+        edit_manifest(&dir, |v| v["schema_version"] = version.clone());
+        let what = format!("schema_version {version:.20}");
+        let e = open_err(&dir, &what);
+        assert_corrupt(&e, &manifest, &what);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("positive integer") && msg.contains(shown) && msg.len() < 400,
+            "{what}: {msg}"
+        );
+    }
+    std::fs::write(&manifest, &original).unwrap();
+    edit_manifest(&dir, |v| {
+        v.as_object_mut().unwrap().remove("schema_version");
+    });
+    let e = open_err(&dir, "no schema_version");
+    assert_corrupt(&e, &manifest, "no schema_version");
+    assert!(e.to_string().contains("missing"), "{e}");
 }
 
 #[test]
@@ -201,6 +245,33 @@ fn manifest_with_wrong_content() {
             "negative dim",
             Box::new(|v| v["tensors"][0]["shape"] = serde_json::json!([-3, -1])),
         ),
+        // 2^32 × 2^32 wraps to 0 in 64-bit arithmetic.
+        (
+            "overflowing shape",
+            Box::new(|v| {
+                v["tensors"][0]["shape"] = serde_json::json!([1u64 << 32, 1u64 << 32]);
+                v["tensors"][0]["numel"] = 0.into();
+                v["tensors"][1]["offset"] = 0.into();
+            }),
+        ),
+        (
+            "overflowing numel",
+            Box::new(|v| {
+                v["tensors"][0]["shape"] = serde_json::json!([1u64 << 62, 8]);
+                v["tensors"][0]["numel"] = 0.into();
+            }),
+        ),
+        (
+            "huge shape",
+            Box::new(|v| {
+                v["tensors"][0]["shape"] = serde_json::json!([1u64 << 40, 1u64 << 20]);
+                v["tensors"][0]["numel"] = serde_json::json!(1u64 << 60);
+            }),
+        ),
+        (
+            "int8 dtype",
+            Box::new(|v| v["tensors"][0]["dtype"] = "int8".into()),
+        ),
     ];
     for (what, edit) in cases {
         std::fs::write(&manifest, &original).unwrap();
@@ -262,13 +333,13 @@ fn snapshot_with_trailing_garbage_or_wrong_magic() {
     assert_corrupt(&open_err(&dir, "leading magic"), &file, "leading magic");
 }
 
-/// Flips every byte of a snapshot file in turn. Arrow IPC files carry no
-/// checksum, so a flip inside the float values themselves is not detectable
-/// and opens fine (with that value changed); every other flip must give
-/// `Error::Corrupt` naming the file or a still-valid file, and no flip may
-/// cause a panic when opening or reading the run.
+/// Flips every byte of a snapshot file in turn. Every flip must be found
+/// (an `Error::Corrupt` naming the file when the run is opened or the
+/// snapshot read, whole or streamed) or leave what is read unchanged (a
+/// padding byte): never silently different values or metadata, and never a
+/// panic. Without checksums a flip inside a value went unnoticed.
 #[test]
-fn flipped_bytes_in_a_snapshot_never_panic() {
+fn flipped_bytes_in_a_snapshot_are_found_or_harmless() {
     let root = tempdir();
     let dir = tiny_run(root.path(), "r", 2);
     let file = snap(&dir, 1);
@@ -277,55 +348,83 @@ fn flipped_bytes_in_a_snapshot_never_panic() {
     let clean_values = clean.flat_f32(1, &Selection::All).unwrap();
     let clean_meta = clean.snapshot(1).unwrap().meta().clone();
     drop(clean);
-    // Opened flips either changed one value, changed the metadata JSON
-    // (e.g. a digit of unix_time), or hit padding/unused header bytes.
-    let (mut ok, mut corrupt, mut values_changed, mut meta_changed) = (0, 0, 0, 0);
+    let (mut harmless, mut at_open, mut at_read) = (0, 0, 0);
     for pos in 0..original.len() {
         let mut bytes = original.clone();
         bytes[pos] ^= 0xff;
         std::fs::write(&file, &bytes).unwrap();
         let what = format!("byte {pos} of {} flipped", original.len());
-        match no_panic(&what, || Run::open(&dir)) {
-            Ok(run) => {
-                ok += 1;
-                // Everything a reader does with the run must work.
-                no_panic(&what, || {
-                    let flat = run.flat_f32(1, &Selection::All).unwrap();
-                    let _ = run.tensors(1).unwrap();
-                    let _ = run.stream(&Selection::All, 4).unwrap().count();
-                    let _ = run.metrics();
-                    let differing = flat
-                        .iter()
-                        .zip(&clean_values)
-                        .filter(|(a, b)| a.to_bits() != b.to_bits())
-                        .count();
-                    assert!(
-                        differing <= 1,
-                        "{what}: one byte changed {differing} values"
-                    );
-                    if differing == 1 {
-                        values_changed += 1;
-                    } else if run.snapshot(1).unwrap().meta() != &clean_meta {
-                        meta_changed += 1;
-                    }
-                });
-            }
+        let run = match no_panic(&what, || Run::open(&dir)) {
+            Ok(run) => run,
             Err(e) => {
-                corrupt += 1;
+                at_open += 1;
                 assert_corrupt(&e, &file, &what);
+                continue;
             }
+        };
+        // Each way of reading the values finds the damage, or reads the
+        // clean values. A fresh run for each, so that one read's
+        // verification does not cover another's.
+        let mut found = 0;
+        for how in ["flat_f32", "tensors", "stream"] {
+            let fresh = Run::open(&dir).unwrap();
+            let got = match how {
+                "flat_f32" => fresh.flat_f32(1, &Selection::All),
+                "tensors" => fresh
+                    .tensors(1)
+                    .map(|t| t.iter().flat_map(|(_, t)| tensor_f32(t)).collect()),
+                _ => fresh.stream(&Selection::All, 4).and_then(|s| {
+                    let mut rows = Vec::new();
+                    for c in s {
+                        rows.extend_from_slice(c?.row(1));
+                    }
+                    Ok(rows)
+                }),
+            };
+            match no_panic(&what, || got) {
+                Ok(values) => assert_eq!(
+                    values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    clean_values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{what}: {how} read different values without an error"
+                ),
+                Err(e) => {
+                    found += 1;
+                    assert_corrupt(&e, &file, &format!("{what} ({how})"));
+                    assert!(e.to_string().contains("checksum mismatch"), "{what}: {e}");
+                }
+            }
+        }
+        assert!(
+            found == 0 || found == 3,
+            "{what}: found by {found} of 3 reads"
+        );
+        let verified = run.verify();
+        assert_eq!(
+            verified.problems.len(),
+            found / 3,
+            "{what}: verify disagrees with the reads: {:?}",
+            verified.problems
+        );
+        if found > 0 {
+            at_read += 1;
+        } else {
+            harmless += 1;
+            assert_eq!(
+                run.snapshot(1).unwrap().meta(),
+                &clean_meta,
+                "{what}: metadata changed without an error"
+            );
         }
     }
     eprintln!(
-        "{} flips: {ok} opened ({values_changed} changed one value, undetectable without checksums; \
-         {meta_changed} changed the metadata), {corrupt} Corrupt",
+        "{} flips: {at_open} found at open, {at_read} found when read, {harmless} harmless (padding)",
         original.len()
     );
-    // Every value byte is one of the undetectable flips (15 floats here).
-    assert_eq!(values_changed, 15 * 4);
+    // Every value byte is found when read (15 float32 values here).
+    assert!(at_read >= 15 * 4, "only {at_read} flips found when read");
     assert!(
-        corrupt > original.len() / 4,
-        "too few flips detected: {corrupt}"
+        at_open > original.len() / 4,
+        "too few flips found at open: {at_open}"
     );
     // Flips in the trailer are always detected.
     for pos in original.len() - 10..original.len() {
@@ -354,13 +453,23 @@ fn snapshot_file_from_another_run() {
     assert!(msg.contains(&a_id) && msg.contains(&b_id), "{msg}");
     std::fs::write(snap(&a, 1), &original).unwrap();
 
-    // Added under a new index.
-    std::fs::copy(snap(&b, 2), snap(&a, 7)).unwrap();
+    // Added under the next index.
+    std::fs::copy(snap(&b, 2), snap(&a, 3)).unwrap();
     assert_corrupt(
         &open_err(&a, "foreign extra"),
-        &snap(&a, 7),
+        &snap(&a, 3),
         "foreign extra",
     );
+    // Under a later index: the gap is found first, and verify names both.
+    std::fs::rename(snap(&a, 3), snap(&a, 7)).unwrap();
+    assert_corrupt(
+        &open_err(&a, "foreign extra after a gap"),
+        &a.join(SNAPSHOT_DIR),
+        "foreign extra after a gap",
+    );
+    let v = Run::verify_dir(&a);
+    assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+    assert_corrupt(&v.problems[1], &snap(&a, 7), "foreign extra, verify");
     std::fs::remove_file(snap(&a, 7)).unwrap();
 
     // From another model (a BatchNorm MLP: other tensor count).
@@ -371,11 +480,11 @@ fn snapshot_file_from_another_run() {
     std::fs::write(snap(&a, 1), &original).unwrap();
 
     // The run's own snapshot under the wrong index.
-    std::fs::copy(snap(&a, 1), snap(&a, 5)).unwrap();
+    std::fs::copy(snap(&a, 1), snap(&a, 3)).unwrap();
     let e = open_err(&a, "wrong index");
-    assert_corrupt(&e, &snap(&a, 5), "wrong index");
-    assert!(e.to_string().contains("snapshot 5"), "{e}");
-    std::fs::remove_file(snap(&a, 5)).unwrap();
+    assert_corrupt(&e, &snap(&a, 3), "wrong index");
+    assert!(e.to_string().contains("snapshot 3"), "{e}");
+    std::fs::remove_file(snap(&a, 3)).unwrap();
 
     assert_eq!(Run::open(&a).unwrap().len(), 3);
 }
@@ -427,23 +536,234 @@ fn damaged_metrics_table() {
     std::fs::copy(snap(&dir, 0), &file).unwrap();
     let run = Run::open(&dir).unwrap();
     assert_corrupt(&run.metrics().unwrap_err(), &file, "snapshot as metrics");
-    // Every single-byte flip: an error naming the file or a readable table.
-    let mut detected = 0;
+    // Every single-byte flip: an error naming the file, or the same rows
+    // (a padding byte); never different rows.
+    std::fs::write(&file, &original).unwrap();
+    let clean = run.metrics().unwrap();
+    let (mut detected, mut harmless) = (0, 0);
     for pos in 0..n {
         let mut bytes = original.clone();
         bytes[pos] ^= 0xff;
         std::fs::write(&file, &bytes).unwrap();
         let what = format!("metrics byte {pos} flipped");
         match no_panic(&what, || run.metrics()) {
-            Ok(rows) => assert!(rows.len() <= 3, "{what}"),
+            Ok(rows) => {
+                harmless += 1;
+                assert_eq!(
+                    format!("{rows:?}"),
+                    format!("{clean:?}"),
+                    "{what}: different rows without an error"
+                );
+            }
             Err(e) => {
                 detected += 1;
                 assert_corrupt(&e, &file, &what);
             }
         }
     }
-    assert!(detected > 0);
+    eprintln!("{n} metrics flips: {detected} found, {harmless} harmless");
+    assert!(detected > n / 2, "{detected} of {n}");
     // A missing table is an empty one.
     std::fs::remove_file(&file).unwrap();
     assert!(run.metrics().unwrap().is_empty());
+}
+
+#[test]
+fn a_snapshot_missing_from_the_middle_is_named() {
+    let root = tempdir();
+    let dir = tiny_run(root.path(), "r", 5);
+    std::fs::remove_file(snap(&dir, 2)).unwrap();
+    let e = open_err(&dir, "missing snapshot 2");
+    assert_corrupt(&e, &dir.join(SNAPSHOT_DIR), "missing snapshot 2");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("snapshot 2 (000002.arrow) is missing after snapshot 1"),
+        "{msg}"
+    );
+    // Several gaps, the first snapshot included: each is named by verify.
+    std::fs::remove_file(snap(&dir, 0)).unwrap();
+    std::fs::remove_file(snap(&dir, 3)).unwrap();
+    let e = open_err(&dir, "missing 0, 2, 3");
+    assert!(
+        e.to_string()
+            .contains("snapshot 0 (000000.arrow) is missing"),
+        "{e}"
+    );
+    let v = Run::verify_dir(&dir);
+    let msgs: Vec<String> = v.problems.iter().map(|e| e.to_string()).collect();
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
+    assert!(
+        msgs[0].contains("snapshot 0 (000000.arrow) is missing"),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs[1].contains("snapshots 2 to 3 (000002.arrow to 000003.arrow) are missing"),
+        "{msgs:#?}"
+    );
+    // The snapshots present were still checked.
+    assert_eq!(v.files, 1 + 2 + 1, "manifest, snapshots 1 and 4, metrics");
+}
+
+/// The manifest's tensor table must be the one the snapshots were recorded
+/// with: a transposed shape (same element count and offsets) or another
+/// floating dtype is found through the digest in every snapshot.
+#[test]
+fn a_manifest_edited_after_recording_is_refused() {
+    let root = tempdir();
+    let dir = tiny_run(root.path(), "r", 3);
+    let manifest = dir.join(MANIFEST_FILE);
+    let original = std::fs::read(&manifest).unwrap();
+    let run = Run::open(&dir).unwrap();
+    assert_eq!(run.manifest().tensors[1].shape, vec![3, 4]);
+    let digest = run.manifest().tensors_crc32();
+    assert_eq!(run.snapshot(0).unwrap().meta().tensors_crc32, Some(digest));
+    drop(run);
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "transposed",
+            Box::new(|v| v["tensors"][1]["shape"] = serde_json::json!([4, 3])),
+        ),
+        (
+            "float16",
+            Box::new(|v| v["tensors"][0]["dtype"] = "float16".into()),
+        ),
+        (
+            "role",
+            Box::new(|v| v["tensors"][0]["role"] = "buffer".into()),
+        ),
+        (
+            "trainable",
+            Box::new(|v| v["tensors"][1]["trainable"] = false.into()),
+        ),
+    ];
+    for (what, edit) in cases {
+        std::fs::write(&manifest, &original).unwrap();
+        edit_manifest(&dir, edit);
+        let e = open_err(&dir, what);
+        assert_corrupt(&e, &snap(&dir, 0), what);
+        assert!(
+            e.to_string().contains("changed after recording"),
+            "{what}: {e}"
+        );
+        let v = Run::verify_dir(&dir);
+        assert_eq!(
+            v.problems.len(),
+            3,
+            "{what}: one per snapshot: {:?}",
+            v.problems
+        );
+    }
+    // Fields outside the tensor table may change (the recorder rewrites
+    // the manifest at finish).
+    std::fs::write(&manifest, &original).unwrap();
+    edit_manifest(&dir, |v| v["user"]["note"] = "edited".into());
+    assert_eq!(Run::open(&dir).unwrap().len(), 3);
+}
+
+/// Runs `f` on a thread, failing the test if it does not return within a
+/// minute (a FIFO or device read blocks or never ends).
+fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what}: still blocked after a minute"))
+}
+
+fn mkfifo(path: &Path) -> bool {
+    std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let root = tempdir();
+    let dir = tiny_run(root.path(), "r", 3);
+    let manifest = dir.join(MANIFEST_FILE);
+    let original = std::fs::read(&manifest).unwrap();
+
+    // /dev/zero behind a symlink: endless zeros.
+    std::fs::remove_file(&manifest).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+    let d = dir.clone();
+    let e = within_a_minute("/dev/zero manifest", move || Run::open(&d).map(|_| ()))
+        .expect_err("a device as manifest");
+    assert_corrupt(&e, &manifest, "/dev/zero manifest");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    std::fs::remove_file(&manifest).unwrap();
+
+    // A manifest far too large is refused before it is read (sparse).
+    let f = std::fs::File::create(&manifest).unwrap();
+    f.set_len(65 << 20).unwrap();
+    drop(f);
+    let e = open_err(&dir, "huge manifest");
+    assert_corrupt(&e, &manifest, "huge manifest");
+    assert!(e.to_string().contains("too large"), "{e}");
+    std::fs::remove_file(&manifest).unwrap();
+
+    if !mkfifo(&manifest) {
+        eprintln!("no mkfifo: FIFO cases skipped");
+        return;
+    }
+    let d = dir.clone();
+    let e = within_a_minute("FIFO manifest", move || Run::open(&d).map(|_| ()))
+        .expect_err("a FIFO as manifest");
+    assert_corrupt(&e, &manifest, "FIFO manifest");
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::write(&manifest, &original).unwrap();
+
+    let file = snap(&dir, 1);
+    std::fs::remove_file(&file).unwrap();
+    assert!(mkfifo(&file));
+    let d = dir.clone();
+    let e = within_a_minute("FIFO snapshot", move || Run::open(&d).map(|_| ()))
+        .expect_err("a FIFO as snapshot");
+    assert_corrupt(&e, &file, "FIFO snapshot");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    let d = dir.clone();
+    let v = within_a_minute("FIFO snapshot, verify", move || Run::verify_dir(&d));
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+}
+
+/// Snapshots and metrics written before checksums existed (no footer key)
+/// are read as before and reported by verify as unchecked.
+#[test]
+fn files_without_checksums_are_read_and_reported() {
+    use arrow::ipc::reader::FileReader;
+    use arrow::ipc::writer::FileWriter;
+    let root = tempdir();
+    let dir = tiny_run(root.path(), "r", 3);
+    let clean = Run::open(&dir)
+        .unwrap()
+        .flat_f32(1, &Selection::All)
+        .unwrap();
+    for file in [snap(&dir, 1), dir.join(METRICS_FILE)] {
+        let reader = FileReader::try_new(std::fs::File::open(&file).unwrap(), None).unwrap();
+        assert!(reader
+            .custom_metadata()
+            .contains_key(tch_landscape::store::snapshot::CHECKSUM_KEY));
+        let schema = reader.schema();
+        let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+        let mut w = FileWriter::try_new(std::fs::File::create(&file).unwrap(), &schema).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let run = Run::open(&dir).unwrap();
+    assert!(!run.snapshot(1).unwrap().has_checksums());
+    assert!(run.snapshot(0).unwrap().has_checksums());
+    assert_eq!(run.flat_f32(1, &Selection::All).unwrap(), clean);
+    assert_eq!(run.metrics().unwrap().len(), 2);
+    let v = run.verify();
+    assert!(v.is_clean(), "{:?}", v.problems);
+    assert_eq!(
+        v.without_checksums,
+        vec![snap(&dir, 1), dir.join(METRICS_FILE)]
+    );
 }

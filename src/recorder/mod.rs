@@ -304,6 +304,7 @@ impl Recorder {
             step: self.last_step,
             trigger,
             unix_time: unix_now(),
+            tensors_crc32: Some(self.manifest.tensors_crc32()),
         };
         let (ack, rx) = self.ack_pair();
         self.send(Job::Snapshot { meta, values, ack }, rx)?;

@@ -24,6 +24,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::store::manifest::schema_version;
 use crate::store::surface::{
     index_outside, spec_metadata, GridPoint, PointValue, SplitResult, StoredSpec, RESULT_FILE,
 };
@@ -199,7 +200,10 @@ pub(crate) fn write<S: StoredSpec>(dir: &Path, spec: &S, points: &[CurvaturePoin
 pub(crate) fn read<S: StoredSpec>(dir: &Path) -> Result<(S, Vec<CurvaturePoint>)> {
     let path = dir.join(CURVATURE_FILE);
     let table = read_parquet(&path, &curvature_schema(), WHAT)?;
-    let spec: S = table.json_meta(&path, CURVATURE_META_KEY, WHAT)?;
+    let value: serde_json::Value = table.json_meta(&path, CURVATURE_META_KEY, WHAT)?;
+    schema_version(&path, &value, SCHEMA_VERSION)?;
+    let spec: S = serde_json::from_value(value)
+        .map_err(|e| Error::corrupt(&path, format!("bad '{CURVATURE_META_KEY}' metadata ({e})")))?;
     let len = spec.grid_len();
     let mut points = Vec::new();
     for batch in &table.batches {
@@ -298,7 +302,7 @@ mod tests {
     #[test]
     fn the_table_round_trips_with_its_metadata() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = TestSpec { n: 6 };
+        let spec = TestSpec::new(6);
         let points: Vec<CurvaturePoint> = (0..6)
             .map(|i| CurvaturePoint::new(&grid_point(i), values(i)))
             .collect();
@@ -307,15 +311,26 @@ mod tests {
         assert_eq!((spec2, points2), (spec.clone(), points.clone()));
         let path = tmp.path().join(CURVATURE_FILE);
         let table = read_parquet(&path, &curvature_schema(), WHAT).unwrap();
-        assert_eq!(table.metadata[CURVATURE_META_KEY], "{\"n\":6}");
+        assert_eq!(
+            table.metadata[CURVATURE_META_KEY],
+            "{\"n\":6,\"schema_version\":1}"
+        );
         assert_eq!(table.metadata["tch_landscape.n"], "6");
         assert!(matches!(
             shard_state::<TestSpec>(tmp.path()).unwrap(),
             ShardState::Finished(_)
         ));
-        write(tmp.path(), &TestSpec { n: 5 }, &points).unwrap();
+        write(tmp.path(), &TestSpec::new(5), &points).unwrap();
         let e = read::<TestSpec>(tmp.path()).unwrap_err().to_string();
         assert!(e.contains("point index 5 outside the 5-point grid"), "{e}");
+        // A map of a newer schema is refused.
+        let newer = TestSpec {
+            n: 6,
+            schema_version: 99,
+        };
+        write(tmp.path(), &newer, &points).unwrap();
+        let e = read::<TestSpec>(tmp.path()).unwrap_err();
+        assert!(matches!(e, Error::SchemaVersion { found: 99, .. }), "{e:?}");
     }
 
     #[test]

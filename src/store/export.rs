@@ -102,7 +102,7 @@ pub fn export_parquet(run: &Run, out_dir: &Path, chunk: usize) -> Result<ExportS
             let meta = snap.meta();
             for (k, info) in manifest.tensors.iter().enumerate() {
                 let mut values = vec![0f32; info.numel as usize];
-                snap.read_f32_into(k, 0, &mut values);
+                snap.read_f32_into(k, 0, &mut values)?;
                 stats_rows.push((meta.index, meta.epoch, k, summarize(&values)));
                 let batch = trajectory_batch(meta, &info.name, values, chunk)
                     .map_err(|e| Error::arrow(&trajectory, e))?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::write_json;
+use crate::store::fsutil::{open_regular, write_json};
 
 /// File name of the manifest inside a run directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -19,6 +19,17 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The `format` field's value, to tell our manifests from other JSON files.
 pub const FORMAT_NAME: &str = "tch-landscape-run";
+
+/// The largest manifest read (bytes): a manifest lists tensor names and
+/// shapes, a few hundred bytes per tensor, so anything bigger is not one.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// The largest element count of a tensor, and of a snapshot, that a manifest
+/// may declare (2^48: a petabyte of float32).
+pub const MAX_NUMEL: u64 = 1 << 48;
+
+/// The model dtypes the recorder records (floating point).
+const RECORDED_DTYPES: [&str; 4] = ["float32", "float64", "float16", "bfloat16"];
 
 pub use crate::tensor::Role;
 
@@ -114,7 +125,37 @@ impl Manifest {
         write_json(&Self::path_in(dir), self, fsync)
     }
 
-    /// Reads and validates the manifest of the run directory `dir`.
+    /// The CRC32 of the manifest's tensor table (every tensor's name, shape,
+    /// dtype, role, trainable flag, element count and offset, in order),
+    /// stored in every snapshot's metadata
+    /// ([`SnapshotMeta::tensors_crc32`](crate::store::snapshot::SnapshotMeta::tensors_crc32))
+    /// so a manifest edited or damaged after recording is detected.
+    pub fn tensors_crc32(&self) -> u32 {
+        let rows: Vec<_> = self
+            .tensors
+            .iter()
+            .map(|t| {
+                (
+                    &t.name,
+                    &t.shape,
+                    &t.dtype,
+                    t.role,
+                    t.trainable,
+                    t.numel,
+                    t.offset,
+                )
+            })
+            .collect();
+        // Serializing plain strings, integers and a unit enum cannot fail.
+        let json = serde_json::to_vec(&rows).unwrap_or_default();
+        crc32fast::hash(&json)
+    }
+
+    /// Reads and validates the manifest of the run directory `dir`: a regular
+    /// file of at most [`MAX_MANIFEST_BYTES`], of a known format and schema
+    /// version, whose tensor table is consistent (sorted unique names,
+    /// non-negative dimensions, element counts and offsets that add up
+    /// without overflow, at most [`MAX_NUMEL`] elements, floating dtypes).
     pub fn read(dir: &Path) -> Result<Manifest> {
         if !dir.is_dir() {
             return Err(Error::NotARun {
@@ -123,16 +164,40 @@ impl Manifest {
             });
         }
         let path = Self::path_in(dir);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let file = match open_regular(&path) {
+            Ok(f) => f,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotARun {
                     path: dir.to_path_buf(),
                     reason: format!("no {MANIFEST_FILE} (was it written by Recorder?)"),
                 })
             }
-            Err(e) => return Err(Error::io("reading", &path, e)),
+            Err(e) => return Err(e),
         };
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("reading", &path, e))?
+            .len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "{size} bytes is too large for a run manifest (at most {MAX_MANIFEST_BYTES})"
+                ),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_MANIFEST_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|e| Error::io("reading", &path, e))?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(Error::corrupt(
+                &path,
+                format!("grew past {MAX_MANIFEST_BYTES} bytes while being read"),
+            ));
+        }
         // Check format and version before the full parse, so a newer schema
         // gets a version error rather than a confusing field error.
         let value: serde_json::Value =
@@ -146,17 +211,7 @@ impl Manifest {
                 format!("expected \"format\": \"{FORMAT_NAME}\""),
             ));
         }
-        let version = value
-            .get("schema_version")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| Error::corrupt(&path, "missing integer \"schema_version\""))?;
-        if version > SCHEMA_VERSION as u64 || version == 0 {
-            return Err(Error::SchemaVersion {
-                path,
-                found: version.min(u32::MAX as u64) as u32,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        schema_version(&path, &value, SCHEMA_VERSION)?;
         let manifest: Manifest = serde_json::from_value(value).map_err(|source| Error::Json {
             path: path.clone(),
             source,
@@ -168,23 +223,104 @@ impl Manifest {
     fn validate(&self, path: &Path) -> Result<()> {
         let mut offset = 0u64;
         for (i, t) in self.tensors.iter().enumerate() {
+            let bad = |what: String| Error::corrupt(path, format!("tensor '{}': {what}", t.name));
             if i > 0 && self.tensors[i - 1].name >= t.name {
                 return Err(Error::corrupt(
                     path,
                     "tensors are not sorted by unique name",
                 ));
             }
-            let numel: i64 = t.shape.iter().product();
-            if t.shape.iter().any(|&d| d < 0) || numel as u64 != t.numel || t.offset != offset {
-                return Err(Error::corrupt(
-                    path,
-                    format!("tensor '{}' has inconsistent shape/numel/offset", t.name),
-                ));
+            if t.shape.iter().any(|&d| d < 0) {
+                return Err(bad(format!("negative dimension in shape {:?}", t.shape)));
             }
-            offset += t.numel;
+            let numel = t
+                .shape
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+                .filter(|&n| n <= MAX_NUMEL)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "shape {:?} has more than {MAX_NUMEL} elements",
+                        t.shape
+                    ))
+                })?;
+            if numel != t.numel {
+                return Err(bad(format!(
+                    "shape {:?} has {numel} elements, numel says {}",
+                    t.shape, t.numel
+                )));
+            }
+            if t.offset != offset {
+                return Err(bad(format!(
+                    "offset {} where the tensors before it end at {offset}",
+                    t.offset
+                )));
+            }
+            if !RECORDED_DTYPES.contains(&t.dtype.as_str()) {
+                return Err(bad(format!(
+                    "dtype {:?} is not one the recorder records (one of {RECORDED_DTYPES:?})",
+                    t.dtype
+                )));
+            }
+            offset = offset
+                .checked_add(numel)
+                .filter(|&o| o <= MAX_NUMEL)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        path,
+                        format!("the tensors hold more than {MAX_NUMEL} elements in all"),
+                    )
+                })?;
         }
         Ok(())
     }
+}
+
+/// The `schema_version` of the JSON document `value` read from `path`: a
+/// positive integer, at most `supported` (the newest version this build
+/// reads). A newer version is [`Error::SchemaVersion`]; a missing one, or one
+/// that is not a positive integer below 2^32 (negative, fractional, a string,
+/// huge), is [`Error::Corrupt`] saying what was found.
+pub(crate) fn schema_version(
+    path: &Path,
+    value: &serde_json::Value,
+    supported: u32,
+) -> Result<u32> {
+    let found = value.get("schema_version").ok_or_else(|| {
+        Error::corrupt(
+            path,
+            "missing \"schema_version\" (expected a positive integer)",
+        )
+    })?;
+    let version = found
+        .as_u64()
+        .filter(|&v| v > 0)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| {
+            let mut shown = found.to_string();
+            if shown.len() > 40 {
+                let cut = (0..=40)
+                    .rev()
+                    .find(|&i| shown.is_char_boundary(i))
+                    .unwrap_or(0);
+                shown.truncate(cut);
+                shown.push('…');
+            }
+            Error::corrupt(
+                path,
+                format!(
+                    "expected \"schema_version\" to be a positive integer below 2^32, found {shown}"
+                ),
+            )
+        })?;
+    if version > supported {
+        return Err(Error::SchemaVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported,
+        });
+    }
+    Ok(version)
 }
 
 /// Formats a Unix time as RFC 3339 UTC (`2026-11-27T09:06:15.123Z`).
@@ -225,6 +361,93 @@ mod tests {
         );
         let leap = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
         assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn schema_versions_are_checked_with_what_was_found() {
+        let p = Path::new("x.json");
+        let v = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
+        assert_eq!(
+            schema_version(p, &v(r#"{"schema_version": 1}"#), 1).unwrap(),
+            1
+        );
+        assert_eq!(
+            schema_version(p, &v(r#"{"schema_version": 2}"#), 3).unwrap(),
+            2
+        );
+        match schema_version(p, &v(r#"{"schema_version": 99}"#), 1) {
+            Err(Error::SchemaVersion {
+                found: 99,
+                supported: 1,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        for (json, found) in [
+            (r#"{"schema_version": -1}"#, "found -1"),
+            (r#"{"schema_version": "1"}"#, "found \"1\""),
+            (
+                r#"{"schema_version": 1099511627776}"#,
+                "found 1099511627776",
+            ),
+            (r#"{"schema_version": 0}"#, "found 0"),
+            (r#"{"schema_version": 2.5}"#, "found 2.5"),
+            (r#"{"schema_version": [1]}"#, "found [1]"),
+        ] {
+            let e = schema_version(p, &v(json), 1).unwrap_err();
+            assert!(matches!(e, Error::Corrupt { .. }), "{json}: {e:?}");
+            assert!(
+                e.to_string().contains("positive integer") && e.to_string().contains(found),
+                "{json}: {e}"
+            );
+        }
+        let e = schema_version(p, &v("{}"), 1).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn the_tensor_table_digest_sees_every_field() {
+        let t = TensorInfo {
+            name: "w".into(),
+            shape: vec![3, 4],
+            dtype: "float32".into(),
+            role: Role::Weight,
+            trainable: true,
+            numel: 12,
+            offset: 0,
+        };
+        let m = Manifest {
+            format: FORMAT_NAME.into(),
+            schema_version: SCHEMA_VERSION,
+            crate_version: "0".into(),
+            run_id: "r".into(),
+            created_utc: String::new(),
+            storage_dtype: StorageDtype::Float32,
+            tensors: vec![t.clone()],
+            skipped: vec![],
+            every_n_steps: None,
+            finished: false,
+            user: BTreeMap::new(),
+        };
+        let d = m.tensors_crc32();
+        let edits: [fn(&mut TensorInfo); 7] = [
+            |t| t.name = "v".into(),
+            |t| t.shape = vec![4, 3],
+            |t| t.dtype = "float16".into(),
+            |t| t.role = Role::Bias,
+            |t| t.trainable = false,
+            |t| t.numel = 13,
+            |t| t.offset = 1,
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut other = m.clone();
+            edit(&mut other.tensors[0]);
+            assert_ne!(other.tensors_crc32(), d, "edit {i}");
+        }
+        let mut other = m.clone();
+        other.finished = true;
+        other.user.insert("k".into(), "v".into());
+        assert_eq!(other.tensors_crc32(), d);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::store::fsutil::{create_output_dir, read_json, write_json};
+use crate::store::manifest::schema_version;
 use crate::store::table;
 use crate::tensor::Role;
 
@@ -43,6 +44,9 @@ pub const DIRECTIONS_FILTER_FILE: &str = "directions-filter.parquet";
 pub const PLANE_CHECK_FILE: &str = "plane-check.parquet";
 /// Parquet metadata key holding the PCA settings (JSON).
 pub const PCA_META_KEY: &str = "tch_landscape.pca";
+/// The newest `schema_version` of [`SUMMARY_FILE`] this build reads (and the
+/// one it writes).
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// What `PcaResult::save` wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,9 +202,15 @@ pub struct PcaSummary {
 }
 
 impl PcaSummary {
-    /// Reads the summary `pca.json` written by `PcaResult::save`.
+    /// Reads the summary `pca.json` written by `PcaResult::save`; a newer or
+    /// invalid `schema_version` is an error.
     pub fn load(path: &Path) -> Result<PcaSummary> {
-        read_json(path)
+        let value: serde_json::Value = read_json(path)?;
+        schema_version(path, &value, SCHEMA_VERSION)?;
+        serde_json::from_value(value).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Writes the summary as pretty JSON, atomically.
@@ -491,6 +501,16 @@ mod tests {
         assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
         let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
+        // Schema versions: newer, and not a version.
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        v["schema_version"] = 99.into();
+        std::fs::write(&p, v.to_string()).unwrap();
+        let e = PcaSummary::load(&p).unwrap_err();
+        assert!(matches!(e, Error::SchemaVersion { found: 99, .. }), "{e:?}");
+        v["schema_version"] = "1".into();
+        std::fs::write(&p, v.to_string()).unwrap();
+        let e = PcaSummary::load(&p).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
     }
 
     #[test]

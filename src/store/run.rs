@@ -1,5 +1,13 @@
 //! Reading a run directory: manifest, snapshots, metrics, and streaming over
-//! chosen tensors across all snapshots in bounded memory.
+//! chosen tensors across all snapshots in bounded memory; checking a run
+//! ([`Run::verify`], [`Run::verify_dir`]).
+//!
+//! What is checked when: opening checks the manifest, the snapshots'
+//! structure and their agreement with the manifest, and that the snapshots
+//! are numbered 0, 1, 2, … without a gap; reading a whole tensor
+//! ([`Run::tensors`], [`Run::flat_f32`], [`Run::load_into`]) checks its
+//! checksum; [`Run::stream`] checks each tensor's checksum as its values
+//! pass and refuses non-finite values; [`Run::verify`] reads everything.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +16,11 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 use crate::store::fsutil::is_temp_name;
 use crate::store::manifest::{Manifest, TensorInfo};
-use crate::store::metrics::{read_metrics, MetricRow, METRICS_FILE};
-use crate::store::snapshot::{parse_snapshot_file_name, SnapshotFile, SNAPSHOT_DIR};
+use crate::store::metrics::{metrics_schema, read_metrics, MetricRow, METRICS_FILE};
+use crate::store::snapshot::{
+    non_finite, parse_snapshot_file_name, snapshot_file_name, NonFinite, SnapshotFile, SNAPSHOT_DIR,
+};
+use crate::store::table::read_ipc_checked;
 use crate::tensor::{kind_from_name, model_variable};
 
 pub use crate::tensor::Selection;
@@ -65,50 +76,210 @@ pub struct Run {
     snapshots: Vec<SnapshotFile>,
 }
 
+/// What [`Run::verify`] or [`Run::verify_dir`] found.
+#[derive(Debug, Default)]
+pub struct Verification {
+    /// Number of files read and checked.
+    pub files: usize,
+    /// Files without checksums (written before tch-landscape stored them):
+    /// their structure was checked, their values could not be.
+    pub without_checksums: Vec<PathBuf>,
+    /// Tensors holding values that are not finite, by snapshot.
+    pub non_finite: Vec<NonFinite>,
+    /// Every other problem, each naming its file.
+    pub problems: Vec<Error>,
+}
+
+impl Verification {
+    /// True when nothing is wrong: no problem and no non-finite value (files
+    /// without checksums are not a problem).
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty() && self.non_finite.is_empty()
+    }
+
+    /// Adds the findings of `other`.
+    pub fn merge(&mut self, other: Verification) {
+        self.files += other.files;
+        self.without_checksums.extend(other.without_checksums);
+        self.non_finite.extend(other.non_finite);
+        self.problems.extend(other.problems);
+    }
+
+    /// Records the outcome of reading one file: `Ok(has_checksums)` or the
+    /// problem.
+    pub(crate) fn file(&mut self, path: &Path, outcome: Result<bool>) {
+        self.files += 1;
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => self.without_checksums.push(path.to_path_buf()),
+            Err(e) => self.problems.push(e),
+        }
+    }
+
+    /// Checks every tensor of `snap`: checksum and finite values.
+    fn snapshot(&mut self, snap: &SnapshotFile) {
+        self.file(snap.path(), Ok(snap.has_checksums()));
+        for k in 0..snap.tensor_count() {
+            match snap.scan_tensor(k) {
+                Ok(None) => {}
+                Ok(Some(nf)) => self.non_finite.push(nf),
+                Err(e) => self.problems.push(e),
+            }
+        }
+    }
+
+    /// Checks the metrics table of the run directory `dir`, if any.
+    fn metrics(&mut self, dir: &Path) {
+        let path = dir.join(METRICS_FILE);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            let outcome = read_ipc_checked(&path, &metrics_schema()).map(|(_, crc)| crc);
+            self.file(&path, outcome);
+        }
+    }
+}
+
+/// The snapshot files of the run directory `dir` (temporary files ignored,
+/// stray files warned about), sorted by index.
+fn snapshot_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let snap_dir = dir.join(SNAPSHOT_DIR);
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(&snap_dir).map_err(|e| Error::io("listing", &snap_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", &snap_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_temp_name(&name) {
+            continue;
+        }
+        match parse_snapshot_file_name(&name) {
+            Some(index) => files.push((index, entry.path())),
+            None => {
+                tracing::warn!(file = %entry.path().display(), "ignoring unexpected file in snapshot directory")
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// One error per gap in the numbering of `files` (sorted by index), which
+/// must be 0, 1, 2, …: the recorder writes them in that order and the
+/// analyses index snapshots by position.
+fn gaps(dir: &Path, files: &[(u32, PathBuf)]) -> Vec<Error> {
+    let snap_dir = dir.join(SNAPSHOT_DIR);
+    let mut out = Vec::new();
+    let mut expected = 0u32;
+    for &(index, _) in files {
+        if index > expected {
+            let (a, b) = (expected, index - 1);
+            let which = if a == b {
+                format!("snapshot {a} ({}) is missing", snapshot_file_name(a))
+            } else {
+                format!(
+                    "snapshots {a} to {b} ({} to {}) are missing",
+                    snapshot_file_name(a),
+                    snapshot_file_name(b)
+                )
+            };
+            let after = if a == 0 {
+                String::new()
+            } else {
+                format!(" after snapshot {}", a - 1)
+            };
+            out.push(Error::corrupt(
+                &snap_dir,
+                format!(
+                    "{which}{after} (the next one is {index}): snapshots are numbered from 0 \
+                     without gaps and analyses index them by position; restore the file from \
+                     a copy of the run"
+                ),
+            ));
+        }
+        expected = index.saturating_add(1);
+    }
+    out
+}
+
+/// Opens the snapshot `path`, whose file name says `index`.
+fn open_snapshot(index: u32, path: &Path, manifest: &Manifest) -> Result<SnapshotFile> {
+    let snap = SnapshotFile::open(path, manifest)?;
+    if snap.meta().index != index {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "file name says snapshot {index}, its metadata says {}",
+                snap.meta().index
+            ),
+        ));
+    }
+    Ok(snap)
+}
+
 impl Run {
     /// Opens the run directory `dir`, reading the manifest and checking every
-    /// snapshot file (footer, run id, tensor count and sizes). Temporary files
-    /// left by a killed writer are ignored.
+    /// snapshot file (footer, run id, tensor table digest, tensor count and
+    /// sizes) and that they are numbered 0, 1, 2, … without a gap (a missing
+    /// snapshot is an error naming it). Temporary files left by a killed
+    /// writer are ignored. Values are checked when read.
     pub fn open(dir: impl AsRef<Path>) -> Result<Run> {
         let dir = dir.as_ref().to_path_buf();
         let manifest = Manifest::read(&dir)?;
-        let snap_dir = dir.join(SNAPSHOT_DIR);
-        let mut files = Vec::new();
-        let entries =
-            std::fs::read_dir(&snap_dir).map_err(|e| Error::io("listing", &snap_dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("listing", &snap_dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_temp_name(&name) {
-                continue;
-            }
-            match parse_snapshot_file_name(&name) {
-                Some(index) => files.push((index, entry.path())),
-                None => {
-                    tracing::warn!(file = %entry.path().display(), "ignoring unexpected file in snapshot directory")
-                }
-            }
+        let files = snapshot_files(&dir)?;
+        if let Some(gap) = gaps(&dir, &files).into_iter().next() {
+            return Err(gap);
         }
-        files.sort();
-        let mut snapshots = Vec::with_capacity(files.len());
-        for (index, path) in files {
-            let snap = SnapshotFile::open(&path, &manifest)?;
-            if snap.meta().index != index {
-                return Err(Error::corrupt(
-                    &path,
-                    format!(
-                        "file name says snapshot {index}, its metadata says {}",
-                        snap.meta().index
-                    ),
-                ));
-            }
-            snapshots.push(snap);
-        }
+        let snapshots = files
+            .iter()
+            .map(|(index, path)| open_snapshot(*index, path, &manifest))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Run {
             dir,
             manifest,
             snapshots,
         })
+    }
+
+    /// Checks everything of the opened run: every tensor of every snapshot
+    /// against its checksum, for values that are not finite, and the
+    /// metrics table. This reads every value once (a few GB at most at this
+    /// tool's scale: seconds from the page cache).
+    pub fn verify(&self) -> Verification {
+        let mut v = Verification {
+            files: 1, // the manifest, checked by `open`
+            ..Verification::default()
+        };
+        for snap in &self.snapshots {
+            v.snapshot(snap);
+        }
+        v.metrics(&self.dir);
+        v
+    }
+
+    /// Checks the run directory `dir` like [`Run::open`] followed by
+    /// [`Run::verify`], without stopping at the first problem: every
+    /// damaged file and every missing snapshot is a problem of its own.
+    pub fn verify_dir(dir: impl AsRef<Path>) -> Verification {
+        let dir = dir.as_ref();
+        let mut v = Verification::default();
+        match Manifest::read(dir) {
+            Err(e) => v.file(&Manifest::path_in(dir), Err(e)),
+            Ok(manifest) => {
+                v.files += 1;
+                match snapshot_files(dir) {
+                    Err(e) => v.problems.push(e),
+                    Ok(files) => {
+                        v.problems.extend(gaps(dir, &files));
+                        for (index, path) in &files {
+                            match open_snapshot(*index, path, &manifest) {
+                                Ok(snap) => v.snapshot(&snap),
+                                Err(e) => v.file(path, Err(e)),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        v.metrics(dir);
+        v
     }
 
     /// The run directory.
@@ -151,7 +322,8 @@ impl Run {
     }
 
     /// The `i`-th snapshot as named CPU tensors with their recorded shapes and
-    /// original dtypes, in manifest order.
+    /// original dtypes, in manifest order; each tensor is checked against its
+    /// checksum.
     pub fn tensors(&self, i: usize) -> Result<Vec<(String, Tensor)>> {
         let snap = self.snapshot(i)?;
         self.manifest
@@ -163,16 +335,18 @@ impl Run {
     }
 
     /// The selected tensors of the `i`-th snapshot concatenated into one flat
-    /// float32 vector (manifest order).
+    /// float32 vector (manifest order), each checked against its checksum.
     pub fn flat_f32(&self, i: usize, selection: &Selection) -> Result<Vec<f32>> {
         let snap = self.snapshot(i)?;
         let idx = selection.indices(&self.manifest)?;
+        // The manifest bounds every count (`MAX_NUMEL`) and the snapshot
+        // holds that many values.
         let total: u64 = idx.iter().map(|&k| self.manifest.tensors[k].numel).sum();
         let mut out = vec![0f32; total as usize];
         let mut pos = 0;
         for k in idx {
             let n = self.manifest.tensors[k].numel as usize;
-            snap.read_f32_into(k, 0, &mut out[pos..pos + n]);
+            snap.read_f32_into(k, 0, &mut out[pos..pos + n])?;
             pos += n;
         }
         Ok(out)
@@ -180,7 +354,7 @@ impl Run {
 
     /// Copies the `i`-th snapshot into the variables of `vs` (by name), e.g. to
     /// evaluate the model at a recorded point. Every recorded tensor must
-    /// exist in `vs` with the recorded shape.
+    /// exist in `vs` with the recorded shape, and match its checksum.
     pub fn load_into(&self, i: usize, vs: &tch::nn::VarStore) -> Result<()> {
         let vars = vs.variables();
         let snap = self.snapshot(i)?;
@@ -199,6 +373,12 @@ impl Run {
     /// Streams the selected tensors across all snapshots, `chunk` elements at
     /// a time: each item holds the same element range of one tensor for every
     /// snapshot. Memory stays O(snapshots × chunk) whatever the model size.
+    ///
+    /// Each (snapshot, tensor) is checked against its checksum as its values
+    /// pass (the item that ends a tensor is an error if one does not match),
+    /// and a value that is not finite in float32 is an error
+    /// ([`Error::NonFinite`]) naming the snapshot file, the tensor and the
+    /// element. The stream ends after its first error.
     pub fn stream(&self, selection: &Selection, chunk: usize) -> Result<ChunkStream<'_>> {
         if chunk == 0 {
             return Err(Error::invalid("chunk size", "must be at least 1 element"));
@@ -211,11 +391,14 @@ impl Run {
             cur: 0,
             start: 0,
             global: 0,
+            checks: Vec::new(),
+            failed: false,
         })
     }
 }
 
 fn tensor_from_snapshot(snap: &SnapshotFile, k: usize, info: &TensorInfo) -> Result<Tensor> {
+    snap.verify_tensor(k)?;
     let t = if let Some(v) = snap.f32_values(k) {
         Tensor::from_slice(v)
     } else if let Some(v) = snap.f64_values(k) {
@@ -254,9 +437,11 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// The values of snapshot `s`.
+    /// The values of snapshot `s` (empty when out of range).
     pub fn row(&self, s: usize) -> &[f32] {
-        &self.data[s * self.len..(s + 1) * self.len]
+        self.data
+            .get(s * self.len..(s + 1) * self.len)
+            .unwrap_or_default()
     }
 }
 
@@ -269,26 +454,66 @@ pub struct ChunkStream<'a> {
     cur: usize,
     start: usize,
     global: usize,
+    /// The incremental checksum of the current tensor, per snapshot.
+    checks: Vec<Option<crc32fast::Hasher>>,
+    failed: bool,
 }
 
-impl Iterator for ChunkStream<'_> {
-    type Item = Chunk;
-
-    fn next(&mut self) -> Option<Chunk> {
+impl ChunkStream<'_> {
+    /// The next chunk, checking each snapshot's values as they pass.
+    fn next_chunk(&mut self) -> Option<Result<Chunk>> {
         loop {
             let &k = self.tensors.get(self.cur)?;
-            let numel = self.run.manifest.tensors[k].numel as usize;
+            let info = &self.run.manifest.tensors[k];
+            let numel = info.numel as usize;
             if self.start >= numel {
                 self.cur += 1;
                 self.start = 0;
                 continue;
             }
+            let snapshots = &self.run.snapshots;
+            if self.start == 0 {
+                self.checks = snapshots.iter().map(|s| s.begin_check(k)).collect();
+            }
             let len = self.chunk.min(numel - self.start);
-            let n = self.run.snapshots.len();
-            let mut data = vec![0f32; n * len];
-            for (s, snap) in self.run.snapshots.iter().enumerate() {
-                snap.read_f32_into(k, self.start, &mut data[s * len..(s + 1) * len]);
+            let mut data = vec![0f32; snapshots.len() * len];
+            for ((snap, row), check) in snapshots
+                .iter()
+                .zip(data.chunks_exact_mut(len))
+                .zip(&mut self.checks)
+            {
+                snap.copy_f32(k, self.start, row);
+                if let Some(h) = check.as_mut() {
+                    snap.check_values(k, self.start, len, h);
+                }
                 snap.release_range(k, self.start, len);
+                if let (_, Some((j, _))) = non_finite(row, f32::is_finite, f64::from) {
+                    // Damage that made a value NaN is reported as damage.
+                    if let Err(e) = snap.verify_tensor(k) {
+                        return Some(Err(e));
+                    }
+                    let at = self.start + j;
+                    let value = match (snap.f32_values(k), snap.f64_values(k)) {
+                        (Some(v), _) => v.get(at).map_or(f64::NAN, |&x| f64::from(x)),
+                        (_, Some(v)) => v.get(at).copied().unwrap_or(f64::NAN),
+                        _ => f64::NAN,
+                    };
+                    return Some(Err(Error::NonFinite {
+                        path: snap.path().to_path_buf(),
+                        tensor: info.name.clone(),
+                        index: at as u64,
+                        value,
+                    }));
+                }
+            }
+            if self.start + len == numel {
+                for (snap, check) in snapshots.iter().zip(&mut self.checks) {
+                    if let Some(h) = check.take() {
+                        if let Err(e) = snap.end_check(k, h) {
+                            return Some(Err(e));
+                        }
+                    }
+                }
             }
             let chunk = Chunk {
                 tensor: k,
@@ -299,7 +524,20 @@ impl Iterator for ChunkStream<'_> {
             };
             self.start += len;
             self.global += len;
-            return Some(chunk);
+            return Some(Ok(chunk));
         }
+    }
+}
+
+impl Iterator for ChunkStream<'_> {
+    type Item = Result<Chunk>;
+
+    fn next(&mut self) -> Option<Result<Chunk>> {
+        if self.failed {
+            return None;
+        }
+        let item = self.next_chunk();
+        self.failed = matches!(item, Some(Err(_)));
+        item
     }
 }

@@ -6,10 +6,20 @@
 //! order. The schema's metadata key [`SNAPSHOT_META_KEY`] holds a JSON
 //! [`SnapshotMeta`]. Batches are 64-byte aligned, so a memory-mapped file is
 //! read without copying.
+//!
+//! Integrity: the footer lists the CRC32 of every batch
+//! ([`CHECKSUM_KEY`]) and of the metadata
+//! JSON ([`SNAPSHOT_META_CRC_KEY`]); the metadata holds the digest of the
+//! manifest's tensor table it was recorded with
+//! ([`SnapshotMeta::tensors_crc32`]). Opening a file checks its structure,
+//! the metadata checksum and the digest; a tensor's values are checked
+//! against their checksum when the tensor is read whole
+//! ([`SnapshotFile::verify_tensor`]) or streamed ([`Run::stream`](crate::Run::stream)).
+//! Files written before checksums existed have none and are read as before.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float32Array, Float64Array};
@@ -17,17 +27,25 @@ use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::convert::try_fb_to_schema;
 use arrow::ipc::reader::FileDecoder;
-use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::write_atomic;
+use crate::store::fsutil::open_regular;
 use crate::store::manifest::{Manifest, StorageDtype};
-use crate::store::table::{check_ipc_block, ipc_footer};
+use crate::store::table::{
+    check_ipc_block, checksum_mismatch, footer_checksums, footer_metadata, ipc_footer,
+    write_ipc_with,
+};
+
+pub use crate::store::table::CHECKSUM_KEY;
 
 /// Schema metadata key holding the snapshot's [`SnapshotMeta`] as JSON.
 pub const SNAPSHOT_META_KEY: &str = "tch_landscape.snapshot";
+
+/// Footer metadata key holding the CRC32 of the JSON stored under
+/// [`SNAPSHOT_META_KEY`] (a decimal integer).
+pub const SNAPSHOT_META_CRC_KEY: &str = "tch_landscape.snapshot.crc32";
 
 /// Sub-directory of a run holding the snapshot files.
 pub const SNAPSHOT_DIR: &str = "snapshots";
@@ -62,6 +80,44 @@ pub struct SnapshotMeta {
     pub trigger: Trigger,
     /// Wall time when the copy was taken, seconds since the Unix epoch.
     pub unix_time: f64,
+    /// The digest of the manifest's tensor table the snapshot was recorded
+    /// with ([`Manifest::tensors_crc32`]); a snapshot is refused when the
+    /// manifest's differs. `None` in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors_crc32: Option<u32>,
+}
+
+/// Values that are not finite (NaN, ±∞) found in one tensor of one snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonFinite {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// The snapshot's index.
+    pub snapshot: u32,
+    /// The tensor's name.
+    pub tensor: String,
+    /// How many of its values are not finite.
+    pub count: u64,
+    /// The first of them (row-major flat index inside the tensor).
+    pub first_index: u64,
+    /// Its value.
+    pub first_value: f64,
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.count == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{}: snapshot {}, tensor '{}': {} non-finite value{s}, the first ({}) at element {}",
+            self.path.display(),
+            self.snapshot,
+            self.tensor,
+            self.count,
+            self.first_value,
+            self.first_index
+        )
+    }
 }
 
 /// Host-memory values of one tensor.
@@ -110,8 +166,9 @@ pub fn snapshot_schema(dtype: StorageDtype) -> Schema {
     Schema::new(vec![Field::new("values", values_type(dtype), false)])
 }
 
-/// Writes one snapshot file atomically into `path`. `values` must be in
-/// manifest order. Returns the number of value bytes written.
+/// Writes one snapshot file atomically into `path`, with the checksum of
+/// every batch and of the metadata. `values` must be in manifest order.
+/// Returns the number of value bytes written.
 pub(crate) fn write_snapshot(
     path: &Path,
     dtype: StorageDtype,
@@ -123,6 +180,7 @@ pub(crate) fn write_snapshot(
         path: path.to_path_buf(),
         source,
     })?;
+    let meta_crc = crc32fast::hash(meta_json.as_bytes());
     let schema = Arc::new(
         snapshot_schema(dtype).with_metadata(std::collections::HashMap::from([(
             SNAPSHOT_META_KEY.to_string(),
@@ -130,8 +188,7 @@ pub(crate) fn write_snapshot(
         )])),
     );
     let mut bytes = 0;
-    write_atomic(path, fsync, |w| {
-        let mut writer = FileWriter::try_new(w, &schema).map_err(|e| Error::arrow(path, e))?;
+    write_ipc_with(path, &schema, fsync, |sink| {
         for v in values {
             bytes += v.nbytes();
             // Vec -> Arrow buffer is a move, not a copy.
@@ -147,13 +204,36 @@ pub(crate) fn write_snapshot(
             };
             let batch = RecordBatch::try_new(schema.clone(), vec![array])
                 .map_err(|e| Error::arrow(path, e))?;
-            writer.write(&batch).map_err(|e| Error::arrow(path, e))?;
+            sink.write(&batch)?;
         }
-        writer.finish().map_err(|e| Error::arrow(path, e))?;
+        sink.footer_metadata(SNAPSHOT_META_CRC_KEY, meta_crc.to_string());
         Ok(())
     })?;
     Ok(bytes)
 }
+
+/// Where one tensor's record batch lies in a snapshot file.
+#[derive(Debug)]
+struct Batch {
+    /// The tensor's name.
+    name: String,
+    /// Byte range of the batch's block (message header and body).
+    start: usize,
+    end: usize,
+    /// Byte offset of the first value.
+    values: usize,
+    /// Bytes per value.
+    elem: usize,
+    /// Number of values.
+    numel: usize,
+    /// The stored checksum of `start..end`, when the file has checksums.
+    crc: Option<u32>,
+    /// Set once the checksum was found to match.
+    verified: AtomicBool,
+}
+
+/// Values per step of a scan over a whole tensor ([`SnapshotFile::verify`]).
+const SCAN_CHUNK: usize = 1 << 20;
 
 /// A snapshot file opened by memory map; tensors are read without copying.
 #[derive(Debug)]
@@ -162,13 +242,19 @@ pub struct SnapshotFile {
     meta: SnapshotMeta,
     mmap: Arc<memmap2::Mmap>,
     arrays: Vec<ArrayRef>,
+    batches: Vec<Batch>,
+    checksums: bool,
 }
 
 impl SnapshotFile {
-    /// Opens `path` and checks it against the manifest: same run id, one batch
-    /// per tensor, each with the tensor's element count.
+    /// Opens `path` and checks it against the manifest: a regular file (a
+    /// FIFO or device is refused before it is opened), its structure, the
+    /// checksum of its metadata, same run id, recorded with the manifest's
+    /// tensor table (digest), one batch per tensor, each with the tensor's
+    /// element count. Values are checked later, when read
+    /// ([`verify_tensor`](Self::verify_tensor)).
     pub fn open(path: &Path, manifest: &Manifest) -> Result<SnapshotFile> {
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let file = open_regular(path)?;
         // SAFETY: snapshot files are immutable once renamed into place; the
         // recorder never writes to a final name.
         let mmap = Arc::new(
@@ -195,6 +281,21 @@ impl SnapshotFile {
             .metadata()
             .get(SNAPSHOT_META_KEY)
             .ok_or_else(|| corrupt(format!("schema metadata lacks '{SNAPSHOT_META_KEY}'")))?;
+        if let Some(stored) = footer_metadata(&footer, SNAPSHOT_META_CRC_KEY) {
+            let stored: u32 = stored.parse().map_err(|_| {
+                corrupt(format!(
+                    "unreadable '{SNAPSHOT_META_CRC_KEY}' footer metadata {stored:?}"
+                ))
+            })?;
+            let computed = crc32fast::hash(meta_json.as_bytes());
+            if computed != stored {
+                return Err(corrupt(checksum_mismatch(
+                    &format!("metadata '{SNAPSHOT_META_KEY}'"),
+                    stored,
+                    computed,
+                )));
+            }
+        }
         let meta: SnapshotMeta = serde_json::from_str(meta_json)
             .map_err(|e| corrupt(format!("bad '{SNAPSHOT_META_KEY}' metadata ({e})")))?;
         if meta.run_id != manifest.run_id {
@@ -213,17 +314,29 @@ impl SnapshotFile {
                 blocks.len()
             )));
         }
+        let checksums = footer_checksums(&footer, blocks.len()).map_err(corrupt)?;
+        let elem = match manifest.storage_dtype {
+            StorageDtype::Float32 => 4,
+            StorageDtype::Float64 => 8,
+        };
         let decoder = FileDecoder::new(schema.clone(), footer.version());
+        let base = mmap.as_ptr() as usize;
         let mut arrays = Vec::with_capacity(blocks.len());
-        for (block, tensor) in blocks.iter().zip(&manifest.tensors) {
-            let (start, len) = check_ipc_block(&buffer, block, trailer_start, &expected)
-                .map_err(|r| corrupt(format!("batch of tensor '{}': {r}", tensor.name)))?;
+        let mut batches = Vec::with_capacity(blocks.len());
+        for (k, (block, tensor)) in blocks.iter().zip(&manifest.tensors).enumerate() {
+            let bad = |r: String| corrupt(format!("batch of tensor '{}': {r}", tensor.name));
+            let (start, len) =
+                check_ipc_block(&buffer, block, trailer_start, &expected).map_err(bad)?;
             let data = buffer.slice_with_length(start, len);
             let batch = decoder
                 .read_record_batch(block, &data)
-                .map_err(|e| corrupt(format!("tensor '{}': {e}", tensor.name)))?
-                .ok_or_else(|| corrupt(format!("tensor '{}': empty batch", tensor.name)))?;
-            let array = batch.column(0).clone();
+                .map_err(|e| bad(e.to_string()))?
+                .ok_or_else(|| bad("empty batch".into()))?;
+            let array = batch
+                .columns()
+                .first()
+                .cloned()
+                .ok_or_else(|| bad("no column".into()))?;
             if array.len() as u64 != tensor.numel {
                 return Err(corrupt(format!(
                     "tensor '{}' has {} values, the manifest says {:?} = {} elements",
@@ -233,13 +346,49 @@ impl SnapshotFile {
                     tensor.numel
                 )));
             }
+            let numel = array.len();
+            // Where the values lie in the file: inside the batch's block (the
+            // decoder reads aligned buffers without copying them).
+            let values = match values_ptr(&array) {
+                _ if numel == 0 => start,
+                Some(p) => p.wrapping_sub(base),
+                None => usize::MAX,
+            };
+            let inside = values >= start
+                && values
+                    .checked_add(numel * elem)
+                    .is_some_and(|e| e <= start + len);
+            if !inside {
+                return Err(bad("its values do not lie inside its block".into()));
+            }
+            batches.push(Batch {
+                name: tensor.name.clone(),
+                start,
+                end: start + len,
+                values,
+                elem,
+                numel,
+                crc: checksums.as_ref().and_then(|c| c.get(k).copied()),
+                verified: AtomicBool::new(false),
+            });
             arrays.push(array);
+        }
+        // After the element counts, which name the tensor that differs.
+        let digest = manifest.tensors_crc32();
+        if let Some(recorded) = meta.tensors_crc32.filter(|&d| d != digest) {
+            return Err(corrupt(format!(
+                "was recorded with a tensor table of digest {recorded:08x}, the run's manifest \
+                 describes one of digest {digest:08x}: the manifest's tensor names, shapes, \
+                 dtypes, roles or offsets were changed after recording"
+            )));
         }
         Ok(SnapshotFile {
             path: path.to_path_buf(),
             meta,
             mmap,
             arrays,
+            batches,
+            checksums: checksums.is_some(),
         })
     }
 
@@ -253,32 +402,209 @@ impl SnapshotFile {
         &self.meta
     }
 
+    /// Whether the file carries checksums (files written before they existed
+    /// do not; their values cannot be checked).
+    pub fn has_checksums(&self) -> bool {
+        self.checksums
+    }
+
+    /// Number of tensors (record batches) in the file.
+    pub fn tensor_count(&self) -> usize {
+        self.batches.len()
+    }
+
+    fn batch(&self, i: usize) -> Result<&Batch> {
+        self.batches.get(i).ok_or_else(|| {
+            Error::invalid(
+                "tensor index",
+                format!(
+                    "{i} is out of range: {} holds {} tensors",
+                    self.path.display(),
+                    self.batches.len()
+                ),
+            )
+        })
+    }
+
+    /// Checks the `i`-th tensor's bytes against their checksum (once: a
+    /// match is remembered). Files without checksums pass. An error names
+    /// the file and the tensor.
+    pub fn verify_tensor(&self, i: usize) -> Result<()> {
+        let b = self.batch(i)?;
+        let Some(stored) = b.crc else {
+            return Ok(());
+        };
+        if b.verified.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let computed = crc32fast::hash(self.bytes(b.start, b.end));
+        self.compare(b, stored, computed)?;
+        b.verified.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Checks every tensor against its checksum ([`verify_tensor`](Self::verify_tensor)).
+    pub fn verify(&self) -> Result<()> {
+        (0..self.batches.len()).try_for_each(|i| self.verify_tensor(i))
+    }
+
+    fn compare(&self, b: &Batch, stored: u32, computed: u32) -> Result<()> {
+        if stored == computed {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            &self.path,
+            checksum_mismatch(&format!("tensor '{}'", b.name), stored, computed),
+        ))
+    }
+
+    /// The bytes `start..end` of the file (empty when out of range, which
+    /// the checks at open rule out).
+    fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        self.mmap.get(start..end).unwrap_or_default()
+    }
+
+    /// Starts the incremental check of the `i`-th tensor, read in order by
+    /// [`check_values`](Self::check_values): `None` when there is nothing to
+    /// check (no checksum, or already verified).
+    pub(crate) fn begin_check(&self, i: usize) -> Option<crc32fast::Hasher> {
+        let b = self.batches.get(i)?;
+        if b.crc.is_none() || b.verified.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(self.bytes(b.start, b.values));
+        Some(h)
+    }
+
+    /// Adds the bytes of the `i`-th tensor's values `start..start + len` to
+    /// an incremental check.
+    pub(crate) fn check_values(
+        &self,
+        i: usize,
+        start: usize,
+        len: usize,
+        h: &mut crc32fast::Hasher,
+    ) {
+        if let Some(b) = self.batches.get(i) {
+            let from = b.values + start.min(b.numel) * b.elem;
+            let to = b.values + (start + len).min(b.numel) * b.elem;
+            h.update(self.bytes(from, to));
+        }
+    }
+
+    /// Ends the incremental check of the `i`-th tensor, whose every value
+    /// was added in order: an error naming the file and the tensor when the
+    /// checksum does not match.
+    pub(crate) fn end_check(&self, i: usize, mut h: crc32fast::Hasher) -> Result<()> {
+        let b = self.batch(i)?;
+        let Some(stored) = b.crc else {
+            return Ok(());
+        };
+        h.update(self.bytes(b.values + b.numel * b.elem, b.end));
+        self.compare(b, stored, h.finalize())?;
+        b.verified.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads the whole `i`-th tensor once: checks its checksum and counts
+    /// its non-finite values, in one pass. `Ok(None)` when every value is
+    /// finite.
+    pub(crate) fn scan_tensor(&self, i: usize) -> Result<Option<NonFinite>> {
+        let b = self.batch(i)?;
+        let mut hasher = self.begin_check(i);
+        let (mut count, mut first) = (0u64, None);
+        let mut start = 0;
+        while start < b.numel {
+            let len = SCAN_CHUNK.min(b.numel - start);
+            if let Some(h) = hasher.as_mut() {
+                self.check_values(i, start, len, h);
+            }
+            let (n, f) = match (self.f32_values(i), self.f64_values(i)) {
+                (Some(v), _) => non_finite(&v[start..start + len], |x| x.is_finite(), f64::from),
+                (_, Some(v)) => non_finite(&v[start..start + len], |x| x.is_finite(), |x| x),
+                _ => (0, None),
+            };
+            count += n;
+            if first.is_none() {
+                first = f.map(|(j, v)| ((start + j) as u64, v));
+            }
+            self.release_range(i, start, len);
+            start += len;
+        }
+        if let Some(h) = hasher {
+            self.end_check(i, h)?;
+        }
+        Ok(first.map(|(first_index, first_value)| NonFinite {
+            path: self.path.clone(),
+            snapshot: self.meta.index,
+            tensor: b.name.clone(),
+            count,
+            first_index,
+            first_value,
+        }))
+    }
+
     /// Values of the `i`-th tensor (manifest order) as float32, borrowed from
-    /// the memory map. `None` when the run stores float64.
+    /// the memory map, not checked against their checksum (see
+    /// [`verify_tensor`](Self::verify_tensor)). `None` when the run stores
+    /// float64 or `i` is out of range.
     pub fn f32_values(&self, i: usize) -> Option<&[f32]> {
-        self.arrays[i]
+        self.arrays
+            .get(i)?
             .as_any()
             .downcast_ref::<Float32Array>()
             .map(|a| a.values().as_ref())
     }
 
     /// Values of the `i`-th tensor (manifest order) as float64, borrowed from
-    /// the memory map. `None` when the run stores float32.
+    /// the memory map, not checked against their checksum (see
+    /// [`verify_tensor`](Self::verify_tensor)). `None` when the run stores
+    /// float32 or `i` is out of range.
     pub fn f64_values(&self, i: usize) -> Option<&[f64]> {
-        self.arrays[i]
+        self.arrays
+            .get(i)?
             .as_any()
             .downcast_ref::<Float64Array>()
             .map(|a| a.values().as_ref())
     }
 
     /// Copies the `i`-th tensor's values converted to float32 into `out`,
-    /// from element `start` on (`out.len()` elements).
-    pub fn read_f32_into(&self, i: usize, start: usize, out: &mut [f32]) {
-        if let Some(v) = self.f32_values(i) {
-            out.copy_from_slice(&v[start..start + out.len()]);
-        } else if let Some(v) = self.f64_values(i) {
-            let n = out.len();
-            for (o, x) in out.iter_mut().zip(&v[start..start + n]) {
+    /// from element `start` on (`out.len()` elements). Reading the whole
+    /// tensor (`start` 0, `out.len()` its element count) checks it against its
+    /// checksum first. An error for a range outside the tensor.
+    pub fn read_f32_into(&self, i: usize, start: usize, out: &mut [f32]) -> Result<()> {
+        let b = self.batch(i)?;
+        let end = start
+            .checked_add(out.len())
+            .filter(|&e| e <= b.numel)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "element range",
+                    format!(
+                        "{start}..{start}+{} is outside tensor '{}' ({} elements) of {}",
+                        out.len(),
+                        b.name,
+                        b.numel,
+                        self.path.display()
+                    ),
+                )
+            })?;
+        if start == 0 && end == b.numel {
+            self.verify_tensor(i)?;
+        }
+        self.copy_f32(i, start, out);
+        Ok(())
+    }
+
+    /// [`read_f32_into`](Self::read_f32_into) without the checks: the range
+    /// must lie inside the tensor (out-of-range ranges copy nothing).
+    pub(crate) fn copy_f32(&self, i: usize, start: usize, out: &mut [f32]) {
+        let range = start..start + out.len();
+        if let Some(v) = self.f32_values(i).and_then(|v| v.get(range.clone())) {
+            out.copy_from_slice(v);
+        } else if let Some(v) = self.f64_values(i).and_then(|v| v.get(range)) {
+            for (o, x) in out.iter_mut().zip(v) {
                 *o = *x as f32;
             }
         }
@@ -288,19 +614,16 @@ impl SnapshotFile {
     /// `[start, start+len)` (elements) will not be needed again soon, so
     /// streaming over files larger than memory does not grow the resident set.
     pub(crate) fn release_range(&self, i: usize, start: usize, len: usize) {
-        let elem = match self.arrays[i].data_type() {
-            DataType::Float64 => 8,
-            _ => 4,
+        let Some(b) = self.batches.get(i) else {
+            return;
         };
-        let base = self.mmap.as_ptr() as usize;
-        let values_ptr = self.arrays[i].to_data().buffers()[0].as_ptr() as usize;
         // A read fault maps a whole block of page cache around the address
         // (fault-around, up to 2 MiB), so release that much on each side of
         // the range read, or mapped pages pile up in the resident set.
         const AROUND: usize = 2 << 20;
         let page = 4096;
-        let begin = (values_ptr - base + start * elem).saturating_sub(AROUND) / page * page;
-        let end = (values_ptr - base + (start + len) * elem + AROUND).min(self.mmap.len());
+        let begin = (b.values + start * b.elem).saturating_sub(AROUND) / page * page;
+        let end = (b.values + (start + len) * b.elem + AROUND).min(self.mmap.len());
         // SAFETY: the mapping is read-only and file-backed; dropping its
         // pages only means they are read from the file again if touched.
         let _ = unsafe {
@@ -311,6 +634,36 @@ impl SnapshotFile {
             )
         };
     }
+}
+
+/// The address of the first value of a float32 or float64 array.
+fn values_ptr(array: &ArrayRef) -> Option<usize> {
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<Float32Array>() {
+        Some(a.values().as_ptr() as usize)
+    } else {
+        any.downcast_ref::<Float64Array>()
+            .map(|a| a.values().as_ptr() as usize)
+    }
+}
+
+/// The number of values of `v` that are not finite, and the first of them
+/// (position, value).
+pub(crate) fn non_finite<T: Copy>(
+    v: &[T],
+    finite: impl Fn(T) -> bool,
+    to_f64: impl Fn(T) -> f64,
+) -> (u64, Option<(usize, f64)>) {
+    // Branch-free (vectorized) test first: the common case is all finite.
+    if v.iter().fold(true, |ok, &x| ok & finite(x)) {
+        return (0, None);
+    }
+    let count = v.iter().map(|&x| u64::from(!finite(x))).sum::<u64>();
+    let first = v
+        .iter()
+        .position(|&x| !finite(x))
+        .map(|j| (j, to_f64(v[j])));
+    (count, first)
 }
 
 fn mmap_buffer(mmap: &Arc<memmap2::Mmap>) -> Buffer {

@@ -30,8 +30,10 @@ use crate::store::fsutil::{
     create_dir_in, create_output_dir, is_temp_name, open_regular, read_json, write_atomic,
     write_json,
 };
+use crate::store::manifest::schema_version;
+use crate::store::run::Verification;
 use crate::store::table::{
-    column, json_entry, read_ipc, read_parquet, write_ipc, write_parquet_batch,
+    column, json_entry, read_ipc, read_ipc_checked, read_parquet, write_ipc, write_parquet_batch,
 };
 
 /// Name of the specification file of a surface directory.
@@ -46,6 +48,9 @@ pub const POINTS_DIR: &str = "points";
 pub const SHARPNESS_FILE: &str = "sharpness.json";
 /// Metadata key of the spec in `surface.parquet`.
 pub const SURFACE_META_KEY: &str = "tch_landscape.surface";
+/// The newest `schema_version` of `surface.json` this build reads (and the
+/// one it writes).
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// One point of a grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -160,9 +165,18 @@ impl SurfaceDir {
         create_dir_in(&self.path, &self.file(POINTS_DIR))
     }
 
-    /// The spec in `surface.json`, or `None` when there is none.
+    /// The spec in `surface.json`, or `None` when there is none; a newer
+    /// or invalid `schema_version` is an error (see
+    /// [`schema_version`](crate::store::manifest)).
     pub(crate) fn read_spec<S: DeserializeOwned>(&self) -> Result<Option<S>> {
-        read_json_if_any(&self.file(SPEC_FILE))
+        let path = self.file(SPEC_FILE);
+        let Some(value) = read_json_if_any::<serde_json::Value>(&path)? else {
+            return Ok(None);
+        };
+        schema_version(&path, &value, SCHEMA_VERSION)?;
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|source| Error::Json { path, source })
     }
 
     /// Writes `surface.json` atomically.
@@ -368,6 +382,56 @@ fn batch_points(
     Ok(())
 }
 
+/// Checks the files of the surface (or curvature-map) directory `dir` that
+/// the store reads, changing nothing: `surface.json` and `sharpness.json`
+/// (JSON, schema version), every point segment of `points/` (checksums,
+/// columns) and `surface.parquet` (columns). What needs the analysis (the
+/// grid, the directions) is checked by loading the result
+/// (`SurfaceResult::load`, `CurvatureMap::load`).
+pub fn verify_dir(dir: &Path) -> Verification {
+    let mut v = Verification::default();
+    let spec = dir.join(SPEC_FILE);
+    if std::fs::symlink_metadata(&spec).is_ok() {
+        let outcome = read_json::<serde_json::Value>(&spec)
+            .and_then(|value| schema_version(&spec, &value, SCHEMA_VERSION))
+            .map(|_| true);
+        v.file(&spec, outcome);
+    }
+    let sharpness = dir.join(SHARPNESS_FILE);
+    if std::fs::symlink_metadata(&sharpness).is_ok() {
+        v.file(
+            &sharpness,
+            read_json::<serde_json::Value>(&sharpness).map(|_| true),
+        );
+    }
+    let points = dir.join(POINTS_DIR);
+    match std::fs::read_dir(&points) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => v.problems.push(Error::io("listing", &points, e)),
+        Ok(entries) => {
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !is_temp_name(&name) && name.ends_with(".arrow")
+                })
+                .map(|e| e.path())
+                .collect();
+            files.sort();
+            for path in files {
+                let outcome = read_ipc_checked(&path, &points_schema()).map(|(_, crc)| crc);
+                v.file(&path, outcome);
+            }
+        }
+    }
+    let result = dir.join(RESULT_FILE);
+    if std::fs::symlink_metadata(&result).is_ok() {
+        let outcome = read_parquet(&result, &points_schema(), "a surface table").map(|_| true);
+        v.file(&result, outcome);
+    }
+    v
+}
+
 /// Reads the JSON document `path`; `None` when it does not exist.
 fn read_json_if_any<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     if !path.exists() {
@@ -382,6 +446,19 @@ fn read_json_if_any<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 pub(crate) struct TestSpec {
     /// Number of grid points.
     pub(crate) n: usize,
+    /// Its schema version.
+    pub(crate) schema_version: u32,
+}
+
+#[cfg(test)]
+impl TestSpec {
+    /// The spec of an `n`-point grid, of the current schema version.
+    pub(crate) fn new(n: usize) -> TestSpec {
+        TestSpec {
+            n,
+            schema_version: SCHEMA_VERSION,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -485,7 +562,7 @@ mod tests {
         dir.create().unwrap();
         assert!(!dir.has_result());
         let points = [point(0, 0.5), point(5, 1.5), point(3, f64::INFINITY)];
-        dir.write_result(&TestSpec { n: LEN }, &points).unwrap();
+        dir.write_result(&TestSpec::new(LEN), &points).unwrap();
         assert!(dir.has_result());
         assert_eq!(dir.read_result(LEN).unwrap(), points);
         let path = tmp.path().join(RESULT_FILE);
@@ -496,7 +573,10 @@ mod tests {
             .filter(|(k, _)| k.starts_with("tch_landscape."))
             .collect();
         assert_eq!(meta.len(), 3, "{meta:?}");
-        assert_eq!(table.metadata[SURFACE_META_KEY], "{\"n\":6}");
+        assert_eq!(
+            table.metadata[SURFACE_META_KEY],
+            "{\"n\":6,\"schema_version\":1}"
+        );
         assert_eq!(table.metadata["tch_landscape.n"], "6");
         assert_eq!(table.metadata["tch_landscape.centre"], "c");
         let e = dir.read_result(5).unwrap_err().to_string();
@@ -511,5 +591,60 @@ mod tests {
         std::fs::write(tmp.path().join(SPEC_FILE), b"{\"format\": 1").unwrap();
         let e = dir.read_spec::<serde_json::Value>().unwrap_err();
         assert!(matches!(e, Error::Json { .. }), "{e:?}");
+        // A newer schema is refused (it used to be read, then rewritten as
+        // version 1); a version that is not one is damage.
+        std::fs::write(
+            tmp.path().join(SPEC_FILE),
+            b"{\"n\": 1, \"schema_version\": 99}",
+        )
+        .unwrap();
+        let e = dir.read_spec::<TestSpec>().unwrap_err();
+        assert!(matches!(e, Error::SchemaVersion { found: 99, .. }), "{e:?}");
+        std::fs::write(
+            tmp.path().join(SPEC_FILE),
+            b"{\"n\": 1, \"schema_version\": -1}",
+        )
+        .unwrap();
+        let e = dir.read_spec::<TestSpec>().unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+        dir.write_spec(&TestSpec::new(4)).unwrap();
+        assert_eq!(dir.read_spec::<TestSpec>().unwrap(), Some(TestSpec::new(4)));
+    }
+
+    #[test]
+    fn verify_dir_finds_damaged_segments_and_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SurfaceDir::new(tmp.path());
+        dir.create().unwrap();
+        dir.write_spec(&TestSpec::new(LEN)).unwrap();
+        let mut segs = dir.read_segments(LEN).unwrap();
+        segs.write(&[point(0, 0.5), point(1, 0.75)]).unwrap();
+        segs.write(&[point(2, 1.5)]).unwrap();
+        let temp = tmp.path().join("points/.000009.arrow.tmp");
+        std::fs::write(&temp, b"x").unwrap();
+        let v = verify_dir(tmp.path());
+        assert!(v.is_clean() && v.without_checksums.is_empty(), "{v:?}");
+        assert_eq!(v.files, 3);
+        assert!(temp.exists(), "verify removed a file");
+        // A flipped byte in a loss value of the first segment.
+        let seg = tmp.path().join("points/000000.arrow");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes
+            .windows(8)
+            .position(|w| w == 0.75f64.to_le_bytes())
+            .unwrap();
+        bytes[at + 3] ^= 1;
+        std::fs::write(&seg, &bytes).unwrap();
+        // The reader of segments refuses it too (it used to read a
+        // different loss).
+        let e = dir.read_segments(LEN).unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        let v = verify_dir(tmp.path());
+        assert_eq!(v.problems.len(), 1, "{v:?}");
+        let msg = v.problems[0].to_string();
+        assert!(
+            msg.contains("000000.arrow") && msg.contains("checksum mismatch"),
+            "{msg}"
+        );
     }
 }

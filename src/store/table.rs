@@ -10,10 +10,18 @@
 //! before anything is read), its columns must equal the expected schema, and
 //! Arrow IPC files are checked block by block before Arrow decodes them
 //! (Arrow's decoder panics on some damaged files).
+//!
+//! Checksums: every Arrow IPC file the crate writes (snapshots, metrics,
+//! surface point segments) lists the CRC32 of each record batch's bytes (its
+//! message header and body, as the footer's block gives them) in the footer's
+//! custom metadata under [`CHECKSUM_KEY`], a JSON list in batch order. Readers
+//! compare them before decoding; files written before checksums existed have
+//! no such key and are read as before. Parquet files carry Parquet's own page
+//! checksums.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use arrow::array::{Array, RecordBatch};
@@ -35,6 +43,13 @@ pub const ZSTD_LEVEL: i32 = 3;
 
 /// The magic bytes that start and end an Arrow IPC file.
 const ARROW_MAGIC: [u8; 6] = *b"ARROW1";
+
+/// Key of the Arrow IPC footer's custom metadata holding the CRC32
+/// (crc32fast, IEEE polynomial) of every record batch, as a JSON list of
+/// integers in batch order. Each checksum covers the batch's bytes as the
+/// footer's block locates them: `[offset, offset + metaDataLength +
+/// bodyLength)`, i.e. the message header and the body.
+pub const CHECKSUM_KEY: &str = "tch_landscape.crc32";
 
 fn parquet_error(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
     move |source| Error::Parquet {
@@ -180,27 +195,166 @@ pub(crate) fn read_parquet(path: &Path, schema: &Schema, what: &str) -> Result<T
     Ok(Table { batches, metadata })
 }
 
-/// Writes one record batch as the Arrow IPC file `path`, atomically; with
-/// `fsync` the file and the rename are durable when this returns.
-pub(crate) fn write_ipc(path: &Path, batch: &RecordBatch, fsync: bool) -> Result<()> {
+/// A writer computing the CRC32 of the bytes that pass through it since the
+/// last [`CrcWriter::take`].
+struct CrcWriter<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or(buf));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> CrcWriter<W> {
+    /// The CRC32 of the bytes written since the last call, and a fresh start.
+    fn take(&mut self) -> u32 {
+        std::mem::take(&mut self.hasher).finalize()
+    }
+}
+
+/// The open Arrow IPC file handed to the closure of [`write_ipc_with`]: every
+/// record batch written through it is checksummed.
+pub(crate) struct IpcSink<'a, W: Write> {
+    writer: FileWriter<CrcWriter<W>>,
+    path: &'a Path,
+    checksums: Vec<u32>,
+}
+
+impl<W: Write> IpcSink<'_, W> {
+    /// Appends a record batch (its schema must be the file's) and records its
+    /// checksum.
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        // Everything written before (the schema message, earlier batches)
+        // is not part of this batch's block.
+        self.writer.get_mut().take();
+        self.writer
+            .write(batch)
+            .map_err(|e| Error::arrow(self.path, e))?;
+        let crc = self.writer.get_mut().take();
+        self.checksums.push(crc);
+        Ok(())
+    }
+
+    /// Adds a key-value pair to the footer's custom metadata.
+    pub(crate) fn footer_metadata(&mut self, key: &str, value: String) {
+        self.writer.write_metadata(key, value);
+    }
+}
+
+/// Writes the Arrow IPC file `path` of `schema` atomically (see
+/// [`write_atomic`]): `fill` appends the record batches, whose checksums go
+/// into the footer under [`CHECKSUM_KEY`]. With `fsync` the file and the
+/// rename are durable when this returns.
+pub(crate) fn write_ipc_with(
+    path: &Path,
+    schema: &Schema,
+    fsync: bool,
+    fill: impl FnOnce(&mut IpcSink<'_, &mut BufWriter<File>>) -> Result<()>,
+) -> Result<()> {
     write_atomic(path, fsync, |w| {
-        let mut writer =
-            FileWriter::try_new(w, &batch.schema()).map_err(|e| Error::arrow(path, e))?;
-        writer.write(batch).map_err(|e| Error::arrow(path, e))?;
-        writer.finish().map_err(|e| Error::arrow(path, e))
+        let w = CrcWriter {
+            inner: w,
+            hasher: crc32fast::Hasher::new(),
+        };
+        let writer = FileWriter::try_new(w, schema).map_err(|e| Error::arrow(path, e))?;
+        let mut sink = IpcSink {
+            writer,
+            path,
+            checksums: Vec::new(),
+        };
+        fill(&mut sink)?;
+        let list = serde_json::to_string(&sink.checksums).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        sink.writer.write_metadata(CHECKSUM_KEY, list);
+        sink.writer.finish().map_err(|e| Error::arrow(path, e))
     })
 }
 
+/// Writes one record batch as the Arrow IPC file `path`, atomically, with
+/// its checksum (see [`write_ipc_with`]).
+pub(crate) fn write_ipc(path: &Path, batch: &RecordBatch, fsync: bool) -> Result<()> {
+    write_ipc_with(path, &batch.schema(), fsync, |sink| sink.write(batch))
+}
+
+/// The value of `key` in the custom metadata of an IPC footer.
+pub(crate) fn footer_metadata<'a>(footer: &Footer<'a>, key: &str) -> Option<&'a str> {
+    footer
+        .custom_metadata()?
+        .iter()
+        .find(|kv| kv.key() == Some(key))
+        .map(|kv| kv.value().unwrap_or_default())
+}
+
+/// The checksums of the `batches` record batches of an IPC file, from its
+/// footer ([`CHECKSUM_KEY`]); `None` for a file written before checksums.
+/// Errors are the reason the list is unusable.
+pub(crate) fn footer_checksums(
+    footer: &Footer<'_>,
+    batches: usize,
+) -> std::result::Result<Option<Vec<u32>>, String> {
+    let Some(json) = footer_metadata(footer, CHECKSUM_KEY) else {
+        return Ok(None);
+    };
+    let list: Vec<u32> = serde_json::from_str(json)
+        .map_err(|e| format!("unreadable '{CHECKSUM_KEY}' footer metadata ({e})"))?;
+    if list.len() != batches {
+        return Err(format!(
+            "'{CHECKSUM_KEY}' lists {} checksums for {batches} record batches",
+            list.len()
+        ));
+    }
+    Ok(Some(list))
+}
+
+/// The reason given when the bytes of `what` do not match their checksum.
+pub(crate) fn checksum_mismatch(what: &str, stored: u32, computed: u32) -> String {
+    format!(
+        "{what}: checksum mismatch (stored {stored:08x}, computed {computed:08x}): \
+         the file was damaged after it was written"
+    )
+}
+
 /// Reads the Arrow IPC file `path` of flat `schema` (primitive and string
-/// columns), checking its footer and every block before decoding.
+/// columns), checking its footer, every block and every block's checksum
+/// before decoding.
 pub(crate) fn read_ipc(path: &Path, schema: &Schema) -> Result<Vec<RecordBatch>> {
+    read_ipc_checked(path, schema).map(|(batches, _)| batches)
+}
+
+/// [`read_ipc`], also saying whether the file had checksums (files written
+/// before checksums existed have none).
+pub(crate) fn read_ipc_checked(path: &Path, schema: &Schema) -> Result<(Vec<RecordBatch>, bool)> {
     let mut file = open_regular(path)?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io("reading", path, e))?;
     let corrupt = |r: String| Error::corrupt(path, r);
     let (footer, trailer_start) = ipc_footer(&bytes).map_err(corrupt)?;
-    for block in footer.recordBatches().into_iter().flatten() {
-        check_ipc_block(&bytes, block, trailer_start, schema).map_err(corrupt)?;
+    let blocks: Vec<&Block> = footer.recordBatches().into_iter().flatten().collect();
+    let checksums = footer_checksums(&footer, blocks.len()).map_err(corrupt)?;
+    for (i, block) in blocks.iter().enumerate() {
+        let (start, len) = check_ipc_block(&bytes, block, trailer_start, schema)
+            .map_err(|r| corrupt(format!("record batch {i}: {r}")))?;
+        if let Some(stored) = checksums.as_ref().and_then(|c| c.get(i).copied()) {
+            let computed = crc32fast::hash(&bytes[start..start + len]);
+            if computed != stored {
+                return Err(corrupt(checksum_mismatch(
+                    &format!("record batch {i}"),
+                    stored,
+                    computed,
+                )));
+            }
+        }
     }
     if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
         return Err(corrupt("unexpected dictionary batches".into()));
@@ -214,9 +368,10 @@ pub(crate) fn read_ipc(path: &Path, schema: &Schema) -> Result<Vec<RecordBatch>>
             field_names(schema)
         )));
     }
-    reader
+    let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(e.to_string()))
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok((batches, checksums.is_some()))
 }
 
 fn field_names(schema: &Schema) -> Vec<&str> {
@@ -453,15 +608,53 @@ mod tests {
         write_ipc(&p, &b, false).unwrap();
         assert_eq!(read_ipc(&p, &b.schema()).unwrap(), vec![b.clone()]);
         let bytes = std::fs::read(&p).unwrap();
-        // Every single flipped byte is an error or the same rows, never a panic.
+        // The footer lists the CRC32 of the batch's block.
+        let (footer, _) = ipc_footer(&bytes).unwrap();
+        let block = footer.recordBatches().unwrap().get(0);
+        let (start, len) = (
+            block.offset() as usize,
+            block.metaDataLength() as usize + block.bodyLength() as usize,
+        );
+        let crc = crc32fast::hash(&bytes[start..start + len]);
+        assert_eq!(footer_checksums(&footer, 1).unwrap(), Some(vec![crc]));
+        // Every single flipped byte is an error or the same rows, never
+        // different rows nor a panic.
+        let (mut found, mut harmless) = (0, 0);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x5a;
             std::fs::write(&p, &bad).unwrap();
-            let _ = read_ipc(&p, &b.schema());
+            match read_ipc(&p, &b.schema()) {
+                Ok(rows) => {
+                    harmless += 1;
+                    assert_eq!(rows, vec![b.clone()], "byte {i}: different rows");
+                }
+                Err(e) => {
+                    found += 1;
+                    assert!(e.to_string().contains("t.arrow"), "{e}");
+                }
+            }
         }
+        // Every byte of the batch (values included) is found.
+        assert!(found >= len, "{found} found, {harmless} harmless");
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         assert!(read_ipc(&p, &b.schema()).is_err());
+    }
+
+    #[test]
+    fn ipc_files_without_checksums_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.arrow");
+        let b = sample();
+        let mut w = FileWriter::try_new(File::create(&p).unwrap(), &b.schema()).unwrap();
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            read_ipc_checked(&p, &b.schema()).unwrap(),
+            (vec![b.clone()], false)
+        );
+        write_ipc(&p, &b, false).unwrap();
+        assert!(read_ipc_checked(&p, &b.schema()).unwrap().1);
     }
 
     #[cfg(unix)]

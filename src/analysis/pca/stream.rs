@@ -44,7 +44,7 @@ pub(crate) fn selected_tensors(
 /// by tensor in manifest order.
 pub(crate) trait Chunks: Sync {
     /// A new pass over the chunks.
-    fn pass(&self) -> Result<Box<dyn Iterator<Item = Chunk> + Send + '_>>;
+    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>>;
 }
 
 /// The chunks of a recorded run ([`Run::stream`]).
@@ -55,7 +55,7 @@ pub(crate) struct RunChunks<'a> {
 }
 
 impl Chunks for RunChunks<'_> {
-    fn pass(&self) -> Result<Box<dyn Iterator<Item = Chunk> + Send + '_>> {
+    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>> {
         Ok(Box::new(self.run.stream(&self.selection, self.chunk)?))
     }
 }
@@ -63,8 +63,8 @@ impl Chunks for RunChunks<'_> {
 /// Chunks held in memory (unit tests).
 #[cfg(test)]
 impl Chunks for Vec<Chunk> {
-    fn pass(&self) -> Result<Box<dyn Iterator<Item = Chunk> + Send + '_>> {
-        Ok(Box::new(self.iter().cloned()))
+    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>> {
+        Ok(Box::new(self.iter().cloned().map(Ok)))
     }
 }
 
@@ -131,6 +131,7 @@ impl<C: Chunks> Trajectory<C> {
                 .name("landscape-pca-reader".into())
                 .spawn_scoped(s, move || -> Result<()> {
                     for c in stream {
+                        let c = c?;
                         let mut buf = back_rx.try_recv().unwrap_or_default();
                         centre_chunk(&c, m, &mut buf)?;
                         if tx.send(buf).is_err() {

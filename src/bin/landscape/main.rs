@@ -18,6 +18,8 @@ mod merge;
 mod pca;
 mod report;
 mod surface;
+mod term;
+mod verify;
 mod vtk;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,7 @@ enum Command {
     Report(report::Args),
     Compare(compare::Args),
     Vtk(vtk::Args),
+    Verify(verify::Args),
 }
 
 fn main() {
@@ -59,6 +62,7 @@ fn main() {
         Command::Report(a) => report::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Vtk(a) => vtk::run(a),
+        Command::Verify(a) => verify::run(a),
     };
     if let Err(e) = result {
         if is_broken_pipe(&e) {
@@ -66,7 +70,9 @@ fn main() {
             // nothing is left to say to it, which is a normal end.
             std::process::exit(0);
         }
-        eprintln!("error: {}", message(&e));
+        // Names in errors come from files that may be hostile: no raw
+        // control characters reach the terminal.
+        eprintln!("error: {}", term::escape(&message(&e)));
         std::process::exit(1);
     }
 }
