@@ -21,6 +21,10 @@ use tch::nn;
 use tch::Device;
 use tch_landscape::{Durability, Recorder, Run};
 
+#[path = "common/results.rs"]
+mod results;
+use results::Results;
+
 const DEFAULT_CALLS: [u64; 1] = [1_000_000];
 const NAMES: [&str; 3] = ["loss", "acc", "lr"];
 
@@ -132,7 +136,7 @@ fn main() {
         "  {:<10} {:>10} {:>12} {:>12} {:>12} {:>12}",
         "mode", "calls", "per call µs", "finish s", "total s", "read s"
     );
-    let mut results = Vec::new();
+    let mut results = Results::default();
     for &n in &sizes {
         for (mode, durability) in [
             ("written", Durability::Written),
@@ -146,9 +150,10 @@ fn main() {
             );
             std::fs::remove_dir_all(&dir).unwrap();
             let label = size_label(n);
-            results.push((format!("metrics_{mode}_{label}_call_us"), m.call_us, "us"));
-            results.push((format!("metrics_{mode}_{label}_total_s"), m.total_s, "s"));
-            results.push((format!("metrics_{mode}_{label}_read_s"), m.read_s, "s"));
+            results.add(format!("metrics_{mode}_{label}_call_us"), m.call_us, "us");
+            results.add(format!("metrics_{mode}_{label}_finish_s"), m.finish_s, "s");
+            results.add(format!("metrics_{mode}_{label}_total_s"), m.total_s, "s");
+            results.add(format!("metrics_{mode}_{label}_read_s"), m.read_s, "s");
         }
     }
     let rss = peak_rss_mib();
@@ -163,10 +168,8 @@ fn main() {
         load_average(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    for (name, value, unit) in results {
-        println!("RESULT {name} {value:.3} {unit}");
-    }
     if let Some(m) = rss {
-        println!("RESULT metrics_peak_rss_mib {m:.0} MiB");
+        results.add("metrics_peak_rss_mib", m, "MiB");
     }
+    results.print();
 }
