@@ -1167,7 +1167,7 @@ fn report_steps(rec: &mut Recorder, steps: u64, every_n: Option<u64>) -> Vec<Exp
     let mut next_snapshot = rec.snapshots_taken();
     let mut epoch = 0;
     for s in 1..=steps {
-        let snapshot = every_n.filter(|n| s % n == 0).map(|_| {
+        let snapshot = every_n.filter(|n| s.is_multiple_of(*n)).map(|_| {
             next_snapshot += 1;
             next_snapshot - 1
         });
@@ -1182,7 +1182,7 @@ fn report_steps(rec: &mut Recorder, steps: u64, every_n: Option<u64>) -> Vec<Exp
                 value,
             });
         }
-        if s % 250 == 0 {
+        if s.is_multiple_of(250) {
             epoch += 1;
             let values = [("val_loss", s as f64 * 2.0), ("val_acc", f64::NAN)];
             rec.on_epoch_end(epoch, &values).unwrap();

@@ -765,7 +765,7 @@ fn read_journal(path: &Path) -> Result<Vec<MetricRow>> {
             ));
         }
         let len = len as usize;
-        if len > MAX_FRAME_BYTES || len < ROW_FIXED {
+        if !(ROW_FIXED..=MAX_FRAME_BYTES).contains(&len) {
             return Err(Error::corrupt(
                 path,
                 format!("journal frame at byte {offset}: length {len} outside {ROW_FIXED}..={MAX_FRAME_BYTES}"),
@@ -835,9 +835,9 @@ mod tests {
 
     fn row(i: u64) -> MetricRow {
         MetricRow {
-            snapshot: (i % 3 == 0).then_some(i as u32 / 3),
+            snapshot: i.is_multiple_of(3).then_some(i as u32 / 3),
             epoch: i / 10,
-            step: (i % 5 != 0).then_some(i),
+            step: (!i.is_multiple_of(5)).then_some(i),
             name: ["loss", "", "ü-名前", "acc"][i as usize % 4].to_string(),
             value: if i == 7 {
                 f64::NAN
