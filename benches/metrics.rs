@@ -6,7 +6,8 @@
 //! [`Durability::Written`] and once with [`Durability::Queued`] (fsync on, the
 //! default, in both). Prints the mean cost per call (µs), the `finish()` time
 //! and the total, checks that the run reads back with all 3·N rows in order,
-//! and prints the peak RSS.
+//! and prints the peak RSS. For scale, it also times a bare round trip to
+//! another thread (what a Written call waits for at least).
 //!
 //! N defaults to 1,000,000; other sizes can be given after `--`:
 //! `cargo bench --bench metrics -- 1000 10000 30000`. Files go to a temporary
@@ -59,11 +60,35 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Mean time of a bare round trip to another thread, as the recorder does
+/// for each `Durability::Written` report: a job through a bounded channel,
+/// answered on a fresh bounded(1) channel. The floor of a Written call.
+fn round_trip_us(n: u32) -> f64 {
+    let (tx, rx) = crossbeam_channel::bounded::<crossbeam_channel::Sender<()>>(2);
+    let worker = std::thread::spawn(move || {
+        for ack in rx {
+            let _ = ack.send(());
+        }
+    });
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let (ack, done) = crossbeam_channel::bounded(1);
+        tx.send(ack).unwrap();
+        done.recv().unwrap();
+    }
+    let us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    drop(tx);
+    worker.join().unwrap();
+    us
+}
+
 struct Measured {
     call_us: f64,
     finish_s: f64,
     total_s: f64,
     read_s: f64,
+    /// Peak RSS of the process so far, just after `finish()`.
+    rss_after_finish: Option<f64>,
 }
 
 fn one(dir: &Path, vs: &nn::VarStore, durability: Durability, calls: u64) -> Measured {
@@ -88,6 +113,7 @@ fn one(dir: &Path, vs: &nn::VarStore, durability: Durability, calls: u64) -> Mea
     rec.finish().unwrap();
     let finish_s = t1.elapsed().as_secs_f64();
     let total_s = t0.elapsed().as_secs_f64();
+    let rss_after_finish = peak_rss_mib();
 
     let t2 = Instant::now();
     let rows = Run::open(dir).unwrap().metrics().unwrap();
@@ -103,6 +129,7 @@ fn one(dir: &Path, vs: &nn::VarStore, durability: Durability, calls: u64) -> Mea
         finish_s,
         total_s,
         read_s,
+        rss_after_finish,
     }
 }
 
@@ -133,8 +160,8 @@ fn main() {
         tmp.path().display()
     );
     println!(
-        "  {:<10} {:>10} {:>12} {:>12} {:>12} {:>12}",
-        "mode", "calls", "per call µs", "finish s", "total s", "read s"
+        "  {:<10} {:>10} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "mode", "calls", "per call µs", "finish s", "total s", "read s", "peak RSS MiB"
     );
     let mut results = Results::default();
     for &n in &sizes {
@@ -145,8 +172,14 @@ fn main() {
             let dir = tmp.path().join(format!("{mode}-{n}"));
             let m = one(&dir, &vs, durability, n);
             println!(
-                "  {:<10} {:>10} {:>12.2} {:>12.3} {:>12.3} {:>12.3}",
-                mode, n, m.call_us, m.finish_s, m.total_s, m.read_s
+                "  {:<10} {:>10} {:>12.2} {:>12.3} {:>12.3} {:>12.3} {:>14.0}",
+                mode,
+                n,
+                m.call_us,
+                m.finish_s,
+                m.total_s,
+                m.read_s,
+                m.rss_after_finish.unwrap_or(f64::NAN)
             );
             std::fs::remove_dir_all(&dir).unwrap();
             let label = size_label(n);
@@ -154,8 +187,14 @@ fn main() {
             results.add(format!("metrics_{mode}_{label}_finish_s"), m.finish_s, "s");
             results.add(format!("metrics_{mode}_{label}_total_s"), m.total_s, "s");
             results.add(format!("metrics_{mode}_{label}_read_s"), m.read_s, "s");
+            if let Some(rss) = m.rss_after_finish {
+                results.add(format!("metrics_{mode}_{label}_peak_rss_mib"), rss, "MiB");
+            }
         }
     }
+    let rt = round_trip_us(if bench { 200_000 } else { 100 });
+    println!("bare thread round trip (channel job + ack, the floor of a Written call): {rt:.2} µs");
+    results.add("metrics_round_trip_us", rt, "us");
     let rss = peak_rss_mib();
     match rss {
         Some(m) => println!("peak RSS (VmHWM): {m:.0} MiB"),

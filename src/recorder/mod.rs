@@ -53,6 +53,10 @@ use copy::SharedVariables;
 pub use writer::WriterStats;
 use writer::{Ack, Job};
 
+/// Metric rows batched on the training thread under [`Durability::Queued`]
+/// before they are handed to the writer.
+const QUEUED_BATCH_ROWS: usize = 1024;
+
 /// When a recording call returns, relative to its data reaching the disk.
 ///
 /// | | snapshot | metrics of a call without snapshot | metrics of a snapshot call |
@@ -132,8 +136,10 @@ impl RecorderBuilder {
 
     /// How many metric rows the writer holds in memory before writing them as
     /// one segment file (default 65,536, about 3 MiB; from 1 to 1,048,576).
-    /// Bounds the writer's memory for metrics; smaller segments mean more
-    /// files in a killed run (a finished run has one `metrics.arrow`).
+    /// Bounds the writer's memory for metrics (under [`Durability::Queued`]
+    /// up to 1,024 more rows wait on the training thread, handed over in one
+    /// message); smaller segments mean more files in a killed run (a
+    /// finished run has one `metrics.arrow`).
     pub fn metrics_segment_rows(mut self, rows: usize) -> Self {
         self.metrics_segment_rows = rows;
         self
@@ -236,6 +242,7 @@ impl RecorderBuilder {
             handle: Some(handle),
             lock: Some(lock),
             next_index: 0,
+            pending: Vec::new(),
             last_step: None,
             durability: self.durability,
             fsync: self.fsync,
@@ -276,6 +283,10 @@ pub struct Recorder {
     handle: Option<JoinHandle<Result<WriterStats>>>,
     lock: Option<DirLock>,
     next_index: u32,
+    /// Under [`Durability::Queued`], metric rows not yet handed to the
+    /// writer (at most [`QUEUED_BATCH_ROWS`]): one channel message per batch
+    /// instead of one per report.
+    pending: Vec<MetricRow>,
     last_step: Option<u64>,
     durability: Durability,
     fsync: bool,
@@ -337,8 +348,19 @@ impl Recorder {
         if rows.is_empty() {
             return Ok(());
         }
-        let (ack, rx) = self.ack_pair();
-        self.send(Job::Metrics { rows, ack }, rx)
+        match self.durability {
+            Durability::Written => {
+                let (ack, rx) = self.ack_pair();
+                self.send(Job::Metrics { rows, ack }, rx)
+            }
+            Durability::Queued => {
+                self.pending.extend(rows);
+                if self.pending.len() >= QUEUED_BATCH_ROWS {
+                    self.send_pending()?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Takes a snapshot now, outside the epoch/step schedule.
@@ -349,6 +371,7 @@ impl Recorder {
     /// Waits until everything handed to the writer is on disk (snapshots
     /// and metrics written and, unless disabled, fsynced).
     pub fn flush(&mut self) -> Result<()> {
+        self.send_pending()?;
         let (ack, rx) = crossbeam_channel::bounded(1);
         self.send(Job::Flush(ack), Some(rx))
     }
@@ -370,7 +393,7 @@ impl Recorder {
         &mut self,
         epoch: u64,
         trigger: Trigger,
-        metrics: Vec<MetricRow>,
+        mut metrics: Vec<MetricRow>,
     ) -> Result<u32> {
         if self.closed {
             return Err(Error::Writer("was already stopped by finish()".into()));
@@ -392,6 +415,11 @@ impl Recorder {
             trigger,
             unix_time: unix_now(),
         };
+        if !self.pending.is_empty() {
+            // Reported before this call: they go first, with the snapshot.
+            let mine = std::mem::replace(&mut metrics, std::mem::take(&mut self.pending));
+            metrics.extend(mine);
+        }
         let (ack, rx) = self.ack_pair();
         self.send(
             Job::Snapshot {
@@ -432,6 +460,15 @@ impl Recorder {
                 unix_time: t,
             })
             .collect())
+    }
+
+    /// Hands the rows batched under [`Durability::Queued`] to the writer.
+    fn send_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        self.send(Job::Metrics { rows, ack: None }, None)
     }
 
     fn ack_pair(&self) -> (Option<Ack>, Option<crossbeam_channel::Receiver<()>>) {
@@ -481,6 +518,9 @@ impl Recorder {
             return Err(Error::Writer("was already stopped by finish()".into()));
         }
         self.closed = true;
+        // Batched rows go to the writer first (an error here is the
+        // writer's own, joined).
+        self.send_pending()?;
         self.tx = None; // ends the writer's loop once the queue is drained
         let stats = match self.handle.take().map(|h| h.join()) {
             Some(Ok(Ok(stats))) => stats,

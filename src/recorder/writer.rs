@@ -16,7 +16,7 @@
 //! | job | metrics rows | acknowledged after |
 //! |---|---|---|
 //! | `Metrics` with an ack (`Durability::Written`) | written to the journal (no fsync) | the write |
-//! | `Metrics` without (`Durability::Queued`) | buffered (written when 64 KiB are pending) | — |
+//! | `Metrics` without (`Durability::Queued`: batches of up to 1,024 rows from the recorder) | buffered (written when 64 KiB are pending) | — |
 //! | `Snapshot` | written and fsynced, after the snapshot file | the fsync |
 //! | `Flush` | written and fsynced | the fsync |
 //! | end (`finish`) | compacted into `metrics.arrow`, fsynced | — |

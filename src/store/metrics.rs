@@ -44,8 +44,9 @@
 //! mismatched length, a bad checksum, a malformed row) is an error naming the
 //! file and the byte offset: rows are never silently dropped or altered.
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+mod journal;
+mod log;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,8 +58,10 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::{is_temp_name, open_regular, sync_dir};
-use crate::store::table::{column, read_ipc, write_ipc};
+use crate::store::fsutil::is_temp_name;
+use crate::store::table::{column, read_ipc};
+use journal::read_journal;
+pub(crate) use log::MetricsLog;
 
 /// File name of the metrics table inside a run directory.
 pub const METRICS_FILE: &str = "metrics.arrow";
@@ -83,14 +86,6 @@ pub const MAX_FRAME_ROWS: usize = 1024;
 /// Schema metadata key of a compacted `metrics.arrow`: how many segment
 /// indices (0, 1, ...) its rows include.
 pub const SEGMENTS_KEY: &str = "tch_landscape.metrics_segments";
-
-const JOURNAL_MAGIC: [u8; 8] = *b"TLMJRNL1";
-const FRAME_HEADER: usize = 12;
-/// Fixed bytes of a journal row before its name.
-const ROW_FIXED: usize = 1 + 4 + 8 + 8 + 8 + 8 + 2;
-const MAX_FRAME_BYTES: usize = MAX_FRAME_ROWS * (ROW_FIXED + MAX_METRIC_NAME_BYTES);
-const FLAG_SNAPSHOT: u8 = 1;
-const FLAG_STEP: u8 = 2;
 
 /// One reported metric value.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,110 +243,6 @@ fn parse_entry(name: &str) -> Option<Entry> {
     (format!("{index:06}") == digits).then(|| kind(index))
 }
 
-// ---------------------------------------------------------------------------
-// Writing: the append-only log the recorder's writer thread owns.
-// ---------------------------------------------------------------------------
-
-/// Counters of a [`MetricsLog`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct LogStats {
-    /// Rows appended.
-    pub(crate) rows: u64,
-    /// Segment files written.
-    pub(crate) segments: u64,
-    /// Most rows held in memory at once.
-    pub(crate) peak_buffered: u64,
-}
-
-/// The open journal of one segment.
-#[derive(Debug)]
-struct Journal {
-    path: PathBuf,
-    out: BufWriter<File>,
-    frame: Vec<u8>,
-}
-
-impl Journal {
-    /// Creates the journal `path` (never through an existing file or link).
-    fn create(path: PathBuf) -> Result<Journal> {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing", &path, e)),
-        }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io("creating", &path, e))?;
-        let mut out = BufWriter::with_capacity(64 << 10, file);
-        out.write_all(&JOURNAL_MAGIC)
-            .map_err(|e| Error::io("writing", &path, e))?;
-        Ok(Journal {
-            path,
-            out,
-            frame: Vec::new(),
-        })
-    }
-
-    /// Appends `rows` (at most [`MAX_FRAME_ROWS`], names at most
-    /// [`MAX_METRIC_NAME_BYTES`]) as one frame, into the buffer.
-    fn append(&mut self, rows: &[MetricRow]) -> Result<()> {
-        let f = &mut self.frame;
-        f.clear();
-        f.resize(FRAME_HEADER, 0);
-        for r in rows {
-            let name = r.name.as_bytes();
-            let name_len = u16::try_from(name.len())
-                .ok()
-                .filter(|&n| usize::from(n) <= MAX_METRIC_NAME_BYTES)
-                .ok_or_else(|| name_too_long(&r.name))?;
-            let flags = if r.snapshot.is_some() {
-                FLAG_SNAPSHOT
-            } else {
-                0
-            } | if r.step.is_some() { FLAG_STEP } else { 0 };
-            f.push(flags);
-            f.extend_from_slice(&r.snapshot.unwrap_or(0).to_le_bytes());
-            f.extend_from_slice(&r.epoch.to_le_bytes());
-            f.extend_from_slice(&r.step.unwrap_or(0).to_le_bytes());
-            f.extend_from_slice(&r.value.to_bits().to_le_bytes());
-            f.extend_from_slice(&r.unix_time.to_bits().to_le_bytes());
-            f.extend_from_slice(&name_len.to_le_bytes());
-            f.extend_from_slice(name);
-        }
-        let payload = &f[FRAME_HEADER..];
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|&l| l as usize <= MAX_FRAME_BYTES)
-            .ok_or_else(|| Error::invalid("metrics", "too many rows in one journal frame"))?;
-        let crc = crc32fast::hash(payload);
-        f[0..4].copy_from_slice(&len.to_le_bytes());
-        f[4..8].copy_from_slice(&(!len).to_le_bytes());
-        f[8..12].copy_from_slice(&crc.to_le_bytes());
-        self.out
-            .write_all(f)
-            .map_err(|e| Error::io("appending to", &self.path, e))
-    }
-
-    /// Hands the buffered frames to the kernel: they survive the process
-    /// being killed (not a power loss).
-    fn flush(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(|e| Error::io("appending to", &self.path, e))
-    }
-
-    /// [`flush`](Self::flush), then fsync: the frames survive a power loss.
-    fn sync(&mut self) -> Result<()> {
-        self.flush()?;
-        self.out
-            .get_ref()
-            .sync_data()
-            .map_err(|e| Error::io("syncing", &self.path, e))
-    }
-}
-
 /// The error for a metric name over [`MAX_METRIC_NAME_BYTES`].
 pub(crate) fn name_too_long(name: &str) -> Error {
     let start: String = name.chars().take(32).collect();
@@ -362,181 +253,6 @@ pub(crate) fn name_too_long(name: &str) -> Error {
             name.len()
         ),
     )
-}
-
-/// The append-only metrics log of a run being recorded (see the module
-/// docs): rows of the open segment in memory and in its journal, full
-/// segments written as Arrow IPC files, compacted into `metrics.arrow` by
-/// [`finish`](Self::finish). Owned by the recorder's writer thread.
-#[derive(Debug)]
-pub(crate) struct MetricsLog {
-    table: PathBuf,
-    dir: PathBuf,
-    segment_rows: usize,
-    fsync: bool,
-    /// The open segment's rows.
-    open: Columns,
-    /// Index of the open segment.
-    index: u32,
-    journal: Option<Journal>,
-    /// Journal frames were appended since the last fsync.
-    unsynced: bool,
-    /// A journal file was created since the directory was last fsynced.
-    dir_unsynced: bool,
-    stats: LogStats,
-}
-
-impl MetricsLog {
-    /// The log of the run directory `run_dir`, starting empty: any previous
-    /// `metrics/` directory must have been removed. Nothing is created
-    /// before the first row.
-    pub(crate) fn new(run_dir: &Path, segment_rows: usize, fsync: bool) -> MetricsLog {
-        MetricsLog {
-            table: run_dir.join(METRICS_FILE),
-            dir: run_dir.join(METRICS_DIR),
-            segment_rows: segment_rows.clamp(1, MAX_SEGMENT_ROWS),
-            fsync,
-            open: Columns::with_capacity(0),
-            index: 0,
-            journal: None,
-            unsynced: false,
-            dir_unsynced: false,
-            stats: LogStats::default(),
-        }
-    }
-
-    /// Rows held in memory now (at most the segment size).
-    pub(crate) fn buffered(&self) -> usize {
-        self.open.len
-    }
-
-    fn journal(&mut self) -> Result<&mut Journal> {
-        let journal = match self.journal.take() {
-            Some(j) => j,
-            None => {
-                std::fs::create_dir_all(&self.dir)
-                    .map_err(|e| Error::io("creating", &self.dir, e))?;
-                self.dir_unsynced = true;
-                Journal::create(self.dir.join(journal_file_name(self.index)))?
-            }
-        };
-        Ok(self.journal.insert(journal))
-    }
-
-    /// Appends `rows` in order: to the open segment's journal (buffered; see
-    /// [`flush`](Self::flush)) and to memory, writing the segment when full.
-    pub(crate) fn append(&mut self, rows: &[MetricRow]) -> Result<()> {
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let room = self.segment_rows - self.open.len;
-            let (chunk, tail) = rest.split_at(room.min(rest.len()).min(MAX_FRAME_ROWS));
-            self.journal()?.append(chunk)?;
-            self.unsynced = true;
-            for r in chunk {
-                self.open.push(r);
-            }
-            self.stats.rows += chunk.len() as u64;
-            self.stats.peak_buffered = self.stats.peak_buffered.max(self.open.len as u64);
-            if self.open.len >= self.segment_rows {
-                self.seal()?;
-            }
-            rest = tail;
-        }
-        Ok(())
-    }
-
-    /// Writes the open rows as segment `index` (atomically, fsynced when
-    /// enabled), removes its journal and opens the next segment.
-    fn seal(&mut self) -> Result<()> {
-        let path = self.dir.join(segment_file_name(self.index));
-        let batch = self
-            .open
-            .finish(metrics_schema())
-            .map_err(|e| Error::arrow(&path, e))?;
-        write_ipc(&path, &batch, self.fsync)?;
-        if let Some(j) = self.journal.take() {
-            // Its rows are in the segment now: nothing to flush.
-            let (_, _) = j.out.into_parts();
-            std::fs::remove_file(&j.path).map_err(|e| Error::io("removing", &j.path, e))?;
-        }
-        self.unsynced = false;
-        self.stats.segments += 1;
-        self.index = self.index.checked_add(1).ok_or_else(|| {
-            Error::invalid(
-                "metrics",
-                "more than 2^32 segments; raise metrics_segment_rows",
-            )
-        })?;
-        Ok(())
-    }
-
-    /// Hands every appended row to the kernel: they survive the process
-    /// being killed. No fsync.
-    pub(crate) fn flush(&mut self) -> Result<()> {
-        match &mut self.journal {
-            Some(j) => j.flush(),
-            None => Ok(()),
-        }
-    }
-
-    /// Makes every appended row durable: flushed, and fsynced (journal and
-    /// directory) when fsync is enabled. Does nothing when nothing changed.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        let Some(j) = &mut self.journal else {
-            return Ok(());
-        };
-        if !self.fsync {
-            return j.flush();
-        }
-        if self.unsynced {
-            j.sync()?;
-            self.unsynced = false;
-        }
-        if self.dir_unsynced {
-            sync_dir(&self.dir)?;
-            self.dir_unsynced = false;
-        }
-        Ok(())
-    }
-
-    /// Compacts every row into `metrics.arrow` (atomically; covering all
-    /// segment indices so far) and removes the segment directory. Writes no
-    /// table when no row was appended, like earlier versions.
-    pub(crate) fn finish(mut self) -> Result<LogStats> {
-        if self.stats.rows == 0 {
-            return Ok(self.stats);
-        }
-        let mut all = Columns::with_capacity(usize::try_from(self.stats.rows).unwrap_or(0));
-        let schema = metrics_schema();
-        for i in 0..self.index {
-            let path = self.dir.join(segment_file_name(i));
-            for batch in read_ipc(&path, &schema)? {
-                all.extend_from_batch(&batch, &path)?;
-            }
-        }
-        let open = self
-            .open
-            .finish(schema.clone())
-            .map_err(|e| Error::arrow(&self.table, e))?;
-        all.extend_from_batch(&open, &self.table)?;
-        drop(open);
-        let covered = self.index.saturating_add(1);
-        let with_key = Arc::new(Schema::new_with_metadata(
-            schema.fields().clone(),
-            std::collections::HashMap::from([(SEGMENTS_KEY.to_string(), covered.to_string())]),
-        ));
-        let batch = all
-            .finish(with_key)
-            .map_err(|e| Error::arrow(&self.table, e))?;
-        write_ipc(&self.table, &batch, self.fsync)?;
-        drop(self.journal.take());
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing", &self.dir, e)),
-        }
-        Ok(self.stats)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -682,156 +398,10 @@ fn read_table(path: &Path) -> Result<(Vec<MetricRow>, u32)> {
     Ok((rows, covered))
 }
 
-/// Reads exactly `buf.len()` bytes, or fewer at the end of the file;
-/// returns how many were read.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("reading", path, e)),
-        }
-    }
-    Ok(n)
-}
-
-/// True when everything left in `r` is zero bytes.
-fn rest_is_zero(r: &mut impl Read, path: &Path) -> Result<bool> {
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = read_up_to(r, &mut buf, path)?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        if n < buf.len() {
-            return Ok(true);
-        }
-    }
-}
-
-/// Reads a metrics journal (see the module docs), tolerating a torn tail.
-fn read_journal(path: &Path) -> Result<Vec<MetricRow>> {
-    let mut r = std::io::BufReader::new(open_regular(path)?);
-    let torn = |offset: u64, why: &str| {
-        tracing::warn!(file = %path.display(), offset, "metrics journal ends in a torn tail ({why}): the rows of the last report before the process died are ignored");
-    };
-    let mut rows = Vec::new();
-    let mut magic = [0u8; 8];
-    let n = read_up_to(&mut r, &mut magic, path)?;
-    if magic != JOURNAL_MAGIC {
-        // Killed before the header reached the disk: empty, a prefix of the
-        // magic, or zeros (power loss).
-        let torn_header = if n < magic.len() {
-            JOURNAL_MAGIC.starts_with(&magic[..n]) || magic[..n].iter().all(|&b| b == 0)
-        } else {
-            magic == [0; 8] && rest_is_zero(&mut r, path)?
-        };
-        if !torn_header {
-            return Err(Error::corrupt(
-                path,
-                "not a metrics journal (no 'TLMJRNL1' magic)",
-            ));
-        }
-        if n > 0 {
-            torn(0, "incomplete header");
-        }
-        return Ok(rows);
-    }
-    let mut offset = magic.len() as u64;
-    let mut payload = Vec::new();
-    loop {
-        let mut header = [0u8; FRAME_HEADER];
-        let n = read_up_to(&mut r, &mut header, path)?;
-        if n == 0 {
-            return Ok(rows);
-        }
-        if n < FRAME_HEADER {
-            torn(offset, "incomplete frame header");
-            return Ok(rows);
-        }
-        let word =
-            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
-        let (len, check, crc) = (word(0), word(4), word(8));
-        if len != !check {
-            if header == [0; FRAME_HEADER] && rest_is_zero(&mut r, path)? {
-                torn(offset, "zero bytes");
-                return Ok(rows);
-            }
-            return Err(Error::corrupt(
-                path,
-                format!("journal frame at byte {offset}: damaged header (length {len} does not match its check word)"),
-            ));
-        }
-        let len = len as usize;
-        if !(ROW_FIXED..=MAX_FRAME_BYTES).contains(&len) {
-            return Err(Error::corrupt(
-                path,
-                format!("journal frame at byte {offset}: length {len} outside {ROW_FIXED}..={MAX_FRAME_BYTES}"),
-            ));
-        }
-        payload.resize(len, 0);
-        if read_up_to(&mut r, &mut payload, path)? < len {
-            torn(offset, "incomplete frame");
-            return Ok(rows);
-        }
-        if crc32fast::hash(&payload) != crc {
-            return Err(Error::corrupt(
-                path,
-                format!("journal frame at byte {offset}: checksum mismatch"),
-            ));
-        }
-        decode_rows(&payload, &mut rows).map_err(|why| {
-            Error::corrupt(path, format!("journal frame at byte {offset}: {why}"))
-        })?;
-        offset += (FRAME_HEADER + len) as u64;
-    }
-}
-
-/// Decodes the rows of one frame's payload (checksum already verified).
-fn decode_rows(mut p: &[u8], rows: &mut Vec<MetricRow>) -> std::result::Result<(), String> {
-    fn take<'a>(p: &mut &'a [u8], n: usize) -> std::result::Result<&'a [u8], String> {
-        if p.len() < n {
-            return Err("row cut short".into());
-        }
-        let (head, tail) = p.split_at(n);
-        *p = tail;
-        Ok(head)
-    }
-    fn u64_at(b: &[u8], i: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(w)
-    }
-    while !p.is_empty() {
-        let f = take(&mut p, ROW_FIXED)?;
-        let flags = f[0];
-        if flags & !(FLAG_SNAPSHOT | FLAG_STEP) != 0 {
-            return Err(format!("unknown row flags {flags:#04x}"));
-        }
-        let snapshot = u32::from_le_bytes([f[1], f[2], f[3], f[4]]);
-        let name_len = usize::from(u16::from_le_bytes([f[37], f[38]]));
-        if name_len > MAX_METRIC_NAME_BYTES {
-            return Err(format!("metric name of {name_len} bytes"));
-        }
-        let name = std::str::from_utf8(take(&mut p, name_len)?)
-            .map_err(|_| "metric name is not UTF-8".to_string())?;
-        rows.push(MetricRow {
-            snapshot: (flags & FLAG_SNAPSHOT != 0).then_some(snapshot),
-            epoch: u64_at(f, 5),
-            step: (flags & FLAG_STEP != 0).then(|| u64_at(f, 13)),
-            value: f64::from_bits(u64_at(f, 21)),
-            unix_time: f64::from_bits(u64_at(f, 29)),
-            name: name.to_string(),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::table::write_ipc;
 
     fn row(i: u64) -> MetricRow {
         MetricRow {
