@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use tch_landscape::data::digits::Digits;
 use tch_landscape::models::Mlp;
 use tch_landscape::store::is_temp_name;
-use tch_landscape::store::metrics::{MetricRow, METRICS_DIR, METRICS_FILE};
+use tch_landscape::store::metrics::{MetricRow, DEFAULT_SEGMENT_ROWS, METRICS_DIR, METRICS_FILE};
 use tch_landscape::store::snapshot::parse_snapshot_file_name;
 use tch_landscape::store::snapshot::{Trigger, SNAPSHOT_DIR};
 use tch_landscape::{Durability, Error, Recorder, Role, Run, Selection};
@@ -1273,8 +1273,9 @@ fn the_default_segment_bounds_memory_over_many_reports() {
     }
     let summary = rec.finish().unwrap();
     assert_eq!(summary.metric_rows, 3 * steps);
-    assert_eq!(summary.metric_segments, 3 * steps / 65_536);
-    assert_eq!(summary.peak_buffered_metric_rows, 65_536);
+    let cap = DEFAULT_SEGMENT_ROWS as u64;
+    assert_eq!(summary.metric_segments, 3 * steps / cap);
+    assert_eq!(summary.peak_buffered_metric_rows, cap);
     let rows = Run::open(dir.path()).unwrap().metrics().unwrap();
     assert_eq!(rows.len() as u64, 3 * steps);
     assert!(rows

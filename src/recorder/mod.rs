@@ -14,7 +14,7 @@
 //! ```
 //!
 //! The training thread only deep-copies the variables to host memory; a
-//! background thread writes them (see [`writer`]). With the default
+//! background thread writes them (`recorder/writer.rs`). With the default
 //! [`Durability::Written`], `on_epoch_end` returns once the snapshot file is in
 //! place under its final name, so a snapshot whose call returned survives
 //! `kill -9`. [`Durability::Queued`] returns right after the copy, for the
