@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -894,6 +894,9 @@ fn child_entry() {
         for k in 1..=KILL_STEPS_PER_EPOCH {
             let s = (epoch - 1) * KILL_STEPS_PER_EPOCH + k;
             rec.on_step_end(epoch, s, &[("step", s as f64)]).unwrap();
+            let mut o = out.lock();
+            writeln!(o, "STEP {s}").unwrap();
+            o.flush().unwrap();
         }
         rec.on_epoch_end(epoch, &[("loss", loss)]).unwrap();
         ack(epoch as u32, &vs);
@@ -936,6 +939,8 @@ fn check_kill_metrics(metrics: &[MetricRow], what: &str) -> u64 {
 
 struct KillOutcome {
     acked: Vec<(u32, u64)>,
+    /// The last step whose `on_step_end` call the child saw return.
+    steps_acked: u64,
     temp_left: bool,
     /// Mean time between acknowledgements (for the report only).
     period: Option<std::time::Duration>,
@@ -966,12 +971,16 @@ fn spawn_and_kill(dir: &Path, mode: &str, kill_after: usize, delay_pct: u32) -> 
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let mut reader = BufReader::new(stdout);
     let mut acked = Vec::new();
     let mut times = Vec::new();
+    let mut steps_acked = 0;
     while acked.len() < kill_after {
-        match lines.next() {
-            Some(Ok(line)) => {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                let line = line.trim_end();
+                steps_acked = steps_acked.max(step_ack(line));
                 // libtest may print "test child_entry ... " on the same line.
                 if let Some(pos) = line.find("ACK ") {
                     let rest = &line[pos + 4..];
@@ -1003,6 +1012,14 @@ fn spawn_and_kill(dir: &Path, mode: &str, kill_after: usize, delay_pct: u32) -> 
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert!(!status.success(), "child must have been killed");
+    // What the child printed before it died and the parent had not read
+    // yet: every complete line was printed after its call returned.
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    let complete = rest.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    for line in String::from_utf8_lossy(&rest[..complete]).lines() {
+        steps_acked = steps_acked.max(step_ack(line));
+    }
     let snap_dir = dir.join(SNAPSHOT_DIR);
     let temp_left = std::fs::read_dir(&snap_dir)
         .map(|rd| {
@@ -1012,9 +1029,17 @@ fn spawn_and_kill(dir: &Path, mode: &str, kill_after: usize, delay_pct: u32) -> 
         .unwrap_or(false);
     KillOutcome {
         acked,
+        steps_acked,
         temp_left,
         period,
     }
+}
+
+/// The step of a child's `STEP <step>` line (0 for other lines).
+fn step_ack(line: &str) -> u64 {
+    line.find("STEP ")
+        .and_then(|pos| line[pos + 5..].trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -1042,8 +1067,9 @@ fn kill_minus_nine_keeps_every_acknowledged_snapshot() {
         let out = spawn_and_kill(&dir, mode, kill_after, delay_pct);
         mid_write += out.temp_left as usize;
         eprintln!(
-            "kill round {round}: {} acks, period {:?}, temp file left: {}",
+            "kill round {round}: {} acks, {} steps acknowledged, period {:?}, temp file left: {}",
             out.acked.len(),
+            out.steps_acked,
             out.period,
             out.temp_left
         );
@@ -1104,6 +1130,12 @@ fn kill_minus_nine_keeps_every_acknowledged_snapshot() {
             assert!(
                 complete >= acked_epochs,
                 "{what}: metrics of {complete} epochs on disk, {acked_epochs} acknowledged"
+            );
+            let steps = metrics.iter().filter(|m| m.name == "step").count() as u64;
+            assert!(
+                steps >= out.steps_acked,
+                "{what}: {steps} step metrics on disk, {} acknowledged",
+                out.steps_acked
             );
             for &(index, _) in out.acked.iter().skip(1) {
                 assert!(
