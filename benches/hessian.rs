@@ -22,6 +22,10 @@ use tch_landscape::models::{Mlp, W1_SIZES};
 use tch_landscape::tensor::Selection;
 use tch_landscape::Run;
 
+#[path = "common/results.rs"]
+mod results;
+use results::Results;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -50,13 +54,15 @@ fn main() -> anyhow::Result<()> {
     );
     // (name, batch, tol, intra-op threads); the last row is for comparison
     // on a busy machine, where two threads that wait on each other suffer most.
-    let cases: [(&str, i64, f64, i32); 4] = [
-        ("(a) 1 batch of 1797, tol 1e-3", 1797, 1e-3, 2),
-        ("(b) 15 batches of 128, tol 1e-3", 128, 1e-3, 2),
-        ("(c) 1 batch of 1797, tol 1e-2", 1797, 1e-2, 2),
-        ("(a') as (a), 1 thread", 1797, 1e-3, 1),
+    // (RESULT key, name, batch, tol, intra-op threads)
+    let cases: [(&str, &str, i64, f64, i32); 4] = [
+        ("a", "(a) 1 batch of 1797, tol 1e-3", 1797, 1e-3, 2),
+        ("b", "(b) 15 batches of 128, tol 1e-3", 128, 1e-3, 2),
+        ("c", "(c) 1 batch of 1797, tol 1e-2", 1797, 1e-2, 2),
+        ("a1", "(a') as (a), 1 thread", 1797, 1e-3, 1),
     ];
-    for (name, batch, tol, threads) in cases {
+    let mut results = Results::default();
+    for (key, name, batch, tol, threads) in cases {
         tch::set_num_threads(threads);
         let objective = SupervisedObjective::new(&model, &data.x, &data.y)?.batch(batch)?;
         let mut h = Hessian::at(&vs, objective, &Selection::Weights)?;
@@ -74,6 +80,10 @@ fn main() -> anyhow::Result<()> {
         }
         let s = last.expect("three runs");
         let t = median(times);
+        results.add(format!("hessian_w4_{key}_s"), t, "s");
+        results.add(format!("hessian_w4_{key}_hvps"), s.hvps as f64, "count");
+        results.add(format!("hessian_w4_{key}_lambda_max"), s.lambda_max, "1");
+        results.add(format!("hessian_w4_{key}_lambda_min"), s.lambda_min, "1");
         println!(
             "  {name:<34} {t:>6.2} s  {:>3} HVPs ({:>5.1} ms/HVP)  λmax {:.4}  λmin {:.4}  |λmin/λmax| {:.4}  (dim {dim})  speed-up vs reference {:.2}×",
             s.hvps,
@@ -90,12 +100,15 @@ fn main() -> anyhow::Result<()> {
     let mut h = Hessian::at(&vs, objective, &Selection::Weights)?;
     let t0 = Instant::now();
     let tr = h.trace(&Hutchinson::builder().probes(100).seed(0).build()?)?;
+    let trace_s = t0.elapsed().as_secs_f64();
     println!(
         "  trace (Hutchinson, 100 Rademacher probes, 1 batch): {:.4} ± {:.4} (SE)  {:.2} s",
-        tr.estimate,
-        tr.std_error,
-        t0.elapsed().as_secs_f64()
+        tr.estimate, tr.std_error, trace_s
     );
     println!("  note: eigenvalues are of the mean loss; the reference's 15-batch run sums per-batch Hessians (≈14× larger).");
+    results.add("hessian_w4_trace", tr.estimate, "1");
+    results.add("hessian_w4_trace_se", tr.std_error, "1");
+    results.add("hessian_w4_trace_s", trace_s, "s");
+    results.print();
     Ok(())
 }

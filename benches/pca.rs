@@ -26,6 +26,10 @@ use tch_landscape::data::digits::Digits;
 use tch_landscape::demo::{train_digits, TrainConfig};
 use tch_landscape::{Recorder, Run, Selection};
 
+#[path = "common/results.rs"]
+mod results;
+use results::Results;
+
 const MULTIPLIERS: [u64; 3] = [2_654_435_761, 2_246_822_519, 3_266_489_917];
 /// Chunk of the page-cache read used for comparison (the PCA's default).
 const READ_CHUNK: usize = tch_landscape::analysis::pca::DEFAULT_CHUNK;
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
         .map_or_else(|| PathBuf::from("/tmp/landscape-bench"), PathBuf::from);
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     println!("trajectory PCA benchmarks; runs under {}", root.display());
+    let mut results = Results::default();
     if want("w3") {
         let mut sizes = vec![(1000usize, 1000usize, 100usize), (1000, 10_000, 100)];
         if std::env::var("LANDSCAPE_BENCH_W3_LARGE").as_deref() == Ok("1") {
@@ -61,17 +66,18 @@ fn main() -> Result<()> {
             println!("W3 5e7x50: not run (set LANDSCAPE_BENCH_W3_LARGE=1; writes 10 GB)");
         }
         for (rows, cols, k) in sizes {
-            w3(&root, rows, cols, k)?;
+            w3(&root, rows, cols, k, &mut results)?;
         }
     }
     if want("w1") {
-        w1b(&root)?;
+        w1b(&root, &mut results)?;
     }
+    results.print();
     Ok(())
 }
 
 /// W3 at P = rows × cols, K snapshots.
-fn w3(root: &Path, rows: usize, cols: usize, k: usize) -> Result<()> {
+fn w3(root: &Path, rows: usize, cols: usize, k: usize, results: &mut Results) -> Result<()> {
     let p = rows * cols;
     let e = (p as f64).log10().floor();
     let label = format!(
@@ -95,6 +101,12 @@ fn w3(root: &Path, rows: usize, cols: usize, k: usize) -> Result<()> {
         .collect::<Result<_>>()?;
     let read_s = median(reads);
     let c = run_child(&dir)?;
+    // "pca_w3_1e6_k100_..."
+    let key = format!("pca_w3_{}e{e}_k{k}", p as f64 / 10f64.powf(e));
+    results.add(format!("{key}_s"), c.seconds, "s");
+    results.add(format!("{key}_peak_rss_mib"), c.vmhwm_kib / 1024.0, "MiB");
+    results.add(format!("{key}_read_gbps"), bytes / read_s / 1e9, "GB/s");
+    results.add(format!("{key}_pc12_pct"), 100.0 * c.ratio12, "%");
     println!(
         "{label}: PCA {:.2} s (process {:.2} s) | read {:.2} GB twice: {:.2} GB/s | one page-cache read (sum of all floats): {:.2} s, {:.2} GB/s | PCA / read = {:.2} | peak RSS {:.0} MiB (at the end: anon {:.0}, file {:.0}) | PC1+PC2 {:.6} % (rank {})",
         c.seconds,
@@ -114,7 +126,7 @@ fn w3(root: &Path, rows: usize, cols: usize, k: usize) -> Result<()> {
 }
 
 /// W1(b): PCA of the 10-epoch W1 run's 11 snapshots (weights only).
-fn w1b(root: &Path) -> Result<()> {
+fn w1b(root: &Path, results: &mut Results) -> Result<()> {
     let label = "W1(b) mlp-digits 11 snapshots";
     let dir = root.join("w1-mlp-digits");
     if !valid_run(&dir, "", 11) {
@@ -133,6 +145,9 @@ fn w1b(root: &Path) -> Result<()> {
         .map(|&i| run.manifest().tensors[i].numel)
         .sum();
     let c = run_child(&dir)?;
+    results.add("pca_w1b_s", c.seconds, "s");
+    results.add("pca_w1b_peak_rss_mib", c.vmhwm_kib / 1024.0, "MiB");
+    results.add("pca_w1b_pc12_pct", 100.0 * c.ratio12, "%");
     println!(
         "{label}: {numel} weights | PCA {:.4} s (process {:.2} s) | peak RSS {:.0} MiB (at the end: anon {:.0}, file {:.0}) | PC1+PC2 {:.2} % (rank {})",
         c.seconds,
@@ -246,8 +261,8 @@ fn run_child(dir: &Path) -> Result<ChildResult> {
     }
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("RESULT "))
-        .context("no RESULT line from the child")?;
+        .find(|l| l.starts_with("CHILD_PCA "))
+        .context("no CHILD_PCA line from the child")?;
     let field = |name: &str| -> Result<f64> {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
@@ -283,7 +298,7 @@ fn child(dir: &Path) -> Result<()> {
             .with_context(|| format!("no {key} in /proc/self/status"))
     };
     println!(
-        "RESULT seconds={seconds} ratio12={} rank={} vmhwm_kib={} rss_anon_kib={} rss_file_kib={}",
+        "CHILD_PCA seconds={seconds} ratio12={} rank={} vmhwm_kib={} rss_anon_kib={} rss_file_kib={}",
         pca.plane_ratio(),
         pca.rank,
         kib("VmHWM:")?,

@@ -20,6 +20,10 @@ use tch::{Device, Kind, Tensor};
 use tch_landscape::models::Mlp;
 use tch_landscape::{Durability, Recorder};
 
+#[path = "common/results.rs"]
+mod results;
+use results::Results;
+
 /// ≈ 10M parameters: 1024·2560 + 2560·2048 + 2048·1024 + 1024·10 (+ biases).
 const SIZES: [i64; 5] = [1024, 2560, 2048, 1024, 10];
 const BATCH: i64 = 128;
@@ -129,9 +133,18 @@ impl Mode {
             Mode::Queued => "hook, Durability::Queued",
         }
     }
+
+    /// The mode's part of the RESULT names.
+    fn key(self) -> &'static str {
+        match self {
+            Mode::NoHook => "nohook",
+            Mode::Written => "written",
+            Mode::Queued => "queued",
+        }
+    }
 }
 
-fn epoch_overhead(tmp: &Path) {
+fn epoch_overhead(tmp: &Path, results: &mut Results) {
     // Calibrate the number of batches so one epoch takes >= TARGET_EPOCH
     // (fastest of several steps, so a busy machine does not shorten epochs).
     let mut t = Trainer::new(6);
@@ -207,8 +220,14 @@ fn epoch_overhead(tmp: &Path) {
         let med = median(v);
         let (lo, hi) = (v[0], v[v.len() - 1]);
         let over = if *m == Mode::NoHook {
+            results.add("recorder_epoch_nohook_s", med, "s");
             "-".to_string()
         } else {
+            results.add(
+                format!("recorder_epoch_overhead_{}_pct", m.key()),
+                (med - base) / base * 100.0,
+                "%",
+            );
             format!("{:+.1}%", (med - base) / base * 100.0)
         };
         println!(
@@ -231,7 +250,7 @@ fn settle_disk() {
     let _ = std::process::Command::new("sync").status();
 }
 
-fn throughput(tmp: &Path) {
+fn throughput(tmp: &Path, results: &mut Results) {
     tch::manual_seed(1);
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = Mlp::new(&vs.root(), &SIZES);
@@ -281,6 +300,15 @@ fn throughput(tmp: &Path) {
     );
     for ((durability, fsync), v) in configs.iter().zip(secs.iter_mut()) {
         let med = median(v);
+        results.add(
+            format!(
+                "recorder_throughput_{}_{}_gbps",
+                format!("{durability:?}").to_lowercase(),
+                if *fsync { "fsync" } else { "nofsync" }
+            ),
+            bytes / med / 1e9,
+            "GB/s",
+        );
         println!(
             "  {:<28} {:>7} {:>12.3} {:>10.3} {:>10} {:>14.1}",
             format!("Durability::{durability:?}"),
@@ -316,12 +344,16 @@ fn main() {
         tch::get_num_threads(),
         tmp.path().display()
     );
-    epoch_overhead(tmp.path());
+    let mut results = Results::default();
+    epoch_overhead(tmp.path(), &mut results);
     settle_disk();
-    throughput(tmp.path());
+    throughput(tmp.path(), &mut results);
     println!();
     match peak_rss_mib() {
-        Some(m) => println!("peak RSS (VmHWM): {m:.0} MiB"),
+        Some(m) => {
+            println!("peak RSS (VmHWM): {m:.0} MiB");
+            results.add("recorder_peak_rss_mib", m, "MiB");
+        }
         None => println!("peak RSS: unavailable (no /proc/self/status)"),
     }
     println!(
@@ -331,4 +363,5 @@ fn main() {
         load_average(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    results.print();
 }

@@ -20,6 +20,10 @@ mod workloads;
 
 use workloads::{w1, w2, Workload};
 
+#[path = "common/results.rs"]
+mod results;
+use results::Results;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -33,7 +37,7 @@ fn time_raw(eval: &mut dyn Evaluator, n: usize) -> f64 {
     t0.elapsed().as_secs_f64() / n as f64
 }
 
-fn run(w: &Workload) {
+fn run(w: &Workload, results: &mut Results) {
     let tmp = tempfile::tempdir().unwrap();
     let (vs, mut eval) = (w.make)();
     let dirs = Directions::random(&ParamSet::from_varstore(&vs).unwrap())
@@ -80,6 +84,23 @@ fn run(w: &Workload) {
     }
     tch::set_num_threads(2);
     let (one, two) = (median(one), median(two));
+    // "W1 mlp-digits" → "surface_w1_..."
+    let key = w
+        .name
+        .split_whitespace()
+        .next()
+        .unwrap_or("w")
+        .to_lowercase();
+    let mut add = |what: &str, value: f64, unit: &'static str| {
+        results.add(format!("surface_{key}_{what}"), value, unit)
+    };
+    add("raw_2threads_ms_per_point", raw2 * 1e3, "ms");
+    add("1x2_ms_per_point", one * 1e3, "ms");
+    add("1x2_overhead_pct", 100.0 * (one / raw2 - 1.0), "%");
+    add("1x2_vs_reference_x", w.reference_s / one, "x");
+    add("raw_1thread_ms_per_point", raw1 * 1e3, "ms");
+    add("2x1_ms_per_point", two * 1e3, "ms");
+    add("2x1_vs_reference_x", w.reference_s / two, "x");
     println!(
         "{} ({}×{} grid, {} reps, median):",
         w.name, w.n, w.n, w.reps
@@ -110,8 +131,10 @@ fn run(w: &Workload) {
 
 fn main() {
     let _ = nn::VarStore::new(Device::Cpu);
-    run(&w1());
+    let mut results = Results::default();
+    run(&w1(), &mut results);
     if std::env::var_os("LANDSCAPE_BENCH_SKIP_W2").is_none() {
-        run(&w2());
+        run(&w2(), &mut results);
     }
+    results.print();
 }

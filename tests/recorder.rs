@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -17,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 use tch_landscape::data::digits::Digits;
 use tch_landscape::models::Mlp;
 use tch_landscape::store::is_temp_name;
+use tch_landscape::store::metrics::{MetricRow, DEFAULT_SEGMENT_ROWS, METRICS_DIR, METRICS_FILE};
 use tch_landscape::store::snapshot::parse_snapshot_file_name;
 use tch_landscape::store::snapshot::{Trigger, SNAPSHOT_DIR};
 use tch_landscape::{Durability, Error, Recorder, Role, Run, Selection};
@@ -588,6 +589,17 @@ fn invalid_builder_arguments_are_refused() {
         }
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
+    for rows in [0, (1 << 20) + 1] {
+        match Recorder::builder(dir.path().join("d"))
+            .metrics_segment_rows(rows)
+            .build(&vs)
+        {
+            Err(e @ Error::InvalidArgument { .. }) => {
+                assert!(e.to_string().contains("metrics_segment_rows"), "{e}")
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -866,6 +878,7 @@ fn child_entry() {
     let mut rec = Recorder::builder(&dir)
         .durability(durability)
         .fsync(fsync)
+        .metrics_segment_rows(KILL_SEGMENT_ROWS)
         .build(&vs)
         .unwrap();
     let out = std::io::stdout();
@@ -879,13 +892,56 @@ fn child_entry() {
     for epoch in 1u64.. {
         let idx = Tensor::randint(n, [32], (Kind::Int64, Device::Cpu));
         let loss = step(&model, &mut opt, &data, &idx);
+        for k in 1..=KILL_STEPS_PER_EPOCH {
+            let s = (epoch - 1) * KILL_STEPS_PER_EPOCH + k;
+            rec.on_step_end(epoch, s, &[("step", s as f64)]).unwrap();
+            let mut o = out.lock();
+            writeln!(o, "STEP {s}").unwrap();
+            o.flush().unwrap();
+        }
         rec.on_epoch_end(epoch, &[("loss", loss)]).unwrap();
         ack(epoch as u32, &vs);
     }
 }
 
+/// Metric rows per segment in the kill -9 child: small, so that kills land
+/// on segment writes and journal switches too.
+const KILL_SEGMENT_ROWS: usize = 5;
+/// Step metrics the child reports before each epoch's snapshot.
+const KILL_STEPS_PER_EPOCH: u64 = 3;
+
+/// Checks that the metrics of a killed child are a prefix, in order, of what
+/// it reported (`KILL_STEPS_PER_EPOCH` "step" rows, then a "loss" row with
+/// the epoch's snapshot, per epoch), and returns how many epochs' rows are
+/// complete.
+fn check_kill_metrics(metrics: &[MetricRow], what: &str) -> u64 {
+    let per_epoch = KILL_STEPS_PER_EPOCH as usize + 1;
+    for (i, m) in metrics.iter().enumerate() {
+        let epoch = (i / per_epoch) as u64 + 1;
+        let k = (i % per_epoch) as u64;
+        if k < KILL_STEPS_PER_EPOCH {
+            let s = (epoch - 1) * KILL_STEPS_PER_EPOCH + k + 1;
+            assert!(
+                m.name == "step"
+                    && m.value == s as f64
+                    && m.step == Some(s)
+                    && m.snapshot.is_none(),
+                "{what}: metric row {i} is {m:?}, expected step {s}"
+            );
+        } else {
+            assert!(
+                m.name == "loss" && m.snapshot == Some(epoch as u32) && m.epoch == epoch,
+                "{what}: metric row {i} is {m:?}, expected the loss of epoch {epoch}"
+            );
+        }
+    }
+    (metrics.len() / per_epoch) as u64
+}
+
 struct KillOutcome {
     acked: Vec<(u32, u64)>,
+    /// The last step whose `on_step_end` call the child saw return.
+    steps_acked: u64,
     temp_left: bool,
     /// Mean time between acknowledgements (for the report only).
     period: Option<std::time::Duration>,
@@ -916,12 +972,16 @@ fn spawn_and_kill(dir: &Path, mode: &str, kill_after: usize, delay_pct: u32) -> 
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let mut reader = BufReader::new(stdout);
     let mut acked = Vec::new();
     let mut times = Vec::new();
+    let mut steps_acked = 0;
     while acked.len() < kill_after {
-        match lines.next() {
-            Some(Ok(line)) => {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                let line = line.trim_end();
+                steps_acked = steps_acked.max(step_ack(line));
                 // libtest may print "test child_entry ... " on the same line.
                 if let Some(pos) = line.find("ACK ") {
                     let rest = &line[pos + 4..];
@@ -953,6 +1013,14 @@ fn spawn_and_kill(dir: &Path, mode: &str, kill_after: usize, delay_pct: u32) -> 
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert!(!status.success(), "child must have been killed");
+    // What the child printed before it died and the parent had not read
+    // yet: every complete line was printed after its call returned.
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    let complete = rest.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    for line in String::from_utf8_lossy(&rest[..complete]).lines() {
+        steps_acked = steps_acked.max(step_ack(line));
+    }
     let snap_dir = dir.join(SNAPSHOT_DIR);
     let temp_left = std::fs::read_dir(&snap_dir)
         .map(|rd| {
@@ -962,9 +1030,17 @@ fn spawn_and_kill(dir: &Path, mode: &str, kill_after: usize, delay_pct: u32) -> 
         .unwrap_or(false);
     KillOutcome {
         acked,
+        steps_acked,
         temp_left,
         period,
     }
+}
+
+/// The step of a child's `STEP <step>` line (0 for other lines).
+fn step_ack(line: &str) -> u64 {
+    line.find("STEP ")
+        .and_then(|pos| line[pos + 5..].trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -992,8 +1068,9 @@ fn kill_minus_nine_keeps_every_acknowledged_snapshot() {
         let out = spawn_and_kill(&dir, mode, kill_after, delay_pct);
         mid_write += out.temp_left as usize;
         eprintln!(
-            "kill round {round}: {} acks, period {:?}, temp file left: {}",
+            "kill round {round}: {} acks, {} steps acknowledged, period {:?}, temp file left: {}",
             out.acked.len(),
+            out.steps_acked,
             out.period,
             out.temp_left
         );
@@ -1046,9 +1123,21 @@ fn kill_minus_nine_keeps_every_acknowledged_snapshot() {
             }
         }
         // Metrics of acknowledged epochs are there (Written mode), and the
-        // table is readable in every mode.
+        // table is readable in every mode, holding a prefix of the reports.
         let metrics = run.metrics().unwrap();
+        let complete = check_kill_metrics(&metrics, &what);
         if mode != "queued" {
+            let acked_epochs = out.acked.len().saturating_sub(1) as u64;
+            assert!(
+                complete >= acked_epochs,
+                "{what}: metrics of {complete} epochs on disk, {acked_epochs} acknowledged"
+            );
+            let steps = metrics.iter().filter(|m| m.name == "step").count() as u64;
+            assert!(
+                steps >= out.steps_acked,
+                "{what}: {steps} step metrics on disk, {} acknowledged",
+                out.steps_acked
+            );
             for &(index, _) in out.acked.iter().skip(1) {
                 assert!(
                     metrics
@@ -1079,9 +1168,260 @@ fn kill_minus_nine_keeps_every_acknowledged_snapshot() {
             .filter(|e| is_temp_name(&e.as_ref().unwrap().file_name().to_string_lossy()))
             .count();
         assert_eq!(temps, 0, "{what}: overwrite must clear leftover temp files");
+        assert!(
+            Run::open(&dir).unwrap().metrics().unwrap().is_empty(),
+            "{what}: the killed run's metrics must not be read as the new run's"
+        );
+        assert!(!dir.join(METRICS_DIR).exists(), "{what}");
     }
     eprintln!(
         "kill -9 test: {mid_write} of {} kills left a temp file (landed mid-write)",
         plan.len()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Metrics: appended in segments, bounded memory, readable when killed.
+// ---------------------------------------------------------------------------
+
+/// A model of a single 3→2 linear layer: snapshots are tiny, so these tests
+/// measure the metrics path.
+fn tiny_vs() -> nn::VarStore {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _l = nn::linear(vs.root() / "l", 3, 2, Default::default());
+    vs
+}
+
+/// Drives `rec` through `steps` steps of 3 metrics each, an epoch end (with
+/// 2 metrics) every 250 steps, returning what was reported. Snapshots come
+/// from `every_n_steps` of the builder and from the epoch ends.
+fn report_steps(rec: &mut Recorder, steps: u64, every_n: Option<u64>) -> Vec<ExpectedMetric> {
+    let mut want = Vec::new();
+    let mut next_snapshot = rec.snapshots_taken();
+    let mut epoch = 0;
+    for s in 1..=steps {
+        let snapshot = every_n.filter(|n| s.is_multiple_of(*n)).map(|_| {
+            next_snapshot += 1;
+            next_snapshot - 1
+        });
+        let values = [("loss", 1.0 / s as f64), ("acc", s as f64), ("lr", -0.5)];
+        rec.on_step_end(epoch, s, &values).unwrap();
+        for (name, value) in values {
+            want.push(ExpectedMetric {
+                snapshot,
+                epoch,
+                step: Some(s),
+                name: name.into(),
+                value,
+            });
+        }
+        if s.is_multiple_of(250) {
+            epoch += 1;
+            let values = [("val_loss", s as f64 * 2.0), ("val_acc", f64::NAN)];
+            rec.on_epoch_end(epoch, &values).unwrap();
+            for (name, value) in values {
+                want.push(ExpectedMetric {
+                    snapshot: Some(next_snapshot),
+                    epoch,
+                    step: Some(s),
+                    name: name.into(),
+                    value,
+                });
+            }
+            next_snapshot += 1;
+        }
+    }
+    want
+}
+
+fn assert_metrics_eq(got: &[MetricRow], want: &[ExpectedMetric], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let same = g.snapshot == w.snapshot
+            && g.epoch == w.epoch
+            && g.step == w.step
+            && g.name == w.name
+            && g.value.to_bits() == w.value.to_bits();
+        assert!(same, "{what}: row {i} is {g:?}, expected {w:?}");
+    }
+}
+
+#[test]
+fn step_metrics_across_snapshots_read_back_complete_in_order_with_bounded_memory() {
+    for durability in [Durability::Written, Durability::Queued] {
+        let what = format!("{durability:?}");
+        let dir = tempdir();
+        let vs = tiny_vs();
+        let segment_rows = 64;
+        let mut rec = Recorder::builder(dir.path())
+            .durability(durability)
+            .every_n_steps(97)
+            .metrics_segment_rows(segment_rows)
+            .build(&vs)
+            .unwrap();
+        let want = report_steps(&mut rec, 1000, Some(97));
+        // While recording (after a flush), the segments and the journal
+        // read back complete.
+        rec.flush().unwrap();
+        let live = Run::open(dir.path()).unwrap().metrics().unwrap();
+        assert_metrics_eq(&live, &want, &format!("{what}, before finish"));
+        assert!(dir.path().join(METRICS_DIR).is_dir(), "{what}");
+
+        let summary = rec.finish().unwrap();
+        let rows = want.len() as u64;
+        assert_eq!(summary.metric_rows, rows, "{what}");
+        assert_eq!(
+            summary.metric_segments,
+            rows / segment_rows as u64,
+            "{what}"
+        );
+        assert!(
+            summary.peak_buffered_metric_rows >= 1
+                && summary.peak_buffered_metric_rows <= segment_rows as u64,
+            "{what}: {} rows held in memory, the cap is {segment_rows}",
+            summary.peak_buffered_metric_rows
+        );
+        assert_eq!(summary.snapshots, 1 + 1000 / 97 + 4, "{what}");
+        let run = Run::open(dir.path()).unwrap();
+        assert_metrics_eq(&run.metrics().unwrap(), &want, &format!("{what}, finished"));
+        // One compacted table, no segments left.
+        assert!(dir.path().join(METRICS_FILE).is_file(), "{what}");
+        assert!(!dir.path().join(METRICS_DIR).exists(), "{what}");
+    }
+}
+
+#[test]
+fn the_default_segment_bounds_memory_over_many_reports() {
+    let dir = tempdir();
+    let vs = tiny_vs();
+    let mut rec = Recorder::builder(dir.path())
+        .durability(Durability::Queued)
+        .fsync(false)
+        .build(&vs)
+        .unwrap();
+    let steps = 50_000u64;
+    for s in 1..=steps {
+        rec.on_step_end(0, s, &[("loss", s as f64), ("acc", 0.5), ("lr", 0.1)])
+            .unwrap();
+    }
+    let summary = rec.finish().unwrap();
+    assert_eq!(summary.metric_rows, 3 * steps);
+    let cap = DEFAULT_SEGMENT_ROWS as u64;
+    assert_eq!(summary.metric_segments, 3 * steps / cap);
+    assert_eq!(summary.peak_buffered_metric_rows, cap);
+    let rows = Run::open(dir.path()).unwrap().metrics().unwrap();
+    assert_eq!(rows.len() as u64, 3 * steps);
+    assert!(rows
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.step == Some(i as u64 / 3 + 1)));
+}
+
+#[test]
+fn a_recorder_that_never_finishes_keeps_every_acknowledged_metric() {
+    // std::mem::forget: no Drop, no finish; the writer thread idles with
+    // the open segment's rows in memory and in its journal, as if the
+    // process had been killed (the kill -9 test does it for real).
+    let dir = tempdir();
+    let vs = tiny_vs();
+    let mut rec = Recorder::builder(dir.path())
+        .every_n_steps(40)
+        .metrics_segment_rows(10)
+        .build(&vs)
+        .unwrap();
+    let want = report_steps(&mut rec, 333, Some(40));
+    std::mem::forget(rec);
+    let run = Run::open(dir.path()).unwrap();
+    assert!(!run.manifest().finished);
+    assert!(!dir.path().join(METRICS_FILE).exists());
+    assert_metrics_eq(&run.metrics().unwrap(), &want, "Written, never finished");
+
+    // Queued: whatever is read (even while the writer still works) is a
+    // prefix; after flush() it is everything.
+    let dir = tempdir();
+    let mut rec = Recorder::builder(dir.path())
+        .durability(Durability::Queued)
+        .metrics_segment_rows(10)
+        .build(&vs)
+        .unwrap();
+    let want = report_steps(&mut rec, 333, None);
+    let early = Run::open(dir.path()).unwrap().metrics().unwrap();
+    assert_metrics_eq(&early, &want[..early.len()], "Queued, before flush");
+    rec.flush().unwrap();
+    std::mem::forget(rec);
+    let run = Run::open(dir.path()).unwrap();
+    assert_metrics_eq(
+        &run.metrics().unwrap(),
+        &want,
+        "Queued, flushed, never finished",
+    );
+}
+
+#[test]
+fn metrics_written_by_earlier_versions_still_read() {
+    use arrow::array::{Float64Array, StringArray, UInt32Array, UInt64Array};
+    use arrow::ipc::writer::FileWriter;
+    use std::sync::Arc;
+
+    let dir = tempdir();
+    record_tiny_run(dir.path(), 2);
+    // The old writer: the whole table as one batch of the metrics schema,
+    // no metadata, and no metrics/ directory.
+    let schema = tch_landscape::store::metrics::metrics_schema();
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(UInt32Array::from(vec![Some(1), None, Some(2)])),
+            Arc::new(UInt64Array::from(vec![1, 1, 2])),
+            Arc::new(UInt64Array::from(vec![None, Some(7), Some(9)])),
+            Arc::new(StringArray::from(vec!["loss", "acc", "loss"])),
+            Arc::new(Float64Array::from(vec![0.5, 0.25, 0.125])),
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(dir.path().join(METRICS_FILE)).unwrap();
+    let mut w = FileWriter::try_new(file, &schema).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    assert!(!dir.path().join(METRICS_DIR).exists());
+    let rows = Run::open(dir.path()).unwrap().metrics().unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (r.snapshot, r.epoch, r.step, r.name.as_str(), r.value))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(1), 1, None, "loss", 0.5),
+            (None, 1, Some(7), "acc", 0.25),
+            (Some(2), 2, Some(9), "loss", 0.125)
+        ]
+    );
+}
+
+#[test]
+fn overlong_metric_names_are_refused_before_recording() {
+    let dir = tempdir();
+    let vs = tiny_vs();
+    let mut rec = Recorder::builder(dir.path()).build(&vs).unwrap();
+    let long = "m".repeat(2000);
+    for r in [
+        rec.on_step_end(0, 1, &[("ok", 1.0), (&long, 2.0)]),
+        rec.on_epoch_end(1, &[(&long, 2.0)]),
+    ] {
+        match r {
+            Err(e @ Error::InvalidArgument { .. }) => {
+                assert!(e.to_string().contains("metric name"), "{e}")
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+    // Nothing of the refused calls was recorded, and the recorder goes on.
+    rec.on_step_end(0, 2, &[("ok", 3.0)]).unwrap();
+    let summary = rec.finish().unwrap();
+    assert_eq!(summary.snapshots, 1);
+    let rows = Run::open(dir.path()).unwrap().metrics().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].name.as_str(), rows[0].value), ("ok", 3.0));
 }

@@ -14,11 +14,22 @@
 //! ```
 //!
 //! The training thread only deep-copies the variables to host memory; a
-//! background thread writes them (see [`writer`]). With the default
+//! background thread writes them (`recorder/writer.rs`). With the default
 //! [`Durability::Written`], `on_epoch_end` returns once the snapshot file is in
 //! place under its final name, so a snapshot whose call returned survives
 //! `kill -9`. [`Durability::Queued`] returns right after the copy, for the
 //! least overhead, and may lose the last `queue` snapshots on a crash.
+//!
+//! Metrics (`on_epoch_end`, `on_step_end`) are appended, never rewritten: the
+//! writer holds at most [`RecorderBuilder::metrics_segment_rows`] rows in
+//! memory, appends each report to a journal and writes full segments once
+//! (`RUN/metrics/`); `finish()` compacts them into `RUN/metrics.arrow`
+//! ([`store::metrics`](crate::store::metrics) describes the files). Logging
+//! metrics at every step therefore costs the same per call however long the
+//! run, and fsyncs only with snapshots, [`Recorder::flush`] and
+//! [`Recorder::finish`]. A killed run's metrics stay readable
+//! ([`Run::metrics`](crate::Run::metrics)); which rows survive is the
+//! [`Durability`] contract.
 
 mod copy;
 mod writer;
@@ -33,21 +44,45 @@ use crossbeam_channel::Sender;
 use crate::error::{Error, Result};
 use crate::store::fsutil::{create_dir_in, remove_temp_files, DirLock};
 use crate::store::manifest::{rfc3339_utc, Manifest, FORMAT_NAME, MANIFEST_FILE, SCHEMA_VERSION};
-use crate::store::metrics::{MetricRow, METRICS_FILE};
+use crate::store::metrics::{
+    name_too_long, MetricRow, DEFAULT_SEGMENT_ROWS, MAX_METRIC_NAME_BYTES, MAX_SEGMENT_ROWS,
+    METRICS_DIR, METRICS_FILE,
+};
 use crate::store::snapshot::{SnapshotMeta, Trigger, SNAPSHOT_DIR};
 use copy::SharedVariables;
 pub use writer::WriterStats;
 use writer::{Ack, Job};
 
-/// When a snapshot call returns, relative to the data reaching the disk.
+/// Metric rows batched on the training thread under [`Durability::Queued`]
+/// before they are handed to the writer.
+const QUEUED_BATCH_ROWS: usize = 1024;
+
+/// When a recording call returns, relative to its data reaching the disk.
+///
+/// | | snapshot | metrics of a call without snapshot | metrics of a snapshot call |
+/// |---|---|---|---|
+/// | `Written` | survives `kill -9`; fsynced (unless disabled) | survive `kill -9` (written, not fsynced) | as the snapshot |
+/// | `Queued` | lost if the process dies before the writer wrote it | may be lost on a crash until the next snapshot, `flush()` or `finish()` | as the snapshot |
+///
+/// Metric rows are fsynced only with snapshots, [`Recorder::flush`] and
+/// [`Recorder::finish`] (and once per full segment): after a power loss the
+/// rows reported since the last of these may be lost in either mode. Rows
+/// are never reordered, and a crash never leaves a row half-written or
+/// altered: what survives is a prefix of what was reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     /// Return once the snapshot file is complete and renamed into place (and
-    /// fsynced, unless disabled): every returned call survives a crash.
+    /// fsynced, unless disabled), and once the metrics reported by the call
+    /// are written to the run's metrics journal (not fsynced): every
+    /// returned call survives the process being killed; snapshots also
+    /// survive a power loss. Costs one round trip to the writer thread per
+    /// call that reports metrics.
     #[default]
     Written,
-    /// Return once the host copy is queued for the writer: least overhead;
-    /// the queued snapshots (at most `queue`) are lost if the process dies.
+    /// Return once the host copy and the metrics are queued for the writer:
+    /// least overhead; the queued snapshots (at most `queue`) and the metrics
+    /// reported since the last snapshot, `flush()` or `finish()` may be lost
+    /// if the process dies.
     Queued,
 }
 
@@ -60,6 +95,7 @@ pub struct RecorderBuilder {
     durability: Durability,
     fsync: bool,
     overwrite: bool,
+    metrics_segment_rows: usize,
     user: BTreeMap<String, String>,
 }
 
@@ -98,6 +134,17 @@ impl RecorderBuilder {
         self
     }
 
+    /// How many metric rows the writer holds in memory before writing them as
+    /// one segment file (default 65,536, about 3 MiB; from 1 to 1,048,576).
+    /// Bounds the writer's memory for metrics (under [`Durability::Queued`]
+    /// up to 1,024 more rows wait on the training thread, handed over in one
+    /// message); smaller segments mean more files in a killed run (a
+    /// finished run has one `metrics.arrow`).
+    pub fn metrics_segment_rows(mut self, rows: usize) -> Self {
+        self.metrics_segment_rows = rows;
+        self
+    }
+
     /// Adds a free-form key/value to the manifest (model name, seed, ...).
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.user.insert(key.into(), value.into());
@@ -113,6 +160,15 @@ impl RecorderBuilder {
         if self.every_n_steps == Some(0) {
             return Err(Error::invalid("every_n_steps", "must be at least 1"));
         }
+        if !(1..=MAX_SEGMENT_ROWS).contains(&self.metrics_segment_rows) {
+            return Err(Error::invalid(
+                "metrics_segment_rows",
+                format!(
+                    "is {}; must be from 1 to {MAX_SEGMENT_ROWS}",
+                    self.metrics_segment_rows
+                ),
+            ));
+        }
         let dir = self.dir;
         let lock = DirLock::create(&dir)?;
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -124,12 +180,18 @@ impl RecorderBuilder {
             if p.exists() {
                 std::fs::remove_dir_all(&p).map_err(|e| Error::io("removing", &p, e))?;
             }
-            for f in [METRICS_FILE, MANIFEST_FILE] {
-                let p = dir.join(f);
-                if p.exists() {
-                    std::fs::remove_file(&p).map_err(|e| Error::io("removing", &p, e))?;
-                }
-            }
+            let p = dir.join(MANIFEST_FILE);
+            std::fs::remove_file(&p).map_err(|e| Error::io("removing", &p, e))?;
+        }
+        // A new run starts without metrics: an earlier run's table and
+        // segments (or a killed recorder's) must not be read as this run's.
+        for p in [dir.join(METRICS_DIR), dir.join(METRICS_FILE)] {
+            let removed = match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                Ok(_) => std::fs::remove_file(&p),
+                Err(_) => Ok(()),
+            };
+            removed.map_err(|e| Error::io("removing", &p, e))?;
         }
         let snap_dir = dir.join(SNAPSHOT_DIR);
         create_dir_in(&dir, &snap_dir)?;
@@ -162,7 +224,13 @@ impl RecorderBuilder {
             user: self.user,
         };
         manifest.write(&dir, self.fsync)?;
-        let (tx, handle) = writer::spawn(dir.clone(), storage_dtype, self.fsync, self.queue)?;
+        let (tx, handle) = writer::spawn(
+            dir.clone(),
+            storage_dtype,
+            self.fsync,
+            self.queue,
+            self.metrics_segment_rows,
+        )?;
         tracing::info!(dir = %dir.display(), run_id = %manifest.run_id, tensors = manifest.tensors.len(),
             numel = manifest.total_numel(), "recorder started");
         let mut rec = Recorder {
@@ -173,12 +241,13 @@ impl RecorderBuilder {
             handle: Some(handle),
             lock: Some(lock),
             next_index: 0,
+            pending: Vec::new(),
             last_step: None,
             durability: self.durability,
             fsync: self.fsync,
             closed: false,
         };
-        rec.snapshot_now(0, Trigger::TrainStart)?;
+        rec.snapshot_now(0, Trigger::TrainStart, Vec::new())?;
         Ok(rec)
     }
 }
@@ -194,6 +263,13 @@ pub struct RunSummary {
     pub bytes: u64,
     /// Seconds the writer thread spent serializing and writing.
     pub writer_busy_seconds: f64,
+    /// Metric rows written.
+    pub metric_rows: u64,
+    /// Metrics segment files written before the final compaction.
+    pub metric_segments: u64,
+    /// Most metric rows the writer held in memory at once (at most
+    /// [`RecorderBuilder::metrics_segment_rows`]).
+    pub peak_buffered_metric_rows: u64,
 }
 
 /// The recording hook. See the [module docs](self).
@@ -206,6 +282,10 @@ pub struct Recorder {
     handle: Option<JoinHandle<Result<WriterStats>>>,
     lock: Option<DirLock>,
     next_index: u32,
+    /// Under [`Durability::Queued`], metric rows not yet handed to the
+    /// writer (at most [`QUEUED_BATCH_ROWS`]): one channel message per batch
+    /// instead of one per report.
+    pending: Vec<MetricRow>,
     last_step: Option<u64>,
     durability: Durability,
     fsync: bool,
@@ -222,6 +302,7 @@ impl Recorder {
             durability: Durability::default(),
             fsync: true,
             overwrite: false,
+            metrics_segment_rows: DEFAULT_SEGMENT_ROWS,
             user: BTreeMap::new(),
         }
     }
@@ -242,33 +323,54 @@ impl Recorder {
     }
 
     /// Call at the end of every epoch: snapshots the variables and records the
-    /// metrics (any names). Returns once the snapshot is durable (see
-    /// [`Durability`]).
+    /// metrics (any names of at most 1 KiB). Returns once the snapshot and
+    /// the metrics are durable (see [`Durability`]).
     pub fn on_epoch_end(&mut self, epoch: u64, metrics: &[(&str, f64)]) -> Result<()> {
         let _span = tracing::debug_span!("on_epoch_end", epoch).entered();
-        let index = self.snapshot_now(epoch, Trigger::EpochEnd)?;
-        self.record_metrics(Some(index), epoch, metrics)
+        let rows = self.metric_rows(Some(self.next_index), epoch, metrics)?;
+        self.snapshot_now(epoch, Trigger::EpochEnd, rows)?;
+        Ok(())
     }
 
     /// Call after optimizer steps (`step` counts from 1 over the whole run):
     /// snapshots when `every_n_steps` divides `step`, and records the
-    /// metrics given (pass `&[]` for none).
+    /// metrics given (pass `&[]` for none). Calling it at every step with
+    /// metrics is cheap (see the [module docs](self)).
     pub fn on_step_end(&mut self, epoch: u64, step: u64, metrics: &[(&str, f64)]) -> Result<()> {
         self.last_step = Some(step);
-        let snapshot = match self.every_n_steps() {
-            Some(n) if step.is_multiple_of(n) => Some(self.snapshot_now(epoch, Trigger::StepEnd)?),
-            _ => None,
-        };
-        self.record_metrics(snapshot, epoch, metrics)
+        let snapshot = matches!(self.every_n_steps(), Some(n) if step.is_multiple_of(n));
+        let rows = self.metric_rows(snapshot.then_some(self.next_index), epoch, metrics)?;
+        if snapshot {
+            self.snapshot_now(epoch, Trigger::StepEnd, rows)?;
+            return Ok(());
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self.durability {
+            Durability::Written => {
+                let (ack, rx) = self.ack_pair();
+                self.send(Job::Metrics { rows, ack }, rx)
+            }
+            Durability::Queued => {
+                self.pending.extend(rows);
+                if self.pending.len() >= QUEUED_BATCH_ROWS {
+                    self.send_pending()?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Takes a snapshot now, outside the epoch/step schedule.
     pub fn snapshot(&mut self, epoch: u64) -> Result<u32> {
-        self.snapshot_now(epoch, Trigger::Manual)
+        self.snapshot_now(epoch, Trigger::Manual, Vec::new())
     }
 
-    /// Waits until everything handed to the writer is on disk.
+    /// Waits until everything handed to the writer is on disk (snapshots
+    /// and metrics written and, unless disabled, fsynced).
     pub fn flush(&mut self) -> Result<()> {
+        self.send_pending()?;
         let (ack, rx) = crossbeam_channel::bounded(1);
         self.send(Job::Flush(ack), Some(rx))
     }
@@ -284,7 +386,14 @@ impl Recorder {
         self.manifest.every_n_steps
     }
 
-    fn snapshot_now(&mut self, epoch: u64, trigger: Trigger) -> Result<u32> {
+    /// Snapshots the variables now, with the metric rows `metrics` reported
+    /// by the same call (their `snapshot` is this snapshot's index).
+    fn snapshot_now(
+        &mut self,
+        epoch: u64,
+        trigger: Trigger,
+        mut metrics: Vec<MetricRow>,
+    ) -> Result<u32> {
         if self.closed {
             return Err(Error::Writer("was already stopped by finish()".into()));
         }
@@ -306,23 +415,41 @@ impl Recorder {
             unix_time: unix_now(),
             tensors_crc32: Some(self.manifest.tensors_crc32()),
         };
+        if !self.pending.is_empty() {
+            // Reported before this call: they go first, with the snapshot.
+            let mine = std::mem::replace(&mut metrics, std::mem::take(&mut self.pending));
+            metrics.extend(mine);
+        }
         let (ack, rx) = self.ack_pair();
-        self.send(Job::Snapshot { meta, values, ack }, rx)?;
+        self.send(
+            Job::Snapshot {
+                meta,
+                values,
+                metrics,
+                ack,
+            },
+            rx,
+        )?;
         self.next_index += 1;
         Ok(index)
     }
 
-    fn record_metrics(
-        &mut self,
+    /// The rows of one report; an error for a name over
+    /// [`MAX_METRIC_NAME_BYTES`] (before anything is recorded).
+    fn metric_rows(
+        &self,
         snapshot: Option<u32>,
         epoch: u64,
         metrics: &[(&str, f64)],
-    ) -> Result<()> {
-        if metrics.is_empty() {
-            return Ok(());
+    ) -> Result<Vec<MetricRow>> {
+        if let Some((name, _)) = metrics
+            .iter()
+            .find(|(n, _)| n.len() > MAX_METRIC_NAME_BYTES)
+        {
+            return Err(name_too_long(name));
         }
-        let t = unix_now();
-        let rows = metrics
+        let t = if metrics.is_empty() { 0.0 } else { unix_now() };
+        Ok(metrics
             .iter()
             .map(|(name, value)| MetricRow {
                 snapshot,
@@ -332,9 +459,16 @@ impl Recorder {
                 value: *value,
                 unix_time: t,
             })
-            .collect();
-        let (ack, rx) = self.ack_pair();
-        self.send(Job::Metrics { rows, ack }, rx)
+            .collect())
+    }
+
+    /// Hands the rows batched under [`Durability::Queued`] to the writer.
+    fn send_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        self.send(Job::Metrics { rows, ack: None }, None)
     }
 
     fn ack_pair(&self) -> (Option<Ack>, Option<crossbeam_channel::Receiver<()>>) {
@@ -384,6 +518,9 @@ impl Recorder {
             return Err(Error::Writer("was already stopped by finish()".into()));
         }
         self.closed = true;
+        // Batched rows go to the writer first (an error here is the
+        // writer's own, joined).
+        self.send_pending()?;
         self.tx = None; // ends the writer's loop once the queue is drained
         let stats = match self.handle.take().map(|h| h.join()) {
             Some(Ok(Ok(stats))) => stats,
@@ -405,6 +542,9 @@ impl Recorder {
             snapshots: stats.snapshots,
             bytes: stats.bytes,
             writer_busy_seconds: stats.busy_seconds,
+            metric_rows: stats.metric_rows,
+            metric_segments: stats.metric_segments,
+            peak_buffered_metric_rows: stats.peak_buffered_metric_rows,
         })
     }
 }

@@ -5,6 +5,21 @@
 //! `send` blocks (training slows down) instead of dropping snapshots or
 //! growing memory. The first I/O error stops the writer; it is returned from
 //! `join` and reported to any caller waiting for an acknowledgement.
+//!
+//! Metrics are appended to the run's metrics log
+//! ([`MetricsLog`](crate::store::metrics)): at most one segment of rows
+//! (`metrics_segment_rows`) is held in memory, each report is appended to the
+//! open segment's journal, full segments are written once, and the log is
+//! compacted into `metrics.arrow` when the writer ends. When it hands the
+//! rows to the kernel and when it fsyncs them:
+//!
+//! | job | metrics rows | acknowledged after |
+//! |---|---|---|
+//! | `Metrics` with an ack (`Durability::Written`) | written to the journal (no fsync) | the write |
+//! | `Metrics` without (`Durability::Queued`: batches of up to 1,024 rows from the recorder) | buffered (written when 64 KiB are pending) | — |
+//! | `Snapshot` | written and fsynced, after the snapshot file | the fsync |
+//! | `Flush` | written and fsynced | the fsync |
+//! | end (`finish`) | compacted into `metrics.arrow`, fsynced | — |
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -13,7 +28,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
 use crate::store::manifest::StorageDtype;
-use crate::store::metrics::{write_metrics, MetricRow, METRICS_FILE};
+use crate::store::metrics::{MetricRow, MetricsLog};
 use crate::store::snapshot::{
     snapshot_file_name, write_snapshot, HostValues, SnapshotMeta, SNAPSHOT_DIR,
 };
@@ -25,23 +40,27 @@ pub(crate) type Ack = Sender<()>;
 
 /// A unit of work for the writer.
 pub(crate) enum Job {
-    /// Write one snapshot (values in manifest order).
+    /// Write one snapshot (values in manifest order), then append the
+    /// metrics reported with it and make them durable.
     Snapshot {
         /// Its metadata.
         meta: SnapshotMeta,
         /// Its values.
         values: Vec<HostValues>,
-        /// Answered when the file is in place.
+        /// Metric rows reported by the same call.
+        metrics: Vec<MetricRow>,
+        /// Answered when the file is in place and the metrics are synced.
         ack: Option<Ack>,
     },
-    /// Append metric rows and rewrite the metrics table.
+    /// Append metric rows to the metrics log.
     Metrics {
         /// New rows.
         rows: Vec<MetricRow>,
-        /// Answered when the table is in place.
+        /// When given, the rows are handed to the kernel (they survive the
+        /// process being killed) before this is answered.
         ack: Option<Ack>,
     },
-    /// Answer once everything queued before it is on disk.
+    /// Answer once everything queued before it is on disk (fsynced).
     Flush(Ack),
 }
 
@@ -54,45 +73,72 @@ pub struct WriterStats {
     pub bytes: u64,
     /// Seconds spent serializing and writing.
     pub busy_seconds: f64,
+    /// Metric rows written.
+    pub metric_rows: u64,
+    /// Metrics segment files written before the final compaction.
+    pub metric_segments: u64,
+    /// Most metric rows the writer held in memory at once (never more than
+    /// the segment size, `RecorderBuilder::metrics_segment_rows`).
+    pub peak_buffered_metric_rows: u64,
 }
 
-/// Starts the writer thread for the run directory `dir`.
+/// Starts the writer thread for the run directory `dir`; metrics are
+/// written in segments of `segment_rows` rows.
 pub(crate) fn spawn(
     dir: PathBuf,
     dtype: StorageDtype,
     fsync: bool,
     queue: usize,
+    segment_rows: usize,
 ) -> Result<(Sender<Job>, JoinHandle<Result<WriterStats>>)> {
     let (tx, rx) = crossbeam_channel::bounded(queue);
     let handle = std::thread::Builder::new()
         .name("landscape-writer".into())
-        .spawn(move || run(dir, dtype, fsync, rx))
+        .spawn(move || run(dir, dtype, fsync, segment_rows, rx))
         .map_err(|e| Error::Writer(format!("could not be started: {e}")))?;
     Ok((tx, handle))
 }
 
-fn run(dir: PathBuf, dtype: StorageDtype, fsync: bool, rx: Receiver<Job>) -> Result<WriterStats> {
+fn run(
+    dir: PathBuf,
+    dtype: StorageDtype,
+    fsync: bool,
+    segment_rows: usize,
+    rx: Receiver<Job>,
+) -> Result<WriterStats> {
     let mut stats = WriterStats::default();
-    let mut metrics: Vec<MetricRow> = Vec::new();
+    let mut metrics = MetricsLog::new(&dir, segment_rows, fsync);
     let snap_dir = dir.join(SNAPSHOT_DIR);
     for job in rx {
         let t0 = std::time::Instant::now();
         let (result, ack) = match job {
-            Job::Snapshot { meta, values, ack } => {
+            Job::Snapshot {
+                meta,
+                values,
+                metrics: rows,
+                ack,
+            } => {
                 let _span = tracing::debug_span!("write_snapshot", index = meta.index).entered();
                 let path = snap_dir.join(snapshot_file_name(meta.index));
-                let r = write_snapshot(&path, dtype, &meta, values, fsync).map(|bytes| {
-                    stats.snapshots += 1;
-                    stats.bytes += bytes as u64;
-                });
+                let r = write_snapshot(&path, dtype, &meta, values, fsync)
+                    .map(|bytes| {
+                        stats.snapshots += 1;
+                        stats.bytes += bytes as u64;
+                    })
+                    .and_then(|()| metrics.append(&rows))
+                    .and_then(|()| metrics.sync());
                 (r, ack)
             }
             Job::Metrics { rows, ack } => {
-                metrics.extend(rows);
-                (write_metrics(&dir.join(METRICS_FILE), &metrics, fsync), ack)
+                let r = metrics.append(&rows).and_then(|()| match ack {
+                    Some(_) => metrics.flush(),
+                    None => Ok(()),
+                });
+                (r, ack)
             }
-            Job::Flush(ack) => (Ok(()), Some(ack)),
+            Job::Flush(ack) => (metrics.sync(), Some(ack)),
         };
+        debug_assert!(metrics.buffered() <= segment_rows.max(1));
         stats.busy_seconds += t0.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
@@ -111,5 +157,11 @@ fn run(dir: PathBuf, dtype: StorageDtype, fsync: bool, rx: Receiver<Job>) -> Res
             }
         }
     }
+    let t0 = std::time::Instant::now();
+    let log = metrics.finish()?;
+    stats.busy_seconds += t0.elapsed().as_secs_f64();
+    stats.metric_rows = log.rows;
+    stats.metric_segments = log.segments;
+    stats.peak_buffered_metric_rows = log.peak_buffered;
     Ok(stats)
 }
