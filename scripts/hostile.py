@@ -208,7 +208,11 @@ def tree_state(root: Path) -> dict[str, tuple]:
             elif p.is_file():
                 state[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest())
             else:
-                state[rel] = ("dir",)
+                # A file created and removed again (a segment written
+                # through a planted link, then cleaned up) leaves only the
+                # directory's modification time changed.
+                state[rel] = ("dir", p.stat().st_mtime_ns)
+    state["."] = ("dir", root.stat().st_mtime_ns)
     return state
 
 
