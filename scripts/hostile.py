@@ -1079,7 +1079,7 @@ def print_table(results: list[Result]) -> None:
         detail = r.detail.replace("|", "\\|").replace("\n", " ")
         detail = CONTROL.sub(lambda m: repr(m.group(0))[1:-1], detail)
         cmd = CONTROL.sub(lambda m: repr(m.group(0))[1:-1], r.step.replace("|", "\\|"))
-        name = CONTROL.sub(lambda m: repr(m.group(0))[1:-1], r.case)
+        name = CONTROL.sub(lambda m: repr(m.group(0))[1:-1], r.case.replace("|", "\\|"))
         print(f"| {r.cls} | {r.group} | {name} | `{cmd[:80]}` | {r.rc if r.rc is not None else '-'} | {r.seconds:.1f} | {detail[:160]} |")
 
 
