@@ -19,6 +19,8 @@ pub mod curvature;
 pub(crate) mod directions;
 pub mod export;
 pub mod fsutil;
+#[cfg(test)]
+mod fuzz;
 pub mod manifest;
 pub mod metrics;
 pub(crate) mod pca;

@@ -172,9 +172,32 @@ impl Table {
 /// ("a curvature map").
 pub(crate) fn read_parquet(path: &Path, schema: &Schema, what: &str) -> Result<Table> {
     let file = open_regular(path)?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io("reading", path, e))?
+        .len();
     let corrupt = |r: String| Error::corrupt(path, r);
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| corrupt(format!("not a readable Parquet file ({e})")))?;
+    // The Parquet decoder asserts that column chunks have non-negative
+    // ranges (and reads them from the file): checked here first.
+    for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+        for c in group.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let len = c.compressed_size();
+            let inside = start >= 0
+                && len >= 0
+                && (start as u64)
+                    .checked_add(len as u64)
+                    .is_some_and(|e| e <= file_len);
+            if !inside {
+                return Err(corrupt(format!(
+                    "row group {g}: column chunk '{}' at {start} + {len} bytes lies outside the {file_len}-byte file",
+                    c.column_path()
+                )));
+            }
+        }
+    }
     let metadata = builder
         .metadata()
         .file_metadata()
@@ -188,10 +211,26 @@ pub(crate) fn read_parquet(path: &Path, schema: &Schema, what: &str) -> Result<T
             "its columns differ from those of {what} (schemas/ documents them)"
         )));
     }
-    let reader = builder.build().map_err(|e| corrupt(e.to_string()))?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(e.to_string()))?;
+    // The decoder still panics on some damaged pages (a dictionary-encoded
+    // page without its dictionary, a zero count it divides by): such a
+    // panic is the file's fault and becomes its error.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let reader = builder.build().map_err(|e| corrupt(e.to_string()))?;
+        reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(e.to_string()))
+    }));
+    let batches = match decoded {
+        Ok(batches) => batches?,
+        Err(p) => {
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            return Err(corrupt(format!("damaged Parquet data ({why})")));
+        }
+    };
     Ok(Table { batches, metadata })
 }
 
