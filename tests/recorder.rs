@@ -1358,49 +1358,6 @@ fn a_recorder_that_never_finishes_keeps_every_acknowledged_metric() {
 }
 
 #[test]
-fn metrics_written_by_earlier_versions_still_read() {
-    use arrow::array::{Float64Array, StringArray, UInt32Array, UInt64Array};
-    use arrow::ipc::writer::FileWriter;
-    use std::sync::Arc;
-
-    let dir = tempdir();
-    record_tiny_run(dir.path(), 2);
-    // The old writer: the whole table as one batch of the metrics schema,
-    // no metadata, and no metrics/ directory.
-    let schema = tch_landscape::store::metrics::metrics_schema();
-    let batch = arrow::record_batch::RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(UInt32Array::from(vec![Some(1), None, Some(2)])),
-            Arc::new(UInt64Array::from(vec![1, 1, 2])),
-            Arc::new(UInt64Array::from(vec![None, Some(7), Some(9)])),
-            Arc::new(StringArray::from(vec!["loss", "acc", "loss"])),
-            Arc::new(Float64Array::from(vec![0.5, 0.25, 0.125])),
-            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])),
-        ],
-    )
-    .unwrap();
-    let file = std::fs::File::create(dir.path().join(METRICS_FILE)).unwrap();
-    let mut w = FileWriter::try_new(file, &schema).unwrap();
-    w.write(&batch).unwrap();
-    w.finish().unwrap();
-    assert!(!dir.path().join(METRICS_DIR).exists());
-    let rows = Run::open(dir.path()).unwrap().metrics().unwrap();
-    let got: Vec<_> = rows
-        .iter()
-        .map(|r| (r.snapshot, r.epoch, r.step, r.name.as_str(), r.value))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (Some(1), 1, None, "loss", 0.5),
-            (None, 1, Some(7), "acc", 0.25),
-            (Some(2), 2, Some(9), "loss", 0.125)
-        ]
-    );
-}
-
-#[test]
 fn overlong_metric_names_are_refused_before_recording() {
     let dir = tempdir();
     let vs = tiny_vs();

@@ -730,18 +730,15 @@ fn fifos_and_devices_are_refused_without_blocking() {
     assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
 }
 
-/// Snapshots and metrics written before checksums existed (no footer key)
-/// are read as before and reported by verify as unchecked.
+/// A snapshot or metrics file whose checksums are gone (the footer key
+/// damaged, or rewritten without them) is refused, naming the file: one
+/// damaged byte must not switch checking off.
 #[test]
-fn files_without_checksums_are_read_and_reported() {
+fn files_without_checksums_are_refused() {
     use arrow::ipc::reader::FileReader;
     use arrow::ipc::writer::FileWriter;
     let root = tempdir();
     let dir = tiny_run(root.path(), "r", 3);
-    let clean = Run::open(&dir)
-        .unwrap()
-        .flat_f32(1, &Selection::All)
-        .unwrap();
     for file in [snap(&dir, 1), dir.join(METRICS_FILE)] {
         let reader = FileReader::try_new(std::fs::File::open(&file).unwrap(), None).unwrap();
         assert!(reader
@@ -755,15 +752,14 @@ fn files_without_checksums_are_read_and_reported() {
         }
         w.finish().unwrap();
     }
-    let run = Run::open(&dir).unwrap();
-    assert!(!run.snapshot(1).unwrap().has_checksums());
-    assert!(run.snapshot(0).unwrap().has_checksums());
-    assert_eq!(run.flat_f32(1, &Selection::All).unwrap(), clean);
-    assert_eq!(run.metrics().unwrap().len(), 2);
-    let v = run.verify();
-    assert!(v.is_clean(), "{:?}", v.problems);
-    assert_eq!(
-        v.without_checksums,
-        vec![snap(&dir, 1), dir.join(METRICS_FILE)]
+    let e = Run::open(&dir).unwrap_err();
+    assert_corrupt(&e, &snap(&dir, 1), "snapshot without checksums");
+    assert!(e.to_string().contains("checksums"), "{e}");
+    let e = tch_landscape::store::metrics::read_metrics(&dir.join(METRICS_FILE)).unwrap_err();
+    assert!(
+        e.to_string().contains("metrics.arrow") && e.to_string().contains("checksums"),
+        "{e}"
     );
+    let v = Run::verify_dir(&dir);
+    assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
 }

@@ -15,7 +15,7 @@
 //! the metadata checksum and the digest; a tensor's values are checked
 //! against their checksum when the tensor is read whole
 //! ([`SnapshotFile::verify_tensor`]) or streamed ([`Run::stream`](crate::Run::stream)).
-//! Files written before checksums existed have none and are read as before.
+//! A file without them is refused (only pre-release builds wrote such files).
 
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -281,20 +281,23 @@ impl SnapshotFile {
             .metadata()
             .get(SNAPSHOT_META_KEY)
             .ok_or_else(|| corrupt(format!("schema metadata lacks '{SNAPSHOT_META_KEY}'")))?;
-        if let Some(stored) = footer_metadata(&footer, SNAPSHOT_META_CRC_KEY) {
-            let stored: u32 = stored.parse().map_err(|_| {
-                corrupt(format!(
-                    "unreadable '{SNAPSHOT_META_CRC_KEY}' footer metadata {stored:?}"
-                ))
-            })?;
-            let computed = crc32fast::hash(meta_json.as_bytes());
-            if computed != stored {
-                return Err(corrupt(checksum_mismatch(
-                    &format!("metadata '{SNAPSHOT_META_KEY}'"),
-                    stored,
-                    computed,
-                )));
-            }
+        let stored = footer_metadata(&footer, SNAPSHOT_META_CRC_KEY).ok_or_else(|| {
+            corrupt(format!(
+                "no '{SNAPSHOT_META_CRC_KEY}' checksum in its footer (damaged, or written by a pre-release build: record it again)"
+            ))
+        })?;
+        let stored: u32 = stored.parse().map_err(|_| {
+            corrupt(format!(
+                "unreadable '{SNAPSHOT_META_CRC_KEY}' footer metadata {stored:?}"
+            ))
+        })?;
+        let computed = crc32fast::hash(meta_json.as_bytes());
+        if computed != stored {
+            return Err(corrupt(checksum_mismatch(
+                &format!("metadata '{SNAPSHOT_META_KEY}'"),
+                stored,
+                computed,
+            )));
         }
         let meta: SnapshotMeta = serde_json::from_str(meta_json)
             .map_err(|e| corrupt(format!("bad '{SNAPSHOT_META_KEY}' metadata ({e})")))?;

@@ -15,9 +15,9 @@
 //! surface point segments) lists the CRC32 of each record batch's bytes (its
 //! message header and body, as the footer's block gives them) in the footer's
 //! custom metadata under [`CHECKSUM_KEY`], a JSON list in batch order. Readers
-//! compare them before decoding; files written before checksums existed have
-//! no such key and are read as before. Parquet files carry Parquet's own page
-//! checksums.
+//! compare them before decoding, and refuse a file without them (otherwise
+//! one damaged byte in the key would switch checking off; only pre-release
+//! builds wrote IPC files without checksums).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -316,6 +316,8 @@ pub(crate) fn write_ipc_with(
             source,
         })?;
         sink.writer.write_metadata(CHECKSUM_KEY, list);
+        sink.writer
+            .write_metadata(SCHEMA_CHECKSUM_KEY, schema_checksum(schema).to_string());
         sink.writer.finish().map_err(|e| Error::arrow(path, e))
     })
 }
@@ -324,6 +326,20 @@ pub(crate) fn write_ipc_with(
 /// its checksum (see [`write_ipc_with`]).
 pub(crate) fn write_ipc(path: &Path, batch: &RecordBatch, fsync: bool) -> Result<()> {
     write_ipc_with(path, &batch.schema(), fsync, |sink| sink.write(batch))
+}
+
+/// Footer key of the CRC32 of the schema's key-value metadata (sorted, as
+/// JSON), which the batch checksums do not cover.
+pub const SCHEMA_CHECKSUM_KEY: &str = "tch_landscape.schema_crc32";
+
+/// The CRC32 of `schema`'s key-value metadata, sorted by key, as JSON.
+fn schema_checksum(schema: &Schema) -> u32 {
+    let sorted: std::collections::BTreeMap<&String, &String> = schema.metadata().iter().collect();
+    crc32fast::hash(
+        serde_json::to_string(&sorted)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
 }
 
 /// The value of `key` in the custom metadata of an IPC footer.
@@ -343,7 +359,12 @@ pub(crate) fn footer_checksums(
     batches: usize,
 ) -> std::result::Result<Option<Vec<u32>>, String> {
     let Some(json) = footer_metadata(footer, CHECKSUM_KEY) else {
-        return Ok(None);
+        // Every file this crate writes has them; a file without them was
+        // damaged where the list was, or written by a pre-release build.
+        // Accepting it would let one damaged byte turn checking off.
+        return Err(format!(
+            "no '{CHECKSUM_KEY}' checksums in its footer (damaged, or written by a pre-release build of tch-landscape: record it again)"
+        ));
     };
     let list: Vec<u32> = serde_json::from_str(json)
         .map_err(|e| format!("unreadable '{CHECKSUM_KEY}' footer metadata ({e})"))?;
@@ -405,6 +426,19 @@ pub(crate) fn read_ipc_checked(path: &Path, schema: &Schema) -> Result<(Vec<Reco
             "columns {:?} differ from the expected {:?}",
             field_names(&reader.schema()),
             field_names(schema)
+        )));
+    }
+    let stored = reader
+        .custom_metadata()
+        .get(SCHEMA_CHECKSUM_KEY)
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| corrupt(format!("no readable '{SCHEMA_CHECKSUM_KEY}' in its footer")))?;
+    let computed = schema_checksum(&reader.schema());
+    if stored != computed {
+        return Err(corrupt(checksum_mismatch(
+            "schema metadata",
+            stored,
+            computed,
         )));
     }
     let batches = reader
@@ -681,16 +715,17 @@ mod tests {
     }
 
     #[test]
-    fn ipc_files_without_checksums_are_read() {
+    fn ipc_files_without_checksums_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("old.arrow");
         let b = sample();
         let mut w = FileWriter::try_new(File::create(&p).unwrap(), &b.schema()).unwrap();
         w.write(&b).unwrap();
         w.finish().unwrap();
-        assert_eq!(
-            read_ipc_checked(&p, &b.schema()).unwrap(),
-            (vec![b.clone()], false)
+        let e = read_ipc_checked(&p, &b.schema()).unwrap_err();
+        assert!(
+            e.to_string().contains("no 'tch_landscape.crc32' checksums"),
+            "{e}"
         );
         write_ipc(&p, &b, false).unwrap();
         assert!(read_ipc_checked(&p, &b.schema()).unwrap().1);

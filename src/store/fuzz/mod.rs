@@ -87,7 +87,7 @@ use targets::{hash_of, targets, Digest, Reader, Target};
 /// damaged in place read back `Ok` with other values than the seed's. Off
 /// until these files carry checksums (issue 13): the lead turns it on after
 /// merging them; the summaries count such inputs meanwhile.
-const ASSERT_NO_SILENT_CORRUPTION: bool = false;
+const ASSERT_NO_SILENT_CORRUPTION: bool = true;
 
 /// The longest one input may take to read before it counts as a hang.
 const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -500,9 +500,18 @@ fn fuzz(t: &Target) -> Report {
                         // A file removed or added (a missing snapshot) or a
                         // JSON edit changes what is read without damaging
                         // a stored value: not a silent corruption.
-                        report.silent += usize::from(in_place && t.values_checked);
-                        if report.changed_examples.len() < 5 {
-                            report.changed_examples.push(label);
+                        let silent = in_place && t.values_checked;
+                        report.silent += usize::from(silent);
+                        if report.changed_examples.len() < 5 || silent {
+                            let saved = if silent {
+                                format!(
+                                    " (saved in {})",
+                                    save_failure(t.name, iter, seed, &what).display()
+                                )
+                            } else {
+                                String::new()
+                            };
+                            report.changed_examples.push(format!("{label}{saved}"));
                         }
                     } else if d != *base {
                         report.changed_other += 1;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray};
 use arrow::array::{UInt32Array, UInt64Array};
-use arrow::ipc::writer::FileWriter;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -86,8 +85,7 @@ fn record(dir: &Path, kind: Kind, steps: bool) -> Result<(VarStore, nn::Linear)>
 /// A three-batch table of every column type, with nulls.
 fn mixed_table(path: &Path) {
     let schema = mixed_schema();
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = FileWriter::try_new(file, &schema).unwrap();
+    let mut batches = Vec::new();
     for b in 0..3u32 {
         let n = 2 + b as usize;
         let cols: Vec<ArrayRef> = vec![
@@ -107,10 +105,12 @@ fn mixed_table(path: &Path) {
                 (0..n).map(|i| (i != 0).then(|| "é".repeat(i))),
             )),
         ];
-        w.write(&RecordBatch::try_new(schema.clone(), cols).unwrap())
-            .unwrap();
+        batches.push(RecordBatch::try_new(schema.clone(), cols).unwrap());
     }
-    w.finish().unwrap();
+    crate::store::table::write_ipc_with(path, &schema, false, |sink| {
+        batches.iter().try_for_each(|b| sink.write(b))
+    })
+    .unwrap();
 }
 
 pub(super) fn generate(corpus: &Path) -> Result<()> {

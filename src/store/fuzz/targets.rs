@@ -88,7 +88,10 @@ fn read_run(dir: &Path, _: &Path) -> Result<Digest> {
         }
         run.flat_f32(i, &Selection::All)?.len().hash(&mut meta);
     }
-    let streamed: usize = run.stream(&Selection::All, 7)?.map(|c| c.data.len()).sum();
+    let mut streamed = 0usize;
+    for chunk in run.stream(&Selection::All, 7)? {
+        streamed += chunk?.data.len();
+    }
     streamed.hash(&mut meta);
     Ok(Digest {
         count: run.len(),
