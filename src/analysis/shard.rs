@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::grid::MAX_GRID_POINTS;
 use crate::error::{Error, Result};
 
 /// Shard `index` of `count`, written `index/count` (0-based); always valid
@@ -30,6 +31,14 @@ impl Shard {
             return Err(Error::invalid(
                 "shard",
                 format!("{index}/{count}: expected i/n with 0 ≤ i < n"),
+            ));
+        }
+        if count > MAX_GRID_POINTS {
+            return Err(Error::invalid(
+                "shard",
+                format!(
+                    "{index}/{count}: more shards than the {MAX_GRID_POINTS} points a grid may have"
+                ),
             ));
         }
         Ok(Shard { index, count })

@@ -33,7 +33,10 @@ fn load_subdirs<T>(
     };
     let mut found: Vec<(String, PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(marker).is_file())
+        // Anything under the marker's name counts (a FIFO or a dangling
+        // link too), so its loader refuses it by name instead of the
+        // report leaving the analysis out without a word.
+        .filter(|e| std::fs::symlink_metadata(e.path().join(marker)).is_ok())
         .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .collect();
     found.sort();

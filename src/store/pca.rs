@@ -207,10 +207,85 @@ impl PcaSummary {
     pub fn load(path: &Path) -> Result<PcaSummary> {
         let value: serde_json::Value = read_json(path)?;
         schema_version(path, &value, SCHEMA_VERSION)?;
-        serde_json::from_value(value).map_err(|source| Error::Json {
+        let summary: PcaSummary = serde_json::from_value(value).map_err(|source| Error::Json {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+        summary
+            .validate()
+            .map_err(|reason| Error::corrupt(path, reason))?;
+        Ok(summary)
+    }
+
+    /// What a fitted PCA always satisfies: at least one component, one
+    /// path point and one tensor; ratios in [0, 1]; finite coordinates and
+    /// variances below [`MAX_ABS_VALUE`].
+    fn validate(&self) -> std::result::Result<(), String> {
+        let k = self.explained_variance_ratio.len();
+        if k == 0 || self.explained_variance.len() != k || self.cumulative_ratio.len() < k {
+            return Err(format!(
+                "expected as many explained variances as ratios (at least one) and a cumulative ratio for each, found {}, {} and {}",
+                self.explained_variance.len(),
+                k,
+                self.cumulative_ratio.len()
+            ));
+        }
+        let ratio = |what: &str, v: f64| {
+            if (0.0..=1.0 + 1e-9).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} is {v}, expected a ratio in [0, 1]"))
+            }
+        };
+        let value = |what: &str, v: f64| {
+            if v.is_finite() && v.abs() <= MAX_ABS_VALUE {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} is {v}, expected a finite value of magnitude at most {MAX_ABS_VALUE:e}"
+                ))
+            }
+        };
+        for (i, &r) in self.explained_variance_ratio.iter().enumerate() {
+            ratio(&format!("explained_variance_ratio[{i}]"), r)?;
+        }
+        for (i, &c) in self.cumulative_ratio.iter().enumerate() {
+            ratio(&format!("cumulative_ratio[{i}]"), c)?;
+        }
+        for (i, &v) in self.explained_variance.iter().enumerate() {
+            value(&format!("explained_variance[{i}]"), v)?;
+        }
+        ratio("plane_ratio", self.plane_ratio)?;
+        value("total_variance", self.total_variance)?;
+        if self.path.is_empty() || self.tensors.is_empty() {
+            return Err(format!(
+                "expected at least one path point and one tensor, found {} and {}",
+                self.path.len(),
+                self.tensors.len()
+            ));
+        }
+        for p in &self.path {
+            let most = k.max(self.components);
+            if p.coords.is_empty() || p.coords.len() > most {
+                return Err(format!(
+                    "path point of snapshot {} has {} coordinates, expected 1 to {most}",
+                    p.snapshot,
+                    p.coords.len()
+                ));
+            }
+            for (j, &c) in p.coords.iter().enumerate() {
+                value(&format!("PC{} of snapshot {}", j + 1, p.snapshot), c)?;
+            }
+            value(&format!("residual of snapshot {}", p.snapshot), p.residual)?;
+        }
+        for t in &self.tensors {
+            ratio(
+                &format!("variance_fraction of '{}'", t.name),
+                t.variance_fraction,
+            )?;
+            value(&format!("variance of '{}'", t.name), t.variance)?;
+        }
+        Ok(())
     }
 
     /// Writes the summary as pretty JSON, atomically.
@@ -218,6 +293,10 @@ impl PcaSummary {
         write_json(path, self, true)
     }
 }
+
+/// The largest magnitude a stored PCA value (coordinate, variance) may
+/// have: far beyond what float32 weights produce, small enough to draw.
+pub const MAX_ABS_VALUE: f64 = 1e100;
 
 /// Schema of [`VARIANCE_FILE`].
 pub fn variance_schema() -> SchemaRef {
@@ -564,7 +643,15 @@ mod tests {
             sign_convention: String::new(),
             coordinates: String::new(),
             path: vec![point(0, 1.0, 0.0), point(1, 0.0, 0.0)],
-            tensors: vec![],
+            tensors: vec![TensorPca {
+                name: "a".into(),
+                role: Role::Weight,
+                numel: 6,
+                variance: 2.0,
+                variance_fraction: 1.0,
+                own_ratio: [1.0, 0.0],
+                share: vec![1.0],
+            }],
             seconds: 0.5,
             created_utc: String::new(),
         }

@@ -34,8 +34,8 @@ use crate::error::{Error, Result};
 use crate::store::fsutil::open_regular;
 use crate::store::manifest::{Manifest, StorageDtype};
 use crate::store::table::{
-    check_ipc_block, checksum_mismatch, footer_checksums, footer_metadata, ipc_footer,
-    write_ipc_with,
+    check_header, check_ipc_block, checksum_mismatch, footer_checksums, footer_metadata,
+    ipc_footer, write_ipc_with,
 };
 
 pub use crate::store::table::CHECKSUM_KEY;
@@ -318,6 +318,7 @@ impl SnapshotFile {
             )));
         }
         let checksums = footer_checksums(&footer, blocks.len()).map_err(corrupt)?;
+        check_header(&buffer, &footer, blocks.iter().next()).map_err(corrupt)?;
         let elem = match manifest.storage_dtype {
             StorageDtype::Float32 => 4,
             StorageDtype::Float64 => 8,

@@ -73,7 +73,7 @@ fn properties(metadata: &[(String, String)]) -> WriterProperties {
 
 /// The open Parquet table handed to the closure of [`write_parquet`].
 pub(crate) struct ParquetSink<'a> {
-    writer: ArrowWriter<&'a mut BufWriter<File>>,
+    writer: ArrowWriter<CrcWriter<&'a mut BufWriter<File>>>,
     path: &'a Path,
     rows: u64,
 }
@@ -98,6 +98,10 @@ pub(crate) fn write_parquet(
 ) -> Result<u64> {
     let mut rows = 0;
     write_atomic(path, true, |w| {
+        let w = CrcWriter {
+            inner: w,
+            hasher: crc32fast::Hasher::new(),
+        };
         let writer = ArrowWriter::try_new(w, schema, Some(properties(metadata)))
             .map_err(parquet_error(path))?;
         let mut sink = ParquetSink {
@@ -107,6 +111,16 @@ pub(crate) fn write_parquet(
         };
         fill(&mut sink)?;
         rows = sink.rows;
+        // Everything but the footer: the magic and every column chunk.
+        sink.writer.flush().map_err(parquet_error(path))?;
+        sink.writer
+            .sync()
+            .map_err(|e| Error::io("writing", path, e))?;
+        let crc = sink.writer.inner_mut().take();
+        sink.writer.append_key_value_metadata(KeyValue::new(
+            DATA_CHECKSUM_KEY.to_string(),
+            crc.to_string(),
+        ));
         sink.writer.close().map_err(parquet_error(path))?;
         Ok(())
     })?;
@@ -167,6 +181,51 @@ impl Table {
     }
 }
 
+/// Key-value metadata key of a Parquet file's CRC32 of everything before
+/// its footer (the magic and every column chunk).
+pub const DATA_CHECKSUM_KEY: &str = "tch_landscape.data_crc32";
+
+/// Checks the first `data_end` bytes of the Parquet file `path` against
+/// [`DATA_CHECKSUM_KEY`] in its `meta`: a damaged page is an error, never
+/// other values.
+fn check_parquet_data(
+    path: &Path,
+    meta: &parquet::file::metadata::FileMetaData,
+    data_end: u64,
+) -> Result<()> {
+    let stored = meta
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .find(|kv| kv.key == DATA_CHECKSUM_KEY)
+        .and_then(|kv| kv.value.as_deref()?.parse::<u32>().ok())
+        .ok_or_else(|| {
+            Error::corrupt(
+                path,
+                format!("no readable '{DATA_CHECKSUM_KEY}' metadata (damaged, or written by a pre-release build: compute it again)"),
+            )
+        })?;
+    let mut file = std::io::Read::take(open_regular(path)?, data_end);
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n =
+            std::io::Read::read(&mut file, &mut buf).map_err(|e| Error::io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let computed = hasher.finalize();
+    if computed != stored {
+        return Err(Error::corrupt(
+            path,
+            checksum_mismatch("data pages", stored, computed),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the Parquet table `path`, whose columns must be those of `schema`
 /// (names, types and nullability); `what` names the kind of table in errors
 /// ("a curvature map").
@@ -181,6 +240,7 @@ pub(crate) fn read_parquet(path: &Path, schema: &Schema, what: &str) -> Result<T
         .map_err(|e| corrupt(format!("not a readable Parquet file ({e})")))?;
     // The Parquet decoder asserts that column chunks have non-negative
     // ranges (and reads them from the file): checked here first.
+    let mut data_end = 4u64; // the magic
     for (g, group) in builder.metadata().row_groups().iter().enumerate() {
         for c in group.columns() {
             let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
@@ -196,8 +256,10 @@ pub(crate) fn read_parquet(path: &Path, schema: &Schema, what: &str) -> Result<T
                     c.column_path()
                 )));
             }
+            data_end = data_end.max(start as u64 + len as u64);
         }
     }
+    check_parquet_data(path, builder.metadata().file_metadata(), data_end)?;
     let metadata = builder
         .metadata()
         .file_metadata()
@@ -304,7 +366,10 @@ pub(crate) fn write_ipc_with(
             inner: w,
             hasher: crc32fast::Hasher::new(),
         };
-        let writer = FileWriter::try_new(w, schema).map_err(|e| Error::arrow(path, e))?;
+        let mut writer = FileWriter::try_new(w, schema).map_err(|e| Error::arrow(path, e))?;
+        // The magic and the schema message, before the first batch.
+        let header = writer.get_mut().take();
+        writer.write_metadata(HEADER_CHECKSUM_KEY, header.to_string());
         let mut sink = IpcSink {
             writer,
             path,
@@ -340,6 +405,35 @@ fn schema_checksum(schema: &Schema) -> u32 {
             .unwrap_or_default()
             .as_bytes(),
     )
+}
+
+/// Footer key of the CRC32 of the file's header (magic and schema message,
+/// up to the first record batch).
+pub const HEADER_CHECKSUM_KEY: &str = "tch_landscape.header_crc32";
+
+/// Checks the header of an IPC file (`bytes`, whose first record batch
+/// starts at `first_block`) against [`HEADER_CHECKSUM_KEY`].
+pub(crate) fn check_header(
+    bytes: &[u8],
+    footer: &Footer<'_>,
+    first_block: Option<&Block>,
+) -> std::result::Result<(), String> {
+    let stored = footer_metadata(footer, HEADER_CHECKSUM_KEY)
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| format!("no readable '{HEADER_CHECKSUM_KEY}' in its footer"))?;
+    // A file without batches has nothing to delimit its header by.
+    let Some(block) = first_block else {
+        return Ok(());
+    };
+    let end = usize::try_from(block.offset())
+        .ok()
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| "first record batch outside the file".to_string())?;
+    let computed = crc32fast::hash(&bytes[..end]);
+    if computed != stored {
+        return Err(checksum_mismatch("header", stored, computed));
+    }
+    Ok(())
 }
 
 /// The value of `key` in the custom metadata of an IPC footer.
@@ -402,6 +496,7 @@ pub(crate) fn read_ipc_checked(path: &Path, schema: &Schema) -> Result<(Vec<Reco
     let (footer, trailer_start) = ipc_footer(&bytes).map_err(corrupt)?;
     let blocks: Vec<&Block> = footer.recordBatches().into_iter().flatten().collect();
     let checksums = footer_checksums(&footer, blocks.len()).map_err(corrupt)?;
+    check_header(&bytes, &footer, blocks.first().copied()).map_err(corrupt)?;
     for (i, block) in blocks.iter().enumerate() {
         let (start, len) = check_ipc_block(&bytes, block, trailer_start, schema)
             .map_err(|r| corrupt(format!("record batch {i}: {r}")))?;

@@ -11,6 +11,8 @@ use crate::analysis::grid::{Axis, Grid};
 use crate::analysis::shard::Shard;
 use crate::error::{Error, Result};
 
+use super::spec::MAX_SHARPNESS_EPSILON;
+
 /// Callback receiving (points done, points total).
 type Progress<'a> = Box<dyn FnMut(usize, usize) + 'a>;
 
@@ -129,10 +131,13 @@ impl<'a> SurfaceBuilder<'a> {
         if self.flush_every == 0 {
             return Err(Error::invalid("flush_every", "must be at least 1, got 0"));
         }
-        if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
+        if !(self.epsilon > 0.0 && self.epsilon <= MAX_SHARPNESS_EPSILON) {
             return Err(Error::invalid(
                 "sharpness epsilon",
-                format!("expected a finite ε > 0, got {}", self.epsilon),
+                format!(
+                    "expected 0 < ε ≤ {MAX_SHARPNESS_EPSILON:e} (a loss difference), got {}",
+                    self.epsilon
+                ),
             ));
         }
         Ok(Surface {

@@ -237,7 +237,7 @@ impl<'a> Surface<'a> {
     /// keeping the start time of) the one `store` holds.
     fn open(&self, store: &SurfaceDir, evaluator: String) -> Result<SurfaceSpec> {
         let spec = SurfaceSpec {
-            format: "tch-landscape-surface".into(),
+            format: super::spec::SURFACE_FORMAT.into(),
             schema_version: 1,
             directions: self.directions().meta.clone(),
             grid: *self.grid(),
@@ -246,7 +246,7 @@ impl<'a> Surface<'a> {
             shard: self.shard(),
             created_utc: rfc3339_utc(std::time::SystemTime::now()),
         };
-        match store.read_spec::<SurfaceSpec>()? {
+        match SurfaceSpec::read(store)? {
             Some(old) if old.same_work(&spec) => Ok(SurfaceSpec {
                 created_utc: old.created_utc,
                 ..spec

@@ -36,7 +36,7 @@ pub fn merge_shards(shards: &[impl AsRef<Path>], out: impl AsRef<Path>) -> Resul
             .unwrap_or_default(),
         ..first.spec.clone()
     };
-    if let Some(old) = out.read_spec::<SurfaceSpec>()? {
+    if let Some(old) = SurfaceSpec::read(&out)? {
         if !old.same_work(&spec) {
             return Err(Error::invalid(
                 "output directory",
@@ -124,8 +124,7 @@ fn read_shard_spec(dir: &Path) -> Result<(SurfaceDir, SurfaceSpec, Shard)> {
         path: dir.path().to_path_buf(),
         reason,
     };
-    let spec: SurfaceSpec = dir
-        .read_spec()?
+    let spec: SurfaceSpec = SurfaceSpec::read(&dir)?
         .ok_or_else(|| mismatch(format!("not a surface directory (no {SPEC_FILE})")))?;
     let shard = spec
         .shard

@@ -48,7 +48,7 @@ pub use builder::{Surface, SurfaceBuilder};
 #[cfg(feature = "mpi")]
 pub(crate) use engine::{evaluate_points, Exchange, Queue, Sink};
 pub use merge::merge_shards;
-pub use spec::{SurfaceResult, SurfaceSpec};
+pub use spec::{SurfaceResult, SurfaceSpec, MAX_SHARPNESS_EPSILON};
 
 // The file format's names and the record of one point, defined with the format.
 pub use crate::store::surface::{

@@ -36,7 +36,43 @@ pub struct SurfaceSpec {
     pub created_utc: String,
 }
 
+/// The largest sharpness ε (a loss difference) a surface may use.
+pub const MAX_SHARPNESS_EPSILON: f64 = 1e6;
+
+/// The `format` of every `surface.json`.
+pub(crate) const SURFACE_FORMAT: &str = "tch-landscape-surface";
+
 impl SurfaceSpec {
+    /// Reads `surface.json` of `store` (`None` when there is none) and
+    /// checks what the grid's own checks do not: the format name and a
+    /// finite, positive ε.
+    pub(crate) fn read(store: &SurfaceDir) -> Result<Option<SurfaceSpec>> {
+        let Some(spec) = store.read_spec::<SurfaceSpec>()? else {
+            return Ok(None);
+        };
+        let path = store.path().join(SPEC_FILE);
+        if spec.format != SURFACE_FORMAT {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "\"format\" is {:?}, expected \"{SURFACE_FORMAT}\"",
+                    spec.format
+                ),
+            ));
+        }
+        if let Some(eps) = spec.sharpness_epsilon {
+            if !(eps > 0.0 && eps <= MAX_SHARPNESS_EPSILON) {
+                return Err(Error::corrupt(
+                    &path,
+                    format!(
+                        "\"sharpness_epsilon\" is {eps}, expected 0 < ε ≤ {MAX_SHARPNESS_EPSILON:e}"
+                    ),
+                ));
+            }
+        }
+        Ok(Some(spec))
+    }
+
     /// Whether `other` describes the same values (a directory holding one
     /// may be resumed, or merged into, by the other).
     pub(crate) fn same_work(&self, other: &SurfaceSpec) -> bool {
@@ -154,7 +190,7 @@ impl SurfaceResult {
     /// Reads a finished surface directory.
     pub fn load(dir: impl AsRef<Path>) -> Result<SurfaceResult> {
         let store = SurfaceDir::new(dir.as_ref());
-        let spec = store.read_spec::<SurfaceSpec>()?.ok_or_else(|| {
+        let spec = SurfaceSpec::read(&store)?.ok_or_else(|| {
             Error::invalid(
                 "surface directory",
                 format!("{} has no {SPEC_FILE}", store.path().display()),

@@ -22,6 +22,8 @@ mod term;
 mod verify;
 mod vtk;
 
+use std::io::Write as _;
+
 use clap::{Parser, Subcommand};
 
 /// Record and analyse the loss landscape of tch training runs.
@@ -72,7 +74,8 @@ fn main() {
         }
         // Names in errors come from files that may be hostile: no raw
         // control characters reach the terminal.
-        eprintln!("error: {}", term::escape(&message(&e)));
+        // Not eprintln!, which panics when stderr is closed too.
+        let _ = writeln!(std::io::stderr(), "error: {}", term::escape(&message(&e)));
         std::process::exit(1);
     }
 }

@@ -58,6 +58,9 @@ pub struct Args {
     mpi: bool,
 }
 
+/// The most intra-op threads `--threads` may ask for.
+const MAX_THREADS: usize = 1024;
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     #[cfg(feature = "mpi")]
     let mpi = if args.mpi {
@@ -70,8 +73,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--mpi: this landscape was built without MPI; rebuild with `cargo build --release --features mpi,cli`");
     }
     if let Some(t) = args.threads {
-        if t == 0 {
-            bail!("--threads: must be at least 1");
+        if !(1..=MAX_THREADS).contains(&t) {
+            bail!("--threads {t}: expected 1 to {MAX_THREADS}");
         }
         tch::set_num_threads(t as i32);
     }
