@@ -572,7 +572,7 @@ mod tests {
             .iter()
             .filter(|(k, _)| k.starts_with("tch_landscape."))
             .collect();
-        assert_eq!(meta.len(), 4, "{meta:?}"); // with the data checksum
+        assert_eq!(meta.len(), 5, "{meta:?}"); // with the data and metadata checksums
         assert_eq!(
             table.metadata[SURFACE_META_KEY],
             "{\"n\":6,\"schema_version\":1}"

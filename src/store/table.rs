@@ -61,14 +61,32 @@ fn parquet_error(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error
 /// Writer properties of every Parquet table: zstd, `metadata` as key-values.
 fn properties(metadata: &[(String, String)]) -> WriterProperties {
     let level = ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default();
-    let kv = metadata
+    let mut kv = metadata
         .iter()
         .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
         .collect::<Vec<_>>();
+    kv.push(KeyValue::new(
+        META_CHECKSUM_KEY.to_string(),
+        metadata_checksum(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str()))).to_string(),
+    ));
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
-        .set_key_value_metadata((!kv.is_empty()).then_some(kv))
+        .set_key_value_metadata(Some(kv))
         .build()
+}
+
+/// Key-value metadata key of a Parquet file's CRC32 of its own key-value
+/// metadata (the settings and specs stored with a result).
+pub const META_CHECKSUM_KEY: &str = "tch_landscape.meta_crc32";
+
+/// The CRC32 of key-value pairs, sorted, as JSON.
+fn metadata_checksum<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u32 {
+    let sorted: std::collections::BTreeMap<&str, &str> = pairs.collect();
+    crc32fast::hash(
+        serde_json::to_string(&sorted)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
 }
 
 /// The open Parquet table handed to the closure of [`write_parquet`].
@@ -267,7 +285,26 @@ pub(crate) fn read_parquet(path: &Path, schema: &Schema, what: &str) -> Result<T
         .into_iter()
         .flatten()
         .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
-        .collect();
+        .collect::<HashMap<String, String>>();
+    let stored = metadata
+        .get(META_CHECKSUM_KEY)
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| corrupt(format!("no readable '{META_CHECKSUM_KEY}' metadata")))?;
+    let computed = metadata_checksum(
+        metadata
+            .iter()
+            .filter(|(k, _)| {
+                ![META_CHECKSUM_KEY, DATA_CHECKSUM_KEY, "ARROW:schema"].contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    if stored != computed {
+        return Err(corrupt(checksum_mismatch(
+            "key-value metadata",
+            stored,
+            computed,
+        )));
+    }
     if builder.schema().fields() != schema.fields() {
         return Err(corrupt(format!(
             "its columns differ from those of {what} (schemas/ documents them)"
