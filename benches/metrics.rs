@@ -24,7 +24,7 @@ use tch_landscape::{Durability, Recorder, Run};
 
 #[path = "common/results.rs"]
 mod results;
-use results::Results;
+use results::{load_average, peak_rss_mib, Results};
 
 const DEFAULT_CALLS: [u64; 1] = [1_000_000];
 const NAMES: [&str; 3] = ["loss", "acc", "lr"];
@@ -45,20 +45,6 @@ fn size_label(n: u64) -> String {
     }
 }
 
-/// The 1-minute load average, to judge how noisy the timings are.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 /// Mean time of a bare round trip to another thread, as the recorder does
 /// for each `Durability::Written` report: a job through a bounded channel,

@@ -22,7 +22,7 @@ use tch_landscape::{Durability, Recorder};
 
 #[path = "common/results.rs"]
 mod results;
-use results::Results;
+use results::{load_average, peak_rss_mib, Results};
 
 /// ≈ 10M parameters: 1024·2560 + 2560·2048 + 2048·1024 + 1024·10 (+ biases).
 const SIZES: [i64; 5] = [1024, 2560, 2048, 1024, 10];
@@ -103,20 +103,6 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// The 1-minute load average, to judge how noisy the timings are.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {

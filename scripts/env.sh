@@ -95,6 +95,9 @@ setup_libtorch() {
             log "error: LIBTORCH=$LIBTORCH has no lib/ directory; expected a libtorch $TORCH_VERSION install"
             return 1
         fi
+        # Resolved, so LIBTORCH=.libtorch (the link below) cannot become a
+        # link to itself.
+        LIBTORCH="$(cd "$LIBTORCH" && pwd -P)"
         log "using LIBTORCH=$LIBTORCH"
     else
         ensure_torch

@@ -38,3 +38,21 @@ fn significant(v: f64, digits: i32) -> String {
     let decimals = (digits - 1 - v.abs().log10().floor() as i32).max(0);
     format!("{v:.*}", decimals as usize)
 }
+
+/// The 1-minute load average, to judge how noisy the timings are.
+#[allow(dead_code)] // not every benchmark reports it
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// This process's peak resident set (VmHWM), MiB.
+#[allow(dead_code)] // not every benchmark reports it
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
