@@ -45,7 +45,6 @@ fn size_label(n: u64) -> String {
     }
 }
 
-
 /// Mean time of a bare round trip to another thread, as the recorder does
 /// for each `Durability::Written` report: a job through a bounded channel,
 /// answered on a fresh bounded(1) channel. The floor of a Written call.

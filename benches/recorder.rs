@@ -103,7 +103,6 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     NoHook,

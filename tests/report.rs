@@ -267,10 +267,10 @@ fn non_finite_losses_are_left_out_and_said_so() {
     }
 }
 
-/// A pca.json without components or path (e.g. a run that never moved)
-/// gives a page that says so, without panicking or hanging.
+/// A pca.json without components or path (damaged: a fitted PCA always has
+/// both) is refused by name, without panicking or hanging.
 #[test]
-fn a_pca_without_components_or_path_is_reported() {
+fn a_pca_without_components_or_path_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = make_run(tmp.path());
     let run = tch_landscape::store::run::Run::open(&run_dir).unwrap();
@@ -286,17 +286,18 @@ fn a_pca_without_components_or_path_is_reported() {
     let index = tch_landscape::report::write_report(&run_dir, &Default::default()).unwrap();
     let html = std::fs::read_to_string(&index).unwrap();
     assert!(html.contains("PC1 and PC2 explain") && html.contains("data-figure=\"pca_path\""));
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for key in ["explained_variance_ratio", "cumulative_ratio", "path"] {
+    let clean = std::fs::read_to_string(&json).unwrap();
+    for key in ["explained_variance_ratio", "path"] {
+        let mut v: serde_json::Value = serde_json::from_str(&clean).unwrap();
         v[key] = serde_json::json!([]);
+        std::fs::write(&json, v.to_string()).unwrap();
+        let e = tch_landscape::report::write_report(&run_dir, &Default::default()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("pca.json") && msg.contains("at least one"),
+            "{key}: {msg}"
+        );
     }
-    std::fs::write(&json, v.to_string()).unwrap();
-    let index = tch_landscape::report::write_report(&run_dir, &Default::default()).unwrap();
-    let html = std::fs::read_to_string(&index).unwrap();
-    assert!(html.contains("The trajectory PCA has no component"));
-    assert!(html.contains("holds no projected path"));
-    assert!(!html.contains("data-figure=\"pca_path\""));
 }
 
 #[test]
