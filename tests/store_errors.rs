@@ -754,7 +754,7 @@ fn files_without_checksums_are_refused() {
     }
     let e = Run::open(&dir).unwrap_err();
     assert_corrupt(&e, &snap(&dir, 1), "snapshot without checksums");
-    assert!(e.to_string().contains("checksums"), "{e}");
+    assert!(e.to_string().contains("checksum"), "{e}");
     let e = tch_landscape::store::metrics::read_metrics(&dir.join(METRICS_FILE)).unwrap_err();
     assert!(
         e.to_string().contains("metrics.arrow") && e.to_string().contains("checksums"),
