@@ -31,6 +31,7 @@ pub mod distributed;
 pub mod error;
 pub mod recorder;
 pub mod report;
+pub mod script;
 pub mod store;
 pub mod tensor;
 
@@ -47,5 +48,6 @@ pub mod models;
 
 pub use error::{Error, Result};
 pub use recorder::{Durability, Recorder, RecorderBuilder, RunSummary};
+pub use script::ScriptModel;
 pub use store::manifest::{Manifest, Role, TensorInfo};
 pub use store::run::{Run, Selection};

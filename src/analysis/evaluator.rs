@@ -9,6 +9,7 @@
 use tch::nn::ModuleT;
 use tch::Tensor;
 
+use crate::analysis::bn::{BnRecalibration, Recalibrator};
 use crate::analysis::supervised::{self, check_batch, Data, ModelRef};
 use crate::error::{Error, Result};
 
@@ -58,6 +59,7 @@ pub struct ClassifierEvaluator<'m> {
     splits: Vec<Split>,
     batch: i64,
     loss: LossKind,
+    bn: Option<Recalibrator>,
 }
 
 impl<'m> ClassifierEvaluator<'m> {
@@ -78,7 +80,22 @@ impl<'m> ClassifierEvaluator<'m> {
             splits: Vec::new(),
             batch: 128,
             loss: LossKind::CrossEntropy,
+            bn: None,
         }
+    }
+
+    /// Re-estimates the BatchNorm running statistics before every evaluation
+    /// ([`analysis::bn`](crate::analysis::bn)): `vs` holds the model's
+    /// variables, `x` the training inputs the batches are drawn from. The
+    /// settings are part of [`Evaluator::describe`], stored with results.
+    pub fn recalibrate_bn(
+        mut self,
+        vs: &tch::nn::VarStore,
+        x: &Tensor,
+        settings: BnRecalibration,
+    ) -> Result<Self> {
+        self.bn = Some(Recalibrator::new(vs, x, settings)?);
+        Ok(self)
     }
 
     /// Adds a split (e.g. `"train"`, `"test"`). Inputs and targets must have
@@ -127,6 +144,9 @@ impl Evaluator for ClassifierEvaluator<'_> {
                 "has no data split; add one with .split(name, x, y)",
             ));
         }
+        if let Some(bn) = &self.bn {
+            bn.run(self.model.module())?;
+        }
         self.splits.iter().map(|s| self.evaluate_split(s)).collect()
     }
 
@@ -136,11 +156,15 @@ impl Evaluator for ClassifierEvaluator<'_> {
             .iter()
             .map(|s| format!("{} ({} samples)", s.name, s.data.len()))
             .collect();
-        format!(
+        let mut text = format!(
             "{:?} loss, batch {}, splits: {}",
             self.loss,
             self.batch,
             splits.join(", ")
-        )
+        );
+        if let Some(bn) = &self.bn {
+            text.push_str(&format!("; {}", bn.settings()));
+        }
+        text
     }
 }

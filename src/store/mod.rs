@@ -12,10 +12,12 @@
 //!   pca/                   trajectory PCA (store::pca)
 //! ```
 //!
+//! Data files of the user's own model: [`dataset`] (safetensors, npz).
 //! Result directories of the analyses: [`surface`] (loss surfaces and the
 //! curvature maps computed on them).
 
 pub mod curvature;
+pub mod dataset;
 pub(crate) mod directions;
 pub mod export;
 pub mod fsutil;

@@ -5,6 +5,7 @@
 use tch::nn::ModuleT;
 use tch::Tensor;
 
+use crate::analysis::bn::{BnRecalibration, Recalibrator};
 use crate::analysis::supervised::{check_batch, loss_of, Data, LossKind, ModelRef};
 use crate::error::{Error, Result};
 
@@ -27,6 +28,14 @@ pub trait Objective {
     fn describe(&self) -> String {
         "user-defined objective".to_string()
     }
+
+    /// Called at the current parameters before each computation of the
+    /// [`Hessian`](super::Hessian) (loss, gradient, eigenvalues, trace,
+    /// density), e.g. to re-estimate BatchNorm statistics there. Default:
+    /// nothing.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<O: Objective + ?Sized> Objective for &mut O {
@@ -38,6 +47,9 @@ impl<O: Objective + ?Sized> Objective for &mut O {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn prepare(&mut self) -> Result<()> {
+        (**self).prepare()
     }
 }
 
@@ -51,6 +63,9 @@ impl<O: Objective + ?Sized> Objective for Box<O> {
     fn describe(&self) -> String {
         (**self).describe()
     }
+    fn prepare(&mut self) -> Result<()> {
+        (**self).prepare()
+    }
 }
 
 /// The ready [`Objective`]: a `ModuleT` in eval mode (`forward_t(x, false)`)
@@ -63,6 +78,7 @@ pub struct SupervisedObjective<'m> {
     data: Data,
     batch: i64,
     loss: LossKind,
+    bn: Option<Recalibrator>,
 }
 
 impl<'m> SupervisedObjective<'m> {
@@ -88,7 +104,22 @@ impl<'m> SupervisedObjective<'m> {
             data: Data::new("objective data", x, y)?,
             batch: 128,
             loss: LossKind::CrossEntropy,
+            bn: None,
         })
+    }
+
+    /// Re-estimates the BatchNorm running statistics at each point before
+    /// the Hessian is computed there ([`Objective::prepare`],
+    /// [`analysis::bn`](crate::analysis::bn)): `vs` holds the model's
+    /// variables, `x` the training inputs.
+    pub fn recalibrate_bn(
+        mut self,
+        vs: &tch::nn::VarStore,
+        x: &Tensor,
+        settings: BnRecalibration,
+    ) -> Result<Self> {
+        self.bn = Some(Recalibrator::new(vs, x, settings)?);
+        Ok(self)
     }
 
     /// Batch size (default 128); the batches' Hessians are averaged, weighted
@@ -129,11 +160,22 @@ impl Objective for SupervisedObjective<'_> {
     }
 
     fn describe(&self) -> String {
-        format!(
+        let mut text = format!(
             "{:?} loss of a ModuleT in eval mode on {} samples, batches of {}",
             self.loss,
             self.data.len(),
             self.batch
-        )
+        );
+        if let Some(bn) = &self.bn {
+            text.push_str(&format!("; {}", bn.settings()));
+        }
+        text
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        match &self.bn {
+            Some(bn) => bn.run(self.model.module()),
+            None => Ok(()),
+        }
     }
 }

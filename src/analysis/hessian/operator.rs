@@ -100,6 +100,7 @@ impl<O: Objective> Hessian<O> {
     /// The full-data mean loss `Σ_b loss(b)·|b| / N` at the current parameters.
     pub fn loss(&mut self) -> Result<f64> {
         let nb = self.checked_batches()?;
+        self.objective.prepare()?;
         let (mut sum, mut n) = (0.0, 0usize);
         for b in 0..nb {
             let (loss, size) = tch::no_grad(|| self.objective.batch_loss(b))?;
@@ -116,6 +117,7 @@ impl<O: Objective> Hessian<O> {
     /// The gradient of the full-data mean loss, flattened (float64).
     pub fn gradient(&mut self) -> Result<Vec<f64>> {
         let nb = self.checked_batches()?;
+        self.objective.prepare()?;
         tch::with_grad(|| {
             let mut acc = self.zeros()?;
             let mut total = 0usize;
@@ -211,7 +213,9 @@ impl<O: Objective> Hessian<O> {
     }
 
     /// Runs `f` with the single-batch gradient graph cached between HVPs.
+    /// The objective's [`prepare`](Objective::prepare) runs first.
     fn cached<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.objective.prepare()?;
         self.caching = true;
         let r = f(self);
         self.caching = false;
