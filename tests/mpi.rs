@@ -182,7 +182,7 @@ fn mpirun_two_ranks_equal_one_process() {
     // The CLI under mpirun equals the CLI in one process.
     let run = tmp.path().join("run");
     common::demo_run(&run);
-    let cli = |out: &str, mpi: Option<&Path>| {
+    let cli = |out: &str, mpi: Option<&Path>, command: &[&str]| {
         let mut c = match mpi {
             Some(m) => {
                 let mut c = Command::new(m);
@@ -192,11 +192,12 @@ fn mpirun_two_ranks_equal_one_process() {
             }
             None => Command::new(env!("CARGO_BIN_EXE_landscape")),
         };
-        c.arg("surface")
+        c.arg(command[0])
             .arg(&run)
             .arg("--out")
             .arg(tmp.path().join(out))
-            .args(["--grid", "7", "--threads", "1"]);
+            .args(&command[1..])
+            .args(["--threads", "1"]);
         if mpi.is_some() {
             c.arg("--mpi");
         }
@@ -204,14 +205,48 @@ fn mpirun_two_ranks_equal_one_process() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let printed = cli("cli-mpi", Some(&mpirun));
-    assert!(printed.contains("2 process(es)"), "{printed}");
-    cli("cli-single", None);
-    let (a, b) = (
-        SurfaceResult::load(tmp.path().join("cli-mpi")).unwrap(),
-        SurfaceResult::load(tmp.path().join("cli-single")).unwrap(),
-    );
-    assert_eq!(bits(&a.loss("test")), bits(&b.loss("test")));
+    // Every evaluating subcommand: a surface, an interpolation, a curvature map.
+    let surface_args = ["surface", "--grid", "7"];
+    let interpolate_args = ["interpolate", "--x", "-0.5:1.5:9"];
+    let curvature_args = [
+        "curvature",
+        "--map",
+        "--x",
+        "-0.2:0.2:3",
+        "--y",
+        "-0.2:0.2:2",
+        "--tol",
+        "1e-2",
+    ];
+    for (name, args) in [
+        ("surface", &surface_args[..]),
+        ("interpolate", &interpolate_args[..]),
+        ("curvature", &curvature_args[..]),
+    ] {
+        let printed = cli(&format!("cli-mpi-{name}"), Some(&mpirun), args);
+        if name != "curvature" {
+            assert!(printed.contains("2 process(es)"), "{name}: {printed}");
+        }
+        cli(&format!("cli-single-{name}"), None, args);
+        let (a, b) = (
+            tmp.path().join(format!("cli-mpi-{name}")),
+            tmp.path().join(format!("cli-single-{name}")),
+        );
+        if name == "curvature" {
+            let (a, b) = (
+                CurvatureMap::load(a).unwrap(),
+                CurvatureMap::load(b).unwrap(),
+            );
+            assert_eq!(a.points, b.points, "{name}");
+        } else {
+            let (a, b) = (
+                SurfaceResult::load(a).unwrap(),
+                SurfaceResult::load(b).unwrap(),
+            );
+            assert_eq!(bits(&a.loss("test")), bits(&b.loss("test")), "{name}");
+            assert_eq!(bits(&a.loss("train")), bits(&b.loss("train")), "{name}");
+        }
+    }
 }
 
 /// Runs under mpirun (see above); does nothing in a plain `cargo test`.

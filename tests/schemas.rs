@@ -242,6 +242,11 @@ fn declared_arrow_schemas_match_the_documents() {
         "curvature",
         "curvature_schema()",
     );
+    assert_schema_matches(
+        &tch_landscape::store::hessian::hessian_schema(),
+        "hessian",
+        "hessian_schema()",
+    );
     assert_schema_matches(&pca::variance_schema(), "pca_variance", "variance_schema()");
     assert_schema_matches(&pca::path_schema(), "pca_path", "path_schema()");
     assert_schema_matches(&pca::tensors_schema(), "pca_tensors", "tensors_schema()");

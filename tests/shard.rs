@@ -16,7 +16,7 @@ use tch::{Device, Tensor};
 use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
 use tch_landscape::analysis::hessian::{
-    merge_curvature_shards, Curvature, Lanczos, SupervisedObjective,
+    merge_curvature_shards, Curvature, CurvatureMap, Lanczos, SupervisedObjective,
 };
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::shard::Shard;
@@ -380,10 +380,70 @@ fn cli_shards_and_merge_equal_one_process() {
     assert!(e.contains("SLURM_ARRAY_TASK_ID"), "{e}");
     common::record_tiny_run(&tmp.path().join("tiny"), 1);
     let e = landscape_err(&["surface", &p("tiny"), "--out", &p("x")]);
-    assert!(e.contains("knows only runs of `landscape demo`"), "{e}");
+    assert!(
+        e.contains("--model MODEL.pt") && e.contains("--data"),
+        "{e}"
+    );
     #[cfg(not(feature = "mpi"))]
     {
         let e = landscape_err(&["surface", &run_s, "--out", &p("x"), "--mpi"]);
         assert!(e.contains("--features mpi"), "{e}");
+    }
+}
+
+#[test]
+fn cli_shards_of_interpolations_and_curvature_maps_merge_to_one_process() {
+    let tmp = common::tempdir();
+    let run = tmp.path().join("run");
+    common::demo_run(&run);
+    let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
+    let run_s = run.to_string_lossy().into_owned();
+    let cases: [(&str, &[&str]); 2] = [
+        ("interpolate", &["--x", "-0.5:1.5:7", "--threads", "1"]),
+        (
+            "curvature",
+            &[
+                "--map",
+                "--x",
+                "-0.2:0.2:3",
+                "--y",
+                "-0.2:0.2:2",
+                "--tol",
+                "1e-2",
+                "--threads",
+                "1",
+            ],
+        ),
+    ];
+    for (command, extra) in cases {
+        let single = p(&format!("{command}-single"));
+        let mut a = vec![command, run_s.as_str(), "--out", &single];
+        a.extend(extra);
+        landscape(&a);
+        let mut shards = Vec::new();
+        for i in 0..2 {
+            let (dir, shard) = (p(&format!("{command}-s{i}")), format!("{i}/2"));
+            let mut a = vec![command, run_s.as_str(), "--out", &dir, "--shard", &shard];
+            a.extend(extra);
+            landscape(&a);
+            shards.push(dir);
+        }
+        let merged = p(&format!("{command}-merged"));
+        landscape(&["merge", "--out", &merged, &shards[0], &shards[1]]);
+        if command == "curvature" {
+            let (s, m) = (
+                CurvatureMap::load(&single).unwrap(),
+                CurvatureMap::load(&merged).unwrap(),
+            );
+            assert_eq!(s.points, m.points);
+        } else {
+            let (s, m) = (
+                SurfaceResult::load(&single).unwrap(),
+                SurfaceResult::load(&merged).unwrap(),
+            );
+            for split in ["train", "test"] {
+                assert_eq!(bits(&s.loss(split)), bits(&m.loss(split)), "{split}");
+            }
+        }
     }
 }

@@ -234,7 +234,7 @@ impl Recalibrator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::nn::{self, ModuleT};
+    use tch::nn;
 
     /// A BatchNorm layer with the given momentum on 3 features.
     fn bn(momentum: f64) -> (VarStore, nn::BatchNorm) {

@@ -9,6 +9,7 @@ use crate::analysis::hessian::{CurvatureMap, CURVATURE_FILE};
 use crate::analysis::pca::{PcaSummary, SUMMARY_FILE};
 use crate::analysis::surface::{SurfaceResult, RESULT_FILE};
 use crate::error::{Error, Result};
+use crate::store::hessian::{read_hessian, HessianRow, HESSIAN_FILE};
 use crate::store::metrics::MetricRow;
 use crate::store::run::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
 
@@ -58,6 +59,15 @@ pub(crate) fn list_curvature_maps(run_dir: &Path) -> Result<Vec<(String, Curvatu
     load_subdirs(&run_dir.join(CURVATURE_DIR), CURVATURE_FILE, |d| {
         CurvatureMap::load(d)
     })
+}
+
+/// The Hessians computed at one point (`landscape curvature` without
+/// `--map`) under `RUN_DIR/curvature`, by name: rows and settings.
+pub(crate) type PointHessian = (Vec<HessianRow>, serde_json::Value);
+
+/// The point Hessians under `RUN_DIR/curvature`, by name.
+pub(crate) fn list_point_hessians(run_dir: &Path) -> Result<Vec<(String, PointHessian)>> {
+    load_subdirs(&run_dir.join(CURVATURE_DIR), HESSIAN_FILE, read_hessian)
 }
 
 /// `RUN_DIR/pca/pca.json`, when present.

@@ -327,7 +327,7 @@ mod tests {
             ),
             (
                 vec![("x_train", x.copy()), ("y_train", y.neg())],
-                "class -1",
+                "classes must be 0 or more",
             ),
             (
                 vec![("x_train", x.copy() / 0.0), ("y_train", y.copy())],

@@ -8,7 +8,7 @@
 //!   .lock                  held by the recorder while it writes
 //!   export/*.parquet       written by `landscape export`
 //!   surfaces/NAME/         loss surfaces (store::surface)
-//!   curvature/NAME/        curvature maps (store::curvature)
+//!   curvature/NAME/        curvature maps (store::curvature) or the Hessian at a point (store::hessian)
 //!   pca/                   trajectory PCA (store::pca)
 //! ```
 //!
@@ -23,6 +23,7 @@ pub mod export;
 pub mod fsutil;
 #[cfg(test)]
 mod fuzz;
+pub mod hessian;
 pub mod manifest;
 pub mod metrics;
 pub(crate) mod pca;

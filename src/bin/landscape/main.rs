@@ -11,10 +11,13 @@ macro_rules! outln {
 }
 
 mod compare;
+mod curvature;
 mod demo;
 mod export;
 mod info;
+mod interpolate;
 mod merge;
+mod model;
 mod pca;
 mod report;
 mod surface;
@@ -43,6 +46,8 @@ enum Command {
     Info(info::Args),
     Export(export::Args),
     Surface(surface::Args),
+    Interpolate(interpolate::Args),
+    Curvature(curvature::Args),
     Merge(merge::Args),
     Pca(pca::Args),
     Report(report::Args),
@@ -59,6 +64,8 @@ fn main() {
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
         Command::Surface(a) => surface::run(a),
+        Command::Interpolate(a) => interpolate::run(a),
+        Command::Curvature(a) => curvature::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Pca(a) => pca::run(a),
         Command::Report(a) => report::run(a),

@@ -1,165 +1,237 @@
-//! `landscape surface`: a filter-normalized surface around a snapshot of a
-//! run recorded by `landscape demo` (the digits MLP), in one process, as one
-//! shard of a batch-scheduler job (`--shard i/n`), or over MPI (`--mpi`).
+//! `landscape surface`: a 1-D or 2-D loss surface around a snapshot of any
+//! run — the demo's, or one whose TorchScript model and data are given —
+//! along seeded random (filter-, layer- or un-normalized), PCA-plane or
+//! saved directions; in one process, as one shard of a batch-scheduler job
+//! (`--shard i/n`), or over MPI (`--mpi`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use tch::nn::VarStore;
-use tch_landscape::analysis::directions::Directions;
-use tch_landscape::analysis::evaluator::ClassifierEvaluator;
-use tch_landscape::analysis::params::ParamSet;
-use tch_landscape::analysis::shard::Shard;
-use tch_landscape::analysis::surface::{Surface, SurfaceResult};
-use tch_landscape::data::digits::Digits;
-use tch_landscape::demo::DIGITS_MLP_MODEL;
-use tch_landscape::models::{Mlp, W1_SIZES};
-use tch_landscape::store::fsutil::create_dir_in;
-use tch_landscape::Run;
+use tch_landscape::analysis::directions::{Directions, Ignore, Normalization};
+use tch_landscape::analysis::pca::{DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE};
+use tch_landscape::analysis::surface::{Surface, SurfaceBuilder, SurfaceResult};
+use tch_landscape::store::run::PCA_DIR;
 
-/// Compute a 1-D or 2-D filter-normalized loss surface (train and test
-/// splits of the UCI digits) around a snapshot of a run recorded by
-/// `landscape demo`. Your own models: use the library (README).
+use crate::model::{parse_shard, progress_bar, AxisArg, ModelArgs, Session};
+
+/// Compute a 1-D or 2-D loss surface (every split of the data) around a
+/// snapshot, written under RUN/surfaces/NAME where `landscape report` finds it.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
-    landscape surface runs/demo/mlp-digits --out s/filter-2d\n  \
+    landscape surface runs/demo/mlp-digits                       (→ RUN/surfaces/filter-2d)\n  \
+    landscape surface runs/cnn --model cnn.pt --data digits.safetensors --bn recalibrate\n  \
+    landscape surface runs/cnn --model cnn.pt --data d.npz --directions pca --x -2:2:31 --y -2:2:31\n  \
+    landscape surface runs/demo/mlp-digits --dims 1 --norm layer --x -1:1:51\n  \
     landscape surface runs/demo/mlp-digits --shard 0/4 --out s/shard-0   (then `landscape merge`)\n  \
-    mpirun -np 4 landscape surface runs/demo/mlp-digits --mpi --out s/filter-2d")]
+    mpirun -np 4 landscape surface runs/demo/mlp-digits --mpi")]
 pub struct Args {
     /// The run directory.
     run: PathBuf,
-    /// Output directory (resumes what it holds).
+    /// Output directory (resumes what it holds); default RUN/surfaces/NAME.
     #[arg(long)]
-    out: PathBuf,
-    /// Snapshot at the centre (default: the last).
+    out: Option<PathBuf>,
+    /// Name of the result under RUN/surfaces (default: from the directions, e.g. filter-2d).
     #[arg(long)]
-    snapshot: Option<usize>,
+    name: Option<String>,
+    /// Snapshot at the centre (default: the last). Random directions only.
+    #[arg(long, alias = "snapshot")]
+    at: Option<usize>,
     /// 1 for a line, 2 for a plane.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     dims: u8,
-    /// Points per axis.
+    /// random, pca (the plane written by `landscape pca`, centred at the
+    /// final snapshot), or a directions file (.parquet, `Directions::save`).
+    #[arg(long, default_value = "random")]
+    directions: String,
+    /// Normalization of random directions: filter (the paper's), layer or none.
+    #[arg(long, value_enum, default_value_t = Norm::Filter)]
+    norm: Norm,
+    /// 1-D tensors (biases, BN γ/β) in random directions: bias-bn zeroes
+    /// them (the paper's default), none treats them like weights.
+    #[arg(long, value_enum, default_value_t = IgnoreArg::BiasBn)]
+    ignore: IgnoreArg,
+    /// PCA directions: filter-normalized (default) or unit-norm components.
+    #[arg(long)]
+    raw_pca: bool,
+    /// x axis FROM:TO:POINTS (default: -R:R:GRID).
+    #[arg(long, allow_hyphen_values = true)]
+    x: Option<AxisArg>,
+    /// y axis FROM:TO:POINTS (default: -R:R:GRID).
+    #[arg(long, allow_hyphen_values = true)]
+    y: Option<AxisArg>,
+    /// Points per axis when --x/--y are not given.
     #[arg(long, default_value_t = 25)]
     grid: usize,
-    /// Half-width of the grid: coordinates run from -R to R.
+    /// Half-width R of the axes when --x/--y are not given.
     #[arg(long, default_value_t = 1.0)]
     range: f64,
     /// Seed of the random directions.
     #[arg(long, default_value_t = 123)]
     seed: u64,
-    /// Compute only shard i of n (points with flat index ≡ i mod n), for
-    /// Slurm array jobs; `slurm` reads SLURM_ARRAY_TASK_ID/COUNT.
-    #[arg(long)]
-    shard: Option<String>,
-    /// Intra-op threads (default: all cores, or cores / ranks per node under --mpi).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Launched by mpirun: every rank evaluates a share, rank 0 writes.
-    #[arg(long)]
-    mpi: bool,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
-/// The most intra-op threads `--threads` may ask for.
-const MAX_THREADS: usize = 1024;
+/// `--norm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Norm {
+    Filter,
+    Layer,
+    None,
+}
+
+/// `--ignore`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IgnoreArg {
+    BiasBn,
+    None,
+}
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    #[cfg(feature = "mpi")]
-    let mpi = if args.mpi {
-        Some(tch_landscape::distributed::Mpi::init()?)
-    } else {
-        None
-    };
-    #[cfg(not(feature = "mpi"))]
-    if args.mpi {
-        bail!("--mpi: this landscape was built without MPI; rebuild with `cargo build --release --features mpi,cli`");
+    let session = Session::open(&args.run, &args.model)?;
+    let shard = parse_shard(args.model.shard.as_deref())?;
+    let (dirs, default_name) = directions(&args, &session)?;
+    if dirs.len() < args.dims as usize {
+        bail!(
+            "--dims {}: the directions have only {} direction(s)",
+            args.dims,
+            dirs.len()
+        );
     }
-    if let Some(t) = args.threads {
-        if !(1..=MAX_THREADS).contains(&t) {
-            bail!("--threads {t}: expected 1 to {MAX_THREADS}");
+    let name = args.name.clone().unwrap_or(default_name);
+    let out = session.output(args.out.as_deref(), "surfaces", &name)?;
+    let axis = |a: Option<AxisArg>| {
+        a.unwrap_or(AxisArg {
+            from: -args.range,
+            to: args.range,
+            points: args.grid,
+        })
+    };
+    let (x, y) = (axis(args.x), axis(args.y));
+    let mut builder = Surface::builder(&dirs);
+    builder = if args.dims == 1 {
+        if args.y.is_some() {
+            bail!("--y: a 1-D surface (--dims 1) has no y axis");
         }
-        tch::set_num_threads(t as i32);
-    }
-    let shard = parse_shard(args.shard.as_deref())?;
-    let run = open_demo_run(&args)?;
-    if args.out.starts_with(&args.run) {
-        // Inside the run, which may come from someone else: no planted link
-        // between the run and the output.
-        create_dir_in(&args.run, &args.out)?;
-    }
-    let snapshot = match args.snapshot {
-        Some(s) => s,
-        None => run
-            .len()
-            .checked_sub(1)
-            .context("the run has no snapshots")?,
-    };
-    let centre = ParamSet::from_run(&run, snapshot)?;
-    let dirs = Directions::random(&centre)
-        .dims(args.dims.into())
-        .seed(args.seed)
-        .build()?
-        .with_description(format!("snapshot {snapshot} of {}", run.manifest().run_id));
-
-    #[cfg(feature = "mpi")]
-    let device = mpi.as_ref().map_or(tch::Device::Cpu, |m| m.device());
-    #[cfg(not(feature = "mpi"))]
-    let device = tch::Device::Cpu;
-    let vs = VarStore::new(device);
-    let model = Mlp::new(&vs.root(), &W1_SIZES);
-    run.load_into(snapshot, &vs)?;
-    let (train, test) = Digits::load()?.split_at(1437)?;
-    let on = |t: &tch::Tensor| t.to_device(device);
-    let mut eval = ClassifierEvaluator::new(&model)
-        .split("train", &on(&train.x), &on(&train.y))?
-        .split("test", &on(&test.x), &on(&test.y))?;
-
-    let r = args.range;
-    let mut builder = if args.dims == 1 {
-        Surface::builder(&dirs).line(-r..=r, args.grid)
+        builder.line(x.from..=x.to, x.points)
     } else {
-        Surface::builder(&dirs).grid(-r..=r, args.grid, -r..=r, args.grid)
+        builder.grid(x.from..=x.to, x.points, y.from..=y.to, y.points)
     };
     if let Some(s) = shard {
         builder = builder.shard(s);
     }
-    let surface = builder.build()?;
+    tracing::info!(
+        out = %out.display(),
+        directions = %dirs.meta.description,
+        evaluator = %session.description,
+        "computing a loss surface"
+    );
+    match compute(&session, builder, &out, "surface")? {
+        Some(res) => summary(&res, session.processes()),
+        None => Ok(()),
+    }
+}
+
+/// The directions asked for, and the result's default name.
+fn directions(args: &Args, session: &Session) -> anyhow::Result<(Directions, String)> {
+    let dims = format!("{}d", args.dims);
+    match args.directions.as_str() {
+        "random" => {
+            let snapshot = session.snapshot(args.at)?;
+            let centre = session.params_at(snapshot)?;
+            let (norm, norm_name) = match args.norm {
+                Norm::Filter => (Normalization::Filter, "filter"),
+                Norm::Layer => (Normalization::Layer, "layer"),
+                Norm::None => (Normalization::None, "raw"),
+            };
+            let ignore = match args.ignore {
+                IgnoreArg::BiasBn => Ignore::BiasAndBn,
+                IgnoreArg::None => Ignore::Nothing,
+            };
+            let dirs = Directions::random(&centre)
+                .dims(args.dims.into())
+                .seed(args.seed)
+                .normalization(norm)
+                .ignore(ignore)
+                .build()?
+                .with_description(format!(
+                    "snapshot {snapshot} of {}",
+                    session.run.manifest().run_id
+                ));
+            let mut name = format!("{norm_name}-{dims}");
+            if args.at.is_some() {
+                name.push_str(&format!("-at{snapshot}"));
+            }
+            Ok((dirs, name))
+        }
+        other => {
+            if args.at.is_some() {
+                bail!("--at: the centre of {other} directions is stored with them; --at applies to random directions");
+            }
+            let (path, name) = if other == "pca" {
+                let file = if args.raw_pca {
+                    DIRECTIONS_RAW_FILE
+                } else {
+                    DIRECTIONS_FILTER_FILE
+                };
+                let path = session.run_dir.join(PCA_DIR).join(file);
+                if !path.exists() {
+                    bail!(
+                        "--directions pca: {} does not exist; run `landscape pca {}` first",
+                        path.display(),
+                        session.run_dir.display()
+                    );
+                }
+                (path, format!("pca-{dims}"))
+            } else {
+                let path = Path::new(other).to_path_buf();
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .context("--directions: expected random, pca or a .parquet file")?;
+                (path, format!("{stem}-{dims}"))
+            };
+            let dirs = Directions::load(&path)
+                .with_context(|| format!("--directions {}", path.display()))?;
+            dirs.check_model(&session.vs)
+                .with_context(|| format!("--directions {}", path.display()))?;
+            // The model holds the centre's buffers (not part of PCA
+            // directions) from the final snapshot.
+            session.load(session.snapshot(None)?)?;
+            Ok((dirs, name))
+        }
+    }
+}
+
+/// Evaluates `builder`'s surface into `out` with a progress bar: in one
+/// process, or over MPI (`None` on ranks that do not write).
+pub fn compute(
+    session: &Session,
+    builder: SurfaceBuilder<'_>,
+    out: &Path,
+    stage: &str,
+) -> anyhow::Result<Option<SurfaceResult>> {
+    let pb = progress_bar(stage, session.is_root());
+    let bar = pb.clone();
+    let surface = builder
+        .on_progress(move |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .build()?;
+    let mut eval = session.evaluator()?;
     #[cfg(feature = "mpi")]
-    if let Some(mpi) = &mpi {
-        return match mpi.evaluate_surface(&surface, &vs, &mut eval, &args.out)? {
-            Some(res) => summary(&res, mpi.size()),
-            None => Ok(()),
-        };
+    if let Some(mpi) = &session.mpi {
+        let res = mpi.evaluate_surface(&surface, &session.vs, &mut eval, out)?;
+        pb.finish_and_clear();
+        return Ok(res);
     }
-    let res = surface.evaluate(&vs, &mut eval, &args.out)?;
-    summary(&res, 1)
+    let res = surface.evaluate(&session.vs, &mut eval, out)?;
+    pb.finish_and_clear();
+    Ok(Some(res))
 }
 
-/// `--shard i/n` or `--shard slurm`.
-fn parse_shard(arg: Option<&str>) -> anyhow::Result<Option<Shard>> {
-    Ok(match arg {
-        None => None,
-        Some("slurm") => Some(Shard::from_slurm_env()?.context(
-            "--shard slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not an array job?)",
-        )?),
-        Some(s) => Some(s.parse()?),
-    })
-}
-
-/// The run, which must have been recorded by `landscape demo`.
-fn open_demo_run(args: &Args) -> anyhow::Result<Run> {
-    let run = Run::open(&args.run)?;
-    let model_name = run.manifest().user.get("model").map(String::as_str);
-    if model_name != Some(DIGITS_MLP_MODEL) {
-        bail!(
-            "{}: `landscape surface` knows only runs of `landscape demo` (model '{DIGITS_MLP_MODEL}'), \
-             this run's model is {}; for your own model use SurfaceBuilder::shard / Mpi::evaluate_surface from your program (README, \"Many machines\")",
-            args.run.display(),
-            model_name.map_or("not recorded".to_string(), |m| format!("'{m}'"))
-        );
-    }
-    Ok(run)
-}
-
-fn summary(r: &SurfaceResult, processes: usize) -> anyhow::Result<()> {
+pub fn summary(r: &SurfaceResult, processes: usize) -> anyhow::Result<()> {
     outln!(
         "{}: {} points computed in {:.2} s ({:.1} points/s, {processes} process(es)){}",
         r.dir.display(),

@@ -1,14 +1,25 @@
 //! The "Curvature" section (paper Fig. 7): per curvature map, |λmin/λmax|
-//! over its grid and the eigenvalues at the point nearest the centre.
+//! over its grid and the eigenvalues at the point nearest the centre; the
+//! Hessians computed at one point (extreme eigenvalues, trace, spectral
+//! density).
 
 use crate::analysis::hessian::CurvatureMap;
 use crate::error::Result;
-use crate::report::figures::{ColourScale, ContourPlot};
+use crate::report::figures::{ColourScale, ContourPlot, LinePlot, Series};
+use crate::report::inputs::PointHessian;
 use crate::report::output::Output;
 use crate::report::sanitize;
 
-pub(super) fn section(out: &mut Output, maps: &[(String, CurvatureMap)]) -> Result<()> {
+pub(super) fn section(
+    out: &mut Output,
+    maps: &[(String, CurvatureMap)],
+    points: &[(String, PointHessian)],
+) -> Result<()> {
     out.section("curvature", "Curvature (Hessian eigenvalues)");
+    point_table(out, points);
+    for (name, (rows, _)) in points {
+        density_figure(out, name, rows)?;
+    }
     if maps.is_empty() {
         out.missing(
             "No curvature map for this run.",
@@ -68,4 +79,102 @@ fn centre_table(out: &mut Output, map: &CurvatureMap) {
             ]],
         );
     }
+}
+
+/// One row per point Hessian: where, λmax, λmin, their ratio, the trace.
+fn point_table(out: &mut Output, points: &[(String, PointHessian)]) {
+    if points.is_empty() {
+        return;
+    }
+    let value = |rows: &[crate::store::hessian::HessianRow], q: &str| {
+        rows.iter()
+            .find(|r| r.quantity == q)
+            .map(|r| (r.value, r.aux))
+    };
+    let fmt =
+        |v: Option<(f64, Option<f64>)>| v.map_or("–".to_string(), |(v, _)| format!("{v:.5}"));
+    let table: Vec<Vec<String>> = points
+        .iter()
+        .map(|(name, (rows, settings))| {
+            let (max, min) = (value(rows, "lambda_max"), value(rows, "lambda_min"));
+            let ratio = match (max, min) {
+                (Some((a, _)), Some((b, _))) if a != 0.0 => format!("{:.4}", (b / a).abs()),
+                _ => "–".into(),
+            };
+            let trace = value(rows, "trace").map_or("–".to_string(), |(t, se)| {
+                format!("{t:.4} ± {:.4}", se.unwrap_or(f64::NAN))
+            });
+            let setting = |k: &str| {
+                settings
+                    .get(k)
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            vec![
+                name.clone(),
+                format!(
+                    "snapshot {} (epoch {})",
+                    setting("snapshot"),
+                    setting("epoch")
+                ),
+                fmt(max),
+                fmt(min),
+                ratio,
+                trace,
+                setting("selection"),
+                setting("bn"),
+            ]
+        })
+        .collect();
+    out.table(
+        &[
+            "result",
+            "at",
+            "λmax",
+            "λmin",
+            "|λmin/λmax|",
+            "trace",
+            "parameters",
+            "BatchNorm",
+        ],
+        &table,
+    );
+}
+
+/// The spectral density of a point Hessian, when it was computed.
+fn density_figure(
+    out: &mut Output,
+    name: &str,
+    rows: &[crate::store::hessian::HessianRow],
+) -> Result<()> {
+    let points: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.quantity == "density")
+        .filter_map(|r| r.aux.map(|x| (x, r.value)))
+        .filter(|(x, v)| x.is_finite() && v.is_finite())
+        .collect();
+    if points.is_empty() {
+        return Ok(());
+    }
+    let plot = LinePlot {
+        title: format!("{name}: Hessian eigenvalue density"),
+        x_label: "eigenvalue".into(),
+        y_label: "density (log)".into(),
+        series: vec![Series {
+            name: "SLQ density".into(),
+            points: points.into_iter().map(|(x, v)| (x, v.max(1e-12))).collect(),
+            color: 0,
+            dashed: false,
+        }],
+        log_y: true,
+        ..Default::default()
+    };
+    out.figs_start();
+    out.plot(
+        &plot,
+        &format!("{}_density", sanitize(name)),
+        "Eigenvalue density by stochastic Lanczos quadrature (Gaussian-smoothed)",
+    )?;
+    out.figs_end();
+    Ok(())
 }

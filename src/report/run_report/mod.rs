@@ -13,7 +13,7 @@
 //! | weight norm and histograms | `weights.rs` | Fig. 2b, 2c |
 //! | 1-D slices, 2-D contours and heat maps, 3-D view | `surfaces.rs` | Figs. 1, 2a, 3, 5 |
 //! | optimizer path and explained variance | `pca.rs` | Fig. 9 |
-//! | curvature maps | `curvature.rs` | Fig. 7 |
+//! | curvature maps, Hessian at a point | `curvature.rs` | Fig. 7 |
 //! | sharpness table | `sharpness.rs` | |
 
 mod curvature;
@@ -27,7 +27,9 @@ mod weights;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::report::inputs::{list_curvature_maps, list_surfaces, lr_drops, read_pca};
+use crate::report::inputs::{
+    list_curvature_maps, list_point_hessians, list_surfaces, lr_drops, read_pca,
+};
 use crate::report::output::Output;
 use crate::store::run::Run;
 
@@ -64,7 +66,11 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
             opts,
         },
     )?;
-    curvature::section(&mut out, &list_curvature_maps(run_dir)?)?;
+    curvature::section(
+        &mut out,
+        &list_curvature_maps(run_dir)?,
+        &list_point_hessians(run_dir)?,
+    )?;
     sharpness::section(&mut out, &surfaces);
     out.finish()
 }
