@@ -93,9 +93,21 @@ fn take_error(err: *mut c_char) -> String {
         .to_string_lossy()
         .into_owned();
     unsafe { tl_free_string(err) };
-    // libtorch appends a C++ backtrace and the TorchScript source; the first
-    // lines say what went wrong.
-    first_lines(&text, 3)
+    // libtorch appends a C++ backtrace and the TorchScript source; the
+    // Python-style error line (`RuntimeError: …`) says what went wrong, else
+    // the first lines do.
+    match text.lines().rev().map(str::trim).find(|l| is_error_line(l)) {
+        Some(line) => line.to_string(),
+        None => first_lines(&text, 3),
+    }
+}
+
+/// `RuntimeError: …`, `ValueError: …`: the line of a TorchScript error that
+/// says what went wrong.
+fn is_error_line(line: &str) -> bool {
+    line.split_once(": ").is_some_and(|(kind, _)| {
+        kind.ends_with("Error") && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+    })
 }
 
 /// The first `n` non-empty lines of `text`, joined by " / ".
@@ -306,5 +318,11 @@ mod tests {
     fn error_text_keeps_the_first_lines() {
         let t = "Expected 4D input\nException raised from foo\n\n  at bar\nmore\nand more";
         assert_eq!(first_lines(t, 3), "Expected 4D input / at bar / more");
+        assert!(is_error_line(
+            "RuntimeError: Expected 3D (unbatched) or 4D input"
+        ));
+        assert!(!is_error_line(
+            "  File \"code/__torch__.py\", line 16, in forward"
+        ));
     }
 }

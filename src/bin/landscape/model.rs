@@ -329,7 +329,14 @@ impl Session {
         let n = x.size()[0].min(2);
         let xb = x.f_narrow(0, 0, n)?;
         let out = match &self.model {
-            Model::Script(m) => tch::no_grad(|| m.f_forward_t(&xb, false))?,
+            Model::Script(m) => tch::no_grad(|| m.f_forward_t(&xb, false)).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: the training inputs {:?} do not fit {}: {e}",
+                    self.data.path.display(),
+                    x.size(),
+                    self.description
+                )
+            })?,
             Model::Demo(m) => tch::no_grad(|| m.forward_t(&xb, false)),
         };
         let shape = out.size();
