@@ -13,6 +13,7 @@ macro_rules! outln {
 mod compare;
 mod demo;
 mod export;
+mod import;
 mod info;
 mod merge;
 mod pca;
@@ -41,6 +42,7 @@ struct Cli {
 enum Command {
     Demo(demo::Args),
     Info(info::Args),
+    Import(import::Args),
     Export(export::Args),
     Surface(surface::Args),
     Merge(merge::Args),
@@ -57,6 +59,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),
+        Command::Import(a) => import::run(a),
         Command::Export(a) => export::run(a),
         Command::Surface(a) => surface::run(a),
         Command::Merge(a) => merge::run(a),
