@@ -199,6 +199,7 @@ fn hint_torch_save(import: &Import) {
     };
     let others = match torch.len() {
         1 => String::new(),
+        2 => " and 1 other checkpoint".to_string(),
         n => format!(" and {} other checkpoints", n - 1),
     };
     let python: String = CONVERT_PYTHON
