@@ -20,6 +20,8 @@
 //!
 //! Then read it back with [`Run::open`], or export it with
 //! `landscape export runs/mlp` (Parquet for pyarrow, polars, DuckDB).
+//! Checkpoints saved by another program (one safetensors file per epoch)
+//! become a run with [`import`] (`landscape import`).
 //!
 //! Data flows one way: training loop → [`Recorder`] → writer thread → run
 //! directory ([`store`]) → analysis → results.
@@ -29,6 +31,7 @@ pub mod analysis;
 #[cfg(feature = "mpi")]
 pub mod distributed;
 pub mod error;
+pub mod import;
 pub mod recorder;
 pub mod report;
 pub mod script;

@@ -14,6 +14,7 @@ mod compare;
 mod curvature;
 mod demo;
 mod export;
+mod import;
 mod info;
 mod interpolate;
 mod merge;
@@ -44,6 +45,7 @@ struct Cli {
 enum Command {
     Demo(demo::Args),
     Info(info::Args),
+    Import(import::Args),
     Export(export::Args),
     Surface(surface::Args),
     Interpolate(interpolate::Args),
@@ -62,6 +64,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),
+        Command::Import(a) => import::run(a),
         Command::Export(a) => export::run(a),
         Command::Surface(a) => surface::run(a),
         Command::Interpolate(a) => interpolate::run(a),
