@@ -16,8 +16,8 @@
 //! the recorder: remove it or pass another).
 //! Expect the train loss to fall from ~2.3 at θ₀ to ~0.01 at θ*, rising by
 //! up to ~4.4 on the plane, PC1 + PC2 explaining ~98 % of the path, λmax ≈ 2
-//! with a small negative λmin, and the report's path. About a minute on two
-//! idle cores (most of it the recalibrated surface and the curvature map).
+//! with a small negative λmin, and the report's path. About two minutes on
+//! two cores, most of it the recalibrated surface and the curvature map.
 
 use std::path::PathBuf;
 
