@@ -194,7 +194,7 @@ impl Recalibrator {
                     .and_then(|m| m.f_min())
                     .and_then(|m| m.f_double_value(&[]))
                     .map_err(err)?;
-                if !(smallest > 1e-6) {
+                if smallest.is_nan() || smallest <= 1e-6 {
                     return Err(Error::invalid(
                         "BN recalibration",
                         format!("'{name}' does not change in a train-mode forward (momentum 0, or the layer does not track running statistics)"),
