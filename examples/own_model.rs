@@ -102,10 +102,9 @@ fn main() -> Result<()> {
     let report = write_report(&run_dir, &ReportOptions::default())?;
 
     let (l, c, h) = (i.loss("train"), &s.sharpness[0], &spectrum);
-    println!("train loss {:.3} at θ₀, {:.4} at θ*", l[10], c.centre_loss);
-    println!("filter-2d: rises by up to {:.2}", c.max_increase);
-    println!("PC1 + PC2: {:.1} % of the path", 100.0 * pca.plane_ratio());
-    println!("λmax {:.4}, λmin {:.4} at θ*", h.lambda_max, h.lambda_min);
-    println!("report: {}", report.display());
+    println!(
+        "train loss {:.3} at θ₀, {:.4} at θ*, rising by up to {:.2} on the plane; PC1 + PC2: {:.1} %; λmax {:.4}, λmin {:.4}; report: {}",
+        l[10], c.centre_loss, c.max_increase, 100.0 * pca.plane_ratio(), h.lambda_max, h.lambda_min, report.display()
+    );
     Ok(())
 }

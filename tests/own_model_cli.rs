@@ -301,7 +301,7 @@ fn every_subcommand_runs_on_a_torchscript_model() {
         "--y",
         "-0.2:0.2:2",
         "--tol",
-        "1e-2",
+        "1e-1",
     ]));
     // The report finds every result.
     landscape(&["report", &run_s]);
