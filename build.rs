@@ -2,7 +2,9 @@
 //! examples find libtorch's shared libraries without LD_LIBRARY_PATH, and
 //! compiles `src/script/shim.cpp` (TorchScript buffers and forward in a chosen
 //! mode, which tch does not expose) against the same libtorch.
-//! torch-sys (`links = "tch"`) exports the directory as DEP_TCH_LIBTORCH_LIB.
+//! torch-sys (`links = "tch"`) exports the directory as DEP_TCH_LIBTORCH_LIB;
+//! this crate (`links = "tch_landscape"`) passes it on to its dependents as
+//! DEP_TCH_LANDSCAPE_LIBTORCH_LIB.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,10 @@ fn main() {
         panic!("torch-sys did not report libtorch's directory (DEP_TCH_LIBTORCH_LIB); set LIBTORCH (README, \"Set-up\")");
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    // For crates that depend on this one: their build script reads it as
+    // DEP_TCH_LANDSCAPE_LIBTORCH_LIB and embeds it as their own rpath (a
+    // dependency's link arguments do not reach their binaries).
+    println!("cargo:libtorch_lib={lib}");
     // As torch-sys does: LIBTORCH_INCLUDE when set, else next to lib/.
     let root = match std::env::var("LIBTORCH_INCLUDE") {
         Ok(dir) => PathBuf::from(dir),
