@@ -40,5 +40,8 @@ fn a_dependent_crate_builds_and_finds_libtorch_at_run_time() {
     );
     let out = String::from_utf8_lossy(&run.stdout);
     assert!(out.contains("downstream ok: 9 points"), "{out}");
-    assert!(tmp.path().join("run/surfaces/filter-2d/surface.parquet").exists());
+    assert!(tmp
+        .path()
+        .join("run/surfaces/filter-2d/surface.parquet")
+        .exists());
 }

@@ -16,29 +16,6 @@ use common::*;
 use tch_landscape::store::export::export_parquet;
 use tch_landscape::Run;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "TCH_LANDSCAPE_PYTHON={} does not exist; run ./landscape-dev setup",
-            p.display()
-        );
-        return p;
-    }
-    let candidates = python_candidates();
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no test Python found (looked at $TCH_LANDSCAPE_PYTHON and {candidates:?}); \
-             run ./landscape-dev setup to install numpy, pyarrow, duckdb and polars"
-            )
-        })
-}
-
 fn u32s(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap_or_else(|| panic!("expected an array, got {v}"))

@@ -24,20 +24,10 @@ use tch_landscape::data::digits::Digits;
 use tch_landscape::store::hessian::read_hessian;
 use tch_landscape::{Recorder, Run, ScriptModel};
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    common::python_candidates()
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("no Python with torch: run ./landscape-dev setup")
-}
-
 /// cnn.pt and cnn-wide.pt in `dir`, made by the committed fixture script.
 fn make_models(dir: &Path) {
     let script = common::repo_root().join("tests/fixtures/script/make_cnn.py");
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(&script)
         .arg(dir)
         .output()

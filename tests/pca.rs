@@ -478,16 +478,6 @@ fn committed_fixture_is_reproduced_by_its_generator() {
     }
 }
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    python_candidates()
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
-
 fn random_run(dir: &Path, snapshots: usize, seed: u64) -> Run {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let tensors: [(&str, &[i64]); 4] = [

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tch::nn::{self, ModuleT, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use common::{assert_bits_eq, python_candidates, repo_root, tempdir};
+use common::{assert_bits_eq, python, repo_root, tempdir};
 use tch_landscape::analysis::bn::BnRecalibration;
 use tch_landscape::analysis::directions::Directions;
 use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator, SplitResult};
@@ -52,31 +52,6 @@ const RUNNING_STATS: [&str; 4] = [
 ];
 
 // ---------------------------------------------------------------- fixtures
-
-/// The test Python (with torch): `$TCH_LANDSCAPE_PYTHON`, else setup's venv.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "TCH_LANDSCAPE_PYTHON={} does not exist; run ./landscape-dev setup",
-            p.display()
-        );
-        return p;
-    }
-    let candidates = python_candidates();
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no test Python found (looked at $TCH_LANDSCAPE_PYTHON and {candidates:?}); \
-                 these tests export their TorchScript fixtures with torch 2.13: \
-                 run ./landscape-dev setup, or ./landscape-dev test"
-            )
-        })
-}
 
 /// The fixture directory, made once per test process: `cnn.pt`,
 /// `cnn-wide.pt`, `state-dict.pt`, `cnn.json`, `cnn-wide.json` (from

@@ -306,6 +306,33 @@ pub fn python_candidates() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The test Python (torch 2.13, numpy, pyarrow, duckdb, polars, sklearn):
+/// `$TCH_LANDSCAPE_PYTHON` (set by `./landscape-dev test`), else the venv
+/// `./landscape-dev setup` makes; a clear failure when there is none.
+#[allow(dead_code)]
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TCH_LANDSCAPE_PYTHON") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "TCH_LANDSCAPE_PYTHON={} does not exist; run ./landscape-dev setup",
+            p.display()
+        );
+        return p;
+    }
+    let candidates = python_candidates();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no test Python found (looked at $TCH_LANDSCAPE_PYTHON and {candidates:?}); \
+                 run ./landscape-dev setup (or ./landscape-dev test), which installs it"
+            )
+        })
+}
+
 /// A short run of the demo's model, as `landscape surface` expects.
 #[allow(dead_code)]
 pub fn demo_run(dir: &Path) {

@@ -200,9 +200,9 @@ fn parse_device(s: &str) -> anyhow::Result<Device> {
 }
 
 impl Session {
-    /// Opens `run_dir` with the model and data of `args` (checked against
-    /// each other before anything is computed); `running_stats_optional`
-    /// when the statistics will not be read from the run.
+    /// Opens `run_dir` with the model and data of `args`, checked against
+    /// each other before anything is computed (running statistics the run
+    /// lacks are allowed when they are recalibrated).
     pub fn open(run_dir: &Path, args: &ModelArgs) -> anyhow::Result<Session> {
         #[cfg(feature = "mpi")]
         let mpi = if args.mpi {
