@@ -153,16 +153,24 @@ fn density_figure(
         .filter_map(|r| r.aux.map(|x| (x, r.value)))
         .filter(|(x, v)| x.is_finite() && v.is_finite())
         .collect();
-    if points.is_empty() {
+    let top = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    if points.is_empty() || top <= 0.0 {
         return Ok(());
     }
+    // Ten decades below the peak are drawn; lower values (the smoothing's
+    // tails, zeros) break the line instead of lying on an invented floor.
+    let floor = top * 1e-10;
+    let points = points
+        .into_iter()
+        .map(|(x, v)| (x, if v >= floor { v } else { f64::NAN }))
+        .collect();
     let plot = LinePlot {
         title: format!("{name}: Hessian eigenvalue density"),
         x_label: "eigenvalue".into(),
-        y_label: "density (log)".into(),
+        y_label: "density".into(),
         series: vec![Series {
             name: "SLQ density".into(),
-            points: points.into_iter().map(|(x, v)| (x, v.max(1e-12))).collect(),
+            points,
             color: 0,
             dashed: false,
         }],
