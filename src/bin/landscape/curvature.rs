@@ -219,8 +219,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         spectrum.abs_ratio()
     )?;
     if args.top_k > 1 {
-        outln!("  top {:?}", spectrum.top)?;
-        outln!("  bottom {:?}", spectrum.bottom)?;
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.6}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        outln!("  top {}: {}", args.top_k, list(&spectrum.top))?;
+        outln!("  bottom {}: {}", args.top_k, list(&spectrum.bottom))?;
     }
     if let Some(t) = trace {
         outln!(
