@@ -15,7 +15,7 @@ use tch_landscape::store::fsutil::DirLock;
 use tch_landscape::store::hessian::{write_hessian, HessianRow};
 use tch_landscape::tensor::Selection;
 
-use crate::model::{parse_shard, progress_bar, AxisArg, ModelArgs, Session};
+use crate::model::{progress_bar, AxisArg, ModelArgs, Session};
 
 /// Hessian eigenvalues of the training loss at a snapshot, or a
 /// |λmin/λmax| map around it (--map), written under RUN/curvature/NAME.
@@ -267,22 +267,13 @@ fn map(
         ));
     let name = args.name.clone().unwrap_or_else(|| "map-filter-2d".into());
     let out = session.output(args.out.as_deref(), "curvature", &name)?;
-    let pb = progress_bar("curvature map", session.is_root());
-    let bar = pb.clone();
-    let mut builder = Surface::builder(&dirs)
-        .grid(
-            args.x.from..=args.x.to,
-            args.x.points,
-            args.y.from..=args.y.to,
-            args.y.points,
-        )
-        .on_progress(move |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        });
-    if let Some(s) = parse_shard(args.model.shard.as_deref())? {
-        builder = builder.shard(s);
-    }
+    let builder = Surface::builder(&dirs).grid(
+        args.x.from..=args.x.to,
+        args.x.points,
+        args.y.from..=args.y.to,
+        args.y.points,
+    );
+    let (builder, pb) = session.configure(builder, "curvature map");
     let curvature = Curvature::builder(builder.build()?)
         .selection(selection)
         .lanczos(lanczos)

@@ -10,7 +10,7 @@ use tch_landscape::analysis::model_check::ModelMatch;
 use tch_landscape::analysis::surface::Surface;
 use tch_landscape::Run;
 
-use crate::model::{parse_shard, AxisArg, ModelArgs, Session};
+use crate::model::{AxisArg, ModelArgs, Session};
 use crate::surface::{compute, summary};
 
 /// Linear interpolation between two snapshots (or two runs' final models),
@@ -95,12 +95,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dirs = Directions::interpolation(&a, &b)?.with_description(description);
     let name = args.name.clone().unwrap_or(default_name);
     let out = session.output(args.out.as_deref(), "surfaces", &name)?;
-    // Variables outside the interpolated set (e.g. running statistics a
-    // run lacks) are those of θ_A's run's final snapshot.
-    let mut builder = Surface::builder(&dirs).line(args.x.from..=args.x.to, args.x.points);
-    if let Some(s) = parse_shard(args.model.shard.as_deref())? {
-        builder = builder.shard(s);
-    }
+    // Every variable of the model moves with α, except running statistics
+    // the runs lack, which the check allowed only because they are
+    // recalibrated at every point.
+    let builder = Surface::builder(&dirs).line(args.x.from..=args.x.to, args.x.points);
     tracing::info!(out = %out.display(), directions = %dirs.meta.description, "computing an interpolation");
     match compute(&session, builder, &out, "interpolation")? {
         Some(res) => {

@@ -16,6 +16,7 @@ use tch_landscape::analysis::hessian::SupervisedObjective;
 use tch_landscape::analysis::model_check::ModelMatch;
 use tch_landscape::analysis::params::ParamSet;
 use tch_landscape::analysis::shard::Shard;
+use tch_landscape::analysis::surface::SurfaceBuilder;
 use tch_landscape::data::digits::Digits;
 use tch_landscape::demo::DIGITS_MLP_MODEL;
 use tch_landscape::models::{Mlp, W1_SIZES};
@@ -161,6 +162,8 @@ pub struct Session {
     pub loss: LossKind,
     pub batch: i64,
     pub bn: Option<BnRecalibration>,
+    /// The shard of `--shard`, parsed before any work.
+    pub shard: Option<Shard>,
     /// "model.pt on data.safetensors" / "the demo's digits MLP".
     pub description: String,
     #[cfg(feature = "mpi")]
@@ -168,7 +171,7 @@ pub struct Session {
 }
 
 /// `--shard i/n` or `--shard slurm`.
-pub fn parse_shard(arg: Option<&str>) -> anyhow::Result<Option<Shard>> {
+fn parse_shard(arg: Option<&str>) -> anyhow::Result<Option<Shard>> {
     Ok(match arg {
         None => None,
         Some("slurm") => Some(Shard::from_slurm_env()?.context(
@@ -220,6 +223,7 @@ impl Session {
             }
             tch::set_num_threads(t as i32);
         }
+        let shard = parse_shard(args.shard.as_deref())?;
         if args.batch < 1 {
             bail!("--batch {}: expected at least 1", args.batch);
         }
@@ -314,6 +318,7 @@ impl Session {
             loss,
             batch: args.batch,
             bn,
+            shard,
             description,
             #[cfg(feature = "mpi")]
             mpi,
@@ -430,6 +435,25 @@ impl Session {
             create_dir_in(&self.run_dir, &dir)?;
         }
         Ok(dir)
+    }
+
+    /// `builder` with the shard of `--shard` and a progress bar of its points
+    /// (shown on the process that prints); `stage` names what is computed.
+    pub fn configure<'a>(
+        &self,
+        mut builder: SurfaceBuilder<'a>,
+        stage: &str,
+    ) -> (SurfaceBuilder<'a>, ProgressBar) {
+        if let Some(s) = self.shard {
+            builder = builder.shard(s);
+        }
+        let pb = progress_bar(stage, self.is_root());
+        let bar = pb.clone();
+        let builder = builder.on_progress(move |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        });
+        (builder, pb)
     }
 
     /// Number of processes evaluating (MPI ranks, or 1).

@@ -12,7 +12,7 @@ use tch_landscape::analysis::pca::{DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE};
 use tch_landscape::analysis::surface::{Surface, SurfaceBuilder, SurfaceResult};
 use tch_landscape::store::run::PCA_DIR;
 
-use crate::model::{parse_shard, progress_bar, AxisArg, ModelArgs, Session};
+use crate::model::{AxisArg, ModelArgs, Session};
 
 /// Compute a 1-D or 2-D loss surface (every split of the data) around a
 /// snapshot, written under RUN/surfaces/NAME where `landscape report` finds it.
@@ -89,7 +89,6 @@ enum IgnoreArg {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let session = Session::open(&args.run, &args.model)?;
-    let shard = parse_shard(args.model.shard.as_deref())?;
     let (dirs, default_name) = directions(&args, &session)?;
     if dirs.len() < args.dims as usize {
         bail!(
@@ -117,9 +116,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         builder.grid(x.from..=x.to, x.points, y.from..=y.to, y.points)
     };
-    if let Some(s) = shard {
-        builder = builder.shard(s);
-    }
     tracing::info!(
         out = %out.display(),
         directions = %dirs.meta.description,
@@ -203,22 +199,17 @@ fn directions(args: &Args, session: &Session) -> anyhow::Result<(Directions, Str
     }
 }
 
-/// Evaluates `builder`'s surface into `out` with a progress bar: in one
-/// process, or over MPI (`None` on ranks that do not write).
+/// Evaluates `builder`'s surface into `out` with the session's shard and a
+/// progress bar: in one process, or over MPI (`None` on ranks that do not
+/// write).
 pub fn compute(
     session: &Session,
     builder: SurfaceBuilder<'_>,
     out: &Path,
     stage: &str,
 ) -> anyhow::Result<Option<SurfaceResult>> {
-    let pb = progress_bar(stage, session.is_root());
-    let bar = pb.clone();
-    let surface = builder
-        .on_progress(move |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })
-        .build()?;
+    let (builder, pb) = session.configure(builder, stage);
+    let surface = builder.build()?;
     let mut eval = session.evaluator()?;
     #[cfg(feature = "mpi")]
     if let Some(mpi) = &session.mpi {
