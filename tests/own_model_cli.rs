@@ -302,7 +302,7 @@ fn every_subcommand_runs_on_a_torchscript_model() {
         "pca-2d",
         "interp-0-3",
         "interp-run2",
-        "map-filter-2d",
+        "ratio-filter-2d",
         "hessian-3",
     ] {
         assert!(html.contains(name), "the report lacks {name}");

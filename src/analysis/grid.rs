@@ -1,4 +1,6 @@
-//! Grids of evaluation points: any nx × ny shape and ranges, x fastest.
+//! Grids of evaluation points: any nx × ny shape and ranges, x fastest,
+//! plus the reference point (θ* of a surface, the trained end of an
+//! interpolation) evaluated on its own when the lattice does not contain it.
 
 use std::ops::RangeInclusive;
 
@@ -133,19 +135,33 @@ impl TryFrom<RawAxis> for Axis {
 struct RawGrid {
     x: Axis,
     y: Option<Axis>,
+    #[serde(default)]
+    reference: Option<[f64; 2]>,
 }
 
 impl TryFrom<RawGrid> for Grid {
     type Error = Error;
 
     fn try_from(r: RawGrid) -> Result<Grid> {
-        let grid = Grid { x: r.x, y: r.y };
+        let grid = Grid {
+            x: r.x,
+            y: r.y,
+            reference: r.reference,
+        };
         grid.check_size()?;
+        grid.check_reference()?;
         Ok(grid)
     }
 }
 
-/// A 1-D (`y` is `None`) or 2-D grid, at most [`MAX_GRID_POINTS`] points.
+/// A 1-D (`y` is `None`) or 2-D lattice of at most [`MAX_GRID_POINTS`]
+/// points, and the reference point of the result.
+///
+/// Points are numbered x fastest: flat index `iy * nx + ix` for the
+/// lattice; when the reference point is not a lattice point it is evaluated
+/// too, as the one point after the lattice (flat index `nx * ny`), so the
+/// values at the reference are always measured, never read off a
+/// neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawGrid")]
 pub struct Grid {
@@ -153,6 +169,12 @@ pub struct Grid {
     pub x: Axis,
     /// Coefficient of the second direction, for 2-D grids.
     pub y: Option<Axis>,
+    /// The reference point `[x, y]` (`y` is 0 on 1-D grids); `None` in
+    /// results written before it was stored, whose reference is found by
+    /// [`DirectionsMeta::reference`](crate::analysis::directions::DirectionsMeta::reference)
+    /// and was evaluated only when on the lattice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<[f64; 2]>,
 }
 
 // The point key of the surface rows, defined with their format.
@@ -172,7 +194,32 @@ impl Grid {
                 ));
             }
         }
-        self.check_size()
+        self.check_size()?;
+        self.check_reference()
+    }
+
+    /// Refuses a reference point that is not finite, beyond
+    /// [`MAX_ABS_COORDINATE`], or off the x axis of a 1-D grid.
+    fn check_reference(&self) -> Result<()> {
+        let Some([x, y]) = self.reference else {
+            return Ok(());
+        };
+        if !(x.is_finite() && y.is_finite())
+            || x.abs() > MAX_ABS_COORDINATE
+            || y.abs() > MAX_ABS_COORDINATE
+        {
+            return Err(Error::invalid(
+                "grid reference",
+                format!("({x}, {y}) is not a finite point within ±{MAX_ABS_COORDINATE:e}"),
+            ));
+        }
+        if self.y.is_none() && y != 0.0 {
+            return Err(Error::invalid(
+                "grid reference",
+                format!("a 1-D grid's reference lies on its axis (y = 0), got y = {y}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses grids of more than [`MAX_GRID_POINTS`] points.
@@ -201,9 +248,50 @@ impl Grid {
         self.y.map_or(1, |a| a.n)
     }
 
-    /// Number of points.
-    pub fn len(&self) -> usize {
+    /// Number of lattice points (`nx * ny`).
+    pub fn lattice_len(&self) -> usize {
         self.nx() * self.ny()
+    }
+
+    /// Number of points evaluated: the lattice, plus the reference point
+    /// when it is not a lattice point.
+    pub fn len(&self) -> usize {
+        self.lattice_len() + usize::from(self.reference_off_lattice())
+    }
+
+    /// The lattice column (and row) at the reference point, when it is a
+    /// lattice point (coordinates equal, as [`Axis::value`] computes them).
+    fn reference_cell(&self) -> Option<(usize, usize)> {
+        let [x, y] = self.reference?;
+        let cell = |a: &Axis, v: f64| -> Option<usize> {
+            let i = if a.n <= 1 {
+                0.0
+            } else {
+                ((v - a.min) / (a.max - a.min) * (a.n - 1) as f64).round()
+            };
+            (i >= 0.0 && i < a.n as f64 && a.value(i as usize) == v).then_some(i as usize)
+        };
+        let ix = cell(&self.x, x)?;
+        let iy = match &self.y {
+            Some(a) => cell(a, y)?,
+            None => 0,
+        };
+        Some((ix, iy))
+    }
+
+    fn reference_off_lattice(&self) -> bool {
+        self.reference.is_some() && self.reference_cell().is_none()
+    }
+
+    /// The flat index of the reference point: its lattice index, or
+    /// `nx * ny` when it is evaluated on its own; `None` when no reference
+    /// is stored.
+    pub fn reference_index(&self) -> Option<usize> {
+        self.reference?;
+        Some(match self.reference_cell() {
+            Some((ix, iy)) => iy * self.nx() + ix,
+            None => self.lattice_len(),
+        })
     }
 
     /// True for a grid without points (never, once validated).
@@ -211,8 +299,21 @@ impl Grid {
         self.len() == 0
     }
 
-    /// The point with flat index `index`.
+    /// The point with flat index `index` (below [`len`](Self::len)).
     pub fn point(&self, index: usize) -> GridPoint {
+        let reference = self.reference_index() == Some(index);
+        if index >= self.lattice_len() {
+            let [x, y] = self.reference.unwrap_or_default();
+            return GridPoint {
+                index,
+                ix: 0,
+                iy: 0,
+                x,
+                y,
+                on_grid: false,
+                reference,
+            };
+        }
         let (ix, iy) = (index % self.nx(), index / self.nx());
         GridPoint {
             index,
@@ -220,6 +321,8 @@ impl Grid {
             iy,
             x: self.x.value(ix),
             y: self.y.map_or(0.0, |a| a.value(iy)),
+            on_grid: true,
+            reference,
         }
     }
 }
@@ -257,6 +360,7 @@ mod tests {
         let big = Grid {
             x: Axis::new(0.0..=1.0, MAX_AXIS_POINTS),
             y: Some(Axis::new(0.0..=1.0, MAX_AXIS_POINTS)),
+            reference: None,
         };
         assert!(big.validate(2).is_err());
     }
@@ -266,9 +370,55 @@ mod tests {
         let g = Grid {
             x: Axis::new(0.0..=2.0, 3),
             y: Some(Axis::new(0.0..=1.0, 2)),
+            reference: None,
         };
         assert_eq!(g.len(), 6);
         let p = g.point(4);
         assert_eq!((p.ix, p.iy, p.x, p.y), (1, 1, 1.0, 1.0));
+    }
+
+    #[test]
+    fn the_reference_is_a_lattice_point_or_one_more_point() {
+        let line = |n: usize, r: f64| Grid {
+            x: Axis::new(-1.0..=1.0, n),
+            y: None,
+            reference: Some([r, 0.0]),
+        };
+        // Odd n: 0 is on the lattice, flagged in place.
+        let g = line(5, 0.0);
+        assert_eq!((g.len(), g.reference_index()), (5, Some(2)));
+        assert!(g.point(2).reference && g.point(2).on_grid && !g.point(1).reference);
+        // Even n and a single point: 0 is evaluated after the lattice.
+        for n in [4, 1] {
+            let g = line(n, 0.0);
+            assert_eq!((g.len(), g.reference_index()), (n + 1, Some(n)));
+            let p = g.point(n);
+            assert!(p.reference && !p.on_grid);
+            assert_eq!((p.x, p.y), (0.0, 0.0));
+        }
+        // The trained end of an interpolation, α = 1, is a lattice point.
+        let g = Grid {
+            x: Axis::new(-0.5..=1.5, 41),
+            y: None,
+            reference: Some([1.0, 0.0]),
+        };
+        assert_eq!(g.reference_index(), Some(30));
+        let plane = Grid {
+            x: Axis::new(-1.0..=1.0, 4),
+            y: Some(Axis::new(-1.0..=1.0, 3)),
+            reference: Some([0.0, 0.0]),
+        };
+        assert_eq!((plane.len(), plane.reference_index()), (13, Some(12)));
+        assert!(plane.validate(2).is_ok());
+        let bad = Grid {
+            reference: Some([0.0, 0.5]),
+            ..line(3, 0.0)
+        };
+        assert!(bad.validate(1).unwrap_err().to_string().contains("reference"));
+        let nan = Grid {
+            reference: Some([f64::NAN, 0.0]),
+            ..line(3, 0.0)
+        };
+        assert!(nan.validate(1).is_err());
     }
 }

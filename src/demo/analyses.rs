@@ -19,7 +19,7 @@ use crate::store::run::Run;
 pub(crate) const PCA_PLANE: &str = "pca-plane";
 
 /// The name of the |λmin/λmax| map under `RUN/curvature`.
-pub(crate) const RATIO_MAP: &str = "filter-2d";
+pub(crate) const RATIO_MAP: &str = "ratio-filter-2d";
 
 /// Fits the trajectory PCA of `run`, saves it under `RUN/pca` and computes
 /// the loss on the PCA plane with the path (Fig. 9) into
@@ -79,7 +79,7 @@ pub(crate) struct RatioMap<'a> {
 
 impl RatioMap<'_> {
     /// Computes the map of the Hessian of `objective` (over the variables of
-    /// `vs`) into `RUN_DIR/curvature/filter-2d`, at the reference's Lanczos
+    /// `vs`) into `RUN_DIR/curvature/ratio-filter-2d`, at the reference's Lanczos
     /// tolerance (1e-2: enough for a ratio map, and quick).
     pub(crate) fn evaluate<O: Objective>(
         &self,

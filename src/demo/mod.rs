@@ -168,8 +168,12 @@ fn landscape(
         done: Vec::new(),
     };
     let (first_set, last_set) = (ParamSet::from_run(run, 0)?, ParamSet::from_run(run, last)?);
+    let run_id = run.manifest().run_id.clone();
     let interp = Directions::interpolation(&first_set, &last_set)?
-        .with_description(format!("snapshot 0 → snapshot {last}"));
+        .with_description(format!("snapshot 0 → snapshot {last}"))
+        .with_reference([1.0, 0.0], format!("the trained model (snapshot {last}), α = 1"))
+        .with_run_id(&run_id);
+    let theta_star = format!("θ* = the trained model (snapshot {last})");
     stages.surface(
         "interpolation",
         Surface::builder(&interp).line(-0.5..=1.5, cfg.grid_1d),
@@ -179,7 +183,9 @@ fn landscape(
         .dims(1)
         .seed(123)
         .build()?
-        .with_description(about.clone());
+        .with_description(about.clone())
+        .with_reference([0.0, 0.0], &theta_star)
+        .with_run_id(&run_id);
     stages.surface(
         "filter-1d",
         Surface::builder(&line).line(-1.0..=1.0, cfg.grid_1d),
@@ -187,7 +193,9 @@ fn landscape(
     let plane = Directions::random(&last_set)
         .seed(123)
         .build()?
-        .with_description(about);
+        .with_description(about)
+        .with_reference([0.0, 0.0], &theta_star)
+        .with_run_id(&run_id);
     let (n, r) = (cfg.grid_2d, -1.0..=1.0);
     stages.surface(
         "filter-2d",

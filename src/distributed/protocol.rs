@@ -378,6 +378,7 @@ mod tests {
         let grid = Grid {
             x: Axis::new(-1.0..=1.0, 5),
             y: None,
+            reference: None,
         };
         let p = PointValue {
             point: grid.point(3),

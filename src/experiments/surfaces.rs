@@ -67,7 +67,7 @@ pub(crate) fn slice(
         name: spec.name.to_string(),
         seed: spec.seed,
         normalization: format!("{:?}", spec.norm).to_lowercase(),
-        centre_loss: s.centre_loss,
+        centre_loss: s.reference_loss,
         width: 0.5 * s.width.unwrap_or(f64::NAN),
         curvature: s.curvature_x.unwrap_or(f64::NAN),
     };
@@ -113,7 +113,7 @@ const CURVATURE_SAMPLES: i64 = 256;
 
 /// The mean |λmin/λmax| over a 3 × 3 map on [-1, 1]² of the plane `dirs`
 /// (Hessian of the train loss on the first 256 samples), written to
-/// `RUN_DIR/curvature/filter-2d`.
+/// `RUN_DIR/curvature/ratio-filter-2d`.
 pub(crate) fn mean_abs_ratio(model: &Model, dirs: &Directions, run_dir: &Path) -> Result<f64> {
     let (x, y) = model.train_prefix(CURVATURE_SAMPLES)?;
     let objective = SupervisedObjective::new(model.net.as_ref(), &x, &y)?;

@@ -257,8 +257,9 @@ fn sharpness_table(out: &mut Output, surfaces: &[&SurfaceResult], labels: &[Stri
             s.sharpness.iter().map(move |sh| {
                 vec![
                     label.clone(),
+                    crate::report::run_report::reference_cell(sh),
                     sh.split.clone(),
-                    format!("{:.4}", sh.centre_loss),
+                    format!("{:.4}", sh.reference_loss),
                     fmt_opt(sh.curvature_x),
                     fmt_opt(sh.width.or(sh.area)),
                     format!("{:.4}", sh.max_increase),
@@ -270,8 +271,9 @@ fn sharpness_table(out: &mut Output, surfaces: &[&SurfaceResult], labels: &[Stri
         out.table(
             &[
                 "run",
+                "reference point",
                 "split",
-                "L(θ*)",
+                "L0 (loss there)",
                 "d²L/dα²",
                 "width / area",
                 "max increase",

@@ -43,7 +43,7 @@ pub const CURVATURE_META_KEY: &str = "tch_landscape.curvature";
 /// `format` of a curvature map's spec.
 pub(crate) const FORMAT: &str = "tch-landscape-curvature";
 /// `schema_version` of a curvature map's spec written by this build.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// What "a curvature map" is called in errors.
 const WHAT: &str = "a curvature map";
@@ -267,6 +267,8 @@ mod tests {
             iy,
             x: ix as f64 - 1.0,
             y: iy as f64 - 0.5,
+            on_grid: true,
+            reference: false,
         }
     }
 
@@ -313,7 +315,7 @@ mod tests {
         let table = read_parquet(&path, &curvature_schema(), WHAT).unwrap();
         assert_eq!(
             table.metadata[CURVATURE_META_KEY],
-            "{\"n\":6,\"schema_version\":1}"
+            "{\"n\":6,\"schema_version\":2}"
         );
         assert_eq!(table.metadata["tch_landscape.n"], "6");
         assert!(matches!(

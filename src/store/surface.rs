@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,8 +51,10 @@ pub const SHARPNESS_FILE: &str = "sharpness.json";
 /// Metadata key of the spec in `surface.parquet`.
 pub const SURFACE_META_KEY: &str = "tch_landscape.surface";
 /// The newest `schema_version` of `surface.json` this build reads (and the
-/// one it writes).
-pub const SCHEMA_VERSION: u32 = 1;
+/// one it writes). Version 2 stores the grid's reference point, evaluated
+/// on its own when off the lattice, and adds the `run_id` and `reference`
+/// columns (`ix`/`iy` null off the lattice); version 1 files are read.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One point of a grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,6 +69,12 @@ pub struct GridPoint {
     pub x: f64,
     /// y coordinate (β; 0 for 1-D grids).
     pub y: f64,
+    /// False for the reference point evaluated on its own, off the lattice
+    /// (its `ix` and `iy` are then meaningless, and null in tables).
+    pub on_grid: bool,
+    /// Whether this is the result's reference point (θ* of a surface, the
+    /// trained end of an interpolation).
+    pub reference: bool,
 }
 
 /// Loss and accuracy of the model on one data split.
@@ -96,6 +106,12 @@ pub(crate) trait StoredSpec: Serialize + DeserializeOwned {
 
     /// Number of points of its grid: a stored point index must be below.
     fn grid_len(&self) -> usize;
+
+    /// The id of the run the result belongs to, written as the table's
+    /// `run_id` column (null when not known).
+    fn run_id(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The key-value metadata of a result table: `spec` as JSON under `key`,
@@ -122,9 +138,37 @@ pub(crate) fn index_outside(path: &Path, index: usize, len: usize) -> Error {
     )
 }
 
-/// Schema of point segments and of `surface.parquet`.
+/// Schema of point segments (`points/*.arrow`): one row per point and split.
 pub fn points_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+    Arc::new(Schema::new(point_fields()))
+}
+
+/// Schema of `surface.parquet`: the run's id, then the columns of
+/// [`points_schema`].
+pub fn result_schema() -> SchemaRef {
+    let mut fields = vec![Field::new("run_id", DataType::Utf8, true)];
+    fields.extend(point_fields());
+    Arc::new(Schema::new(fields))
+}
+
+fn point_fields() -> Vec<Field> {
+    vec![
+        Field::new("index", DataType::UInt32, false),
+        Field::new("ix", DataType::UInt32, true),
+        Field::new("iy", DataType::UInt32, true),
+        Field::new("x", DataType::Float64, false),
+        Field::new("y", DataType::Float64, false),
+        Field::new("reference", DataType::Boolean, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("accuracy", DataType::Float64, true),
+    ]
+}
+
+/// The schema of segments and tables written by schema version 1 (read,
+/// never written): no `run_id` or `reference`, `ix`/`iy` never null.
+fn points_schema_v1() -> Schema {
+    Schema::new(vec![
         Field::new("index", DataType::UInt32, false),
         Field::new("ix", DataType::UInt32, false),
         Field::new("iy", DataType::UInt32, false),
@@ -133,7 +177,13 @@ pub fn points_schema() -> SchemaRef {
         Field::new("split", DataType::Utf8, false),
         Field::new("loss", DataType::Float64, false),
         Field::new("accuracy", DataType::Float64, true),
-    ]))
+    ])
+}
+
+/// Reads a file with the current schema `schema`, else as a version 1
+/// file; the error is the one against the current schema.
+fn read_either<T>(schema: &Schema, read: impl Fn(&Schema) -> Result<T>) -> Result<T> {
+    read(schema).or_else(|current| read(&points_schema_v1()).map_err(|_| current))
 }
 
 /// A surface directory (which need not exist yet).
@@ -220,7 +270,9 @@ impl SurfaceDir {
     /// file order.
     pub(crate) fn read_result(&self, grid_len: usize) -> Result<Vec<PointValue>> {
         let path = self.file(RESULT_FILE);
-        let table = read_parquet(&path, &points_schema(), "a surface table")?;
+        let table = read_either(&result_schema(), |schema| {
+            read_parquet(&path, schema, "a surface table")
+        })?;
         let mut out = Vec::new();
         for batch in &table.batches {
             batch_points(batch, grid_len, &path, &mut out)?;
@@ -236,7 +288,8 @@ impl SurfaceDir {
         points: &[PointValue],
     ) -> Result<()> {
         let path = self.file(RESULT_FILE);
-        let batch = points_batch(points).map_err(|e| Error::arrow(&path, e))?;
+        let batch =
+            points_batch(points, Some(spec.run_id())).map_err(|e| Error::arrow(&path, e))?;
         let meta = spec_metadata(&path, SURFACE_META_KEY, spec)?;
         write_parquet_batch(&path, &batch, &meta)
     }
@@ -289,7 +342,7 @@ impl Segments {
     /// Writes `points` as the next segment, atomically and durably.
     pub(crate) fn write(&mut self, points: &[PointValue]) -> Result<()> {
         let path = self.dir.join(format!("{:06}.arrow", self.next));
-        let batch = points_batch(points).map_err(|e| Error::arrow(&path, e))?;
+        let batch = points_batch(points, None).map_err(|e| Error::arrow(&path, e))?;
         write_ipc(&path, &batch, true)?;
         self.files.push(path);
         self.next += 1;
@@ -306,30 +359,40 @@ impl Segments {
 
 fn read_segment(path: &Path, grid_len: usize) -> Result<Vec<PointValue>> {
     let mut out = Vec::new();
-    for batch in read_ipc(path, &points_schema())? {
+    for batch in read_either(&points_schema(), |schema| read_ipc(path, schema))? {
         batch_points(&batch, grid_len, path, &mut out)?;
     }
     Ok(out)
 }
 
+/// The rows of `points`, one per point and split; with `run_id`, the
+/// `surface.parquet` table (its first column), else a segment.
 fn points_batch(
     points: &[PointValue],
+    run_id: Option<Option<String>>,
 ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let rows: Vec<(&GridPoint, &SplitResult)> = points
         .iter()
         .flat_map(|p| p.splits.iter().map(move |s| (&p.point, s)))
         .collect();
-    let u32s = |f: fn(&GridPoint) -> usize| -> ArrayRef {
-        Arc::new(UInt32Array::from_iter_values(
-            rows.iter().map(|r| f(r.0) as u32),
-        ))
+    let cell = |f: fn(&GridPoint) -> usize| -> ArrayRef {
+        Arc::new(
+            rows.iter()
+                .map(|r| r.0.on_grid.then(|| f(r.0) as u32))
+                .collect::<UInt32Array>(),
+        )
     };
-    let cols: Vec<ArrayRef> = vec![
-        u32s(|p| p.index),
-        u32s(|p| p.ix),
-        u32s(|p| p.iy),
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.0.index as u32),
+        )),
+        cell(|p| p.ix),
+        cell(|p| p.iy),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0.x))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0.y))),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(r.0.reference)),
+        )),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.1.split.as_str()),
         )),
@@ -338,23 +401,38 @@ fn points_batch(
         )),
         Arc::new(rows.iter().map(|r| r.1.accuracy).collect::<Float64Array>()),
     ];
-    RecordBatch::try_new(points_schema(), cols)
+    match run_id {
+        None => RecordBatch::try_new(points_schema(), cols),
+        Some(id) => {
+            let ids: StringArray = rows.iter().map(|_| id.as_deref()).collect();
+            cols.insert(0, Arc::new(ids));
+            RecordBatch::try_new(result_schema(), cols)
+        }
+    }
 }
 
-/// Appends the rows of `batch` (schema checked by the reader) to `out`,
-/// grouping consecutive rows of one point; an error for a point index
-/// outside the `grid_len`-point grid.
+/// Appends the rows of `batch` (schema checked by the reader: current or
+/// version 1; columns found by name) to `out`, grouping consecutive rows of
+/// one point; an error for a point index outside the `grid_len`-point grid.
 fn batch_points(
     batch: &RecordBatch,
     grid_len: usize,
     path: &Path,
     out: &mut Vec<PointValue>,
 ) -> Result<()> {
-    let u = |i| column::<UInt32Array>(batch, i, path);
-    let f = |i| column::<Float64Array>(batch, i, path);
-    let (index, ix, iy, x, y) = (u(0)?, u(1)?, u(2)?, f(3)?, f(4)?);
-    let split = column::<StringArray>(batch, 5, path)?;
-    let (loss, acc) = (f(6)?, f(7)?);
+    let at = |name: &str| batch.schema_ref().index_of(name).ok();
+    let need = |name: &str| {
+        at(name).ok_or_else(|| Error::corrupt(path, format!("no column '{name}'")))
+    };
+    let u = |name: &str| column::<UInt32Array>(batch, need(name)?, path);
+    let f = |name: &str| column::<Float64Array>(batch, need(name)?, path);
+    let (index, ix, iy, x, y) = (u("index")?, u("ix")?, u("iy")?, f("x")?, f("y")?);
+    let reference = match at("reference") {
+        Some(i) => Some(column::<BooleanArray>(batch, i, path)?),
+        None => None,
+    };
+    let split = column::<StringArray>(batch, need("split")?, path)?;
+    let (loss, acc) = (f("loss")?, f("accuracy")?);
     for r in 0..batch.num_rows() {
         let i = index.value(r) as usize;
         if i >= grid_len {
@@ -370,10 +448,12 @@ fn batch_points(
             _ => out.push(PointValue {
                 point: GridPoint {
                     index: i,
-                    ix: ix.value(r) as usize,
-                    iy: iy.value(r) as usize,
+                    ix: ix.is_valid(r).then(|| ix.value(r)).unwrap_or(0) as usize,
+                    iy: iy.is_valid(r).then(|| iy.value(r)).unwrap_or(0) as usize,
                     x: x.value(r),
                     y: y.value(r),
+                    on_grid: ix.is_valid(r),
+                    reference: reference.is_some_and(|c| c.value(r)),
                 },
                 splits: vec![s],
             }),
@@ -419,14 +499,20 @@ pub fn verify_dir(dir: &Path) -> Verification {
                 .collect();
             files.sort();
             for path in files {
-                let outcome = read_ipc_checked(&path, &points_schema()).map(|(_, crc)| crc);
+                let outcome = read_either(&points_schema(), |schema| {
+                    read_ipc_checked(&path, schema)
+                })
+                .map(|(_, crc)| crc);
                 v.file(&path, outcome);
             }
         }
     }
     let result = dir.join(RESULT_FILE);
     if std::fs::symlink_metadata(&result).is_ok() {
-        let outcome = read_parquet(&result, &points_schema(), "a surface table").map(|_| true);
+        let outcome = read_either(&result_schema(), |schema| {
+            read_parquet(&result, schema, "a surface table")
+        })
+        .map(|_| true);
         v.file(&result, outcome);
     }
     v
@@ -488,6 +574,8 @@ mod tests {
                 iy,
                 x: ix as f64 - 1.0,
                 y: iy as f64,
+                on_grid: true,
+                reference: false,
             },
             splits: vec![
                 SplitResult {
@@ -566,7 +654,7 @@ mod tests {
         assert!(dir.has_result());
         assert_eq!(dir.read_result(LEN).unwrap(), points);
         let path = tmp.path().join(RESULT_FILE);
-        let table = read_parquet(&path, &points_schema(), "a surface table").unwrap();
+        let table = read_parquet(&path, &result_schema(), "a surface table").unwrap();
         let meta: Vec<_> = table
             .metadata
             .iter()
@@ -575,7 +663,7 @@ mod tests {
         assert_eq!(meta.len(), 5, "{meta:?}"); // with the data and metadata checksums
         assert_eq!(
             table.metadata[SURFACE_META_KEY],
-            "{\"n\":6,\"schema_version\":1}"
+            "{\"n\":6,\"schema_version\":2}"
         );
         assert_eq!(table.metadata["tch_landscape.n"], "6");
         assert_eq!(table.metadata["tch_landscape.centre"], "c");

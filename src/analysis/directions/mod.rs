@@ -105,6 +105,49 @@ pub struct DirectionsMeta {
     pub extra: BTreeMap<String, String>,
 }
 
+/// Key in [`DirectionsMeta::extra`] of the reference point, `"x,y"`.
+pub const REFERENCE_KEY: &str = "reference";
+/// Key in [`DirectionsMeta::extra`] of the reference point's description.
+pub const REFERENCE_LABEL_KEY: &str = "reference_label";
+/// Key in [`DirectionsMeta::extra`] of the id of the run the directions
+/// were made from (the `run_id` column of results).
+pub const RUN_ID_KEY: &str = "run_id";
+
+impl DirectionsMeta {
+    /// The reference point of results along these directions: the one their
+    /// sharpness figures are measured at and figures mark. Stored with
+    /// [`Directions::with_reference`]; by default the centre θ* (0, 0), and
+    /// for an interpolation its end point b (α = 1), the trained model when
+    /// the line runs from an initialization to it.
+    pub fn reference(&self) -> [f64; 2] {
+        let stored = self.extra.get(REFERENCE_KEY).and_then(|v| {
+            let (x, y) = v.split_once(',')?;
+            Some([x.trim().parse().ok()?, y.trim().parse().ok()?])
+        });
+        stored.unwrap_or(match self.kind {
+            DirectionKind::Interpolation => [1.0, 0.0],
+            _ => [0.0, 0.0],
+        })
+    }
+
+    /// What the reference point is, in words (e.g. "θ*, the centre" or
+    /// "the trained model (epoch 20), α = 1").
+    pub fn reference_label(&self) -> String {
+        match self.extra.get(REFERENCE_LABEL_KEY) {
+            Some(l) => l.clone(),
+            None => match self.kind {
+                DirectionKind::Interpolation => "the end point b (α = 1)".into(),
+                _ => "θ*, the centre (0, 0)".into(),
+            },
+        }
+    }
+
+    /// The id of the run the directions were made from, when known.
+    pub fn run_id(&self) -> Option<String> {
+        self.extra.get(RUN_ID_KEY).cloned()
+    }
+}
+
 /// A centre θ* and one or two directions.
 #[derive(Debug, Clone)]
 pub struct Directions {
@@ -197,6 +240,25 @@ impl Directions {
     /// Sets the free-text description (provenance) and returns self.
     pub fn with_description(mut self, text: impl Into<String>) -> Self {
         self.meta.description = text.into();
+        self
+    }
+
+    /// Sets the reference point (grid coordinates `[x, y]`, `y` 0 for one
+    /// direction) and what it is, in words; see [`DirectionsMeta::reference`].
+    pub fn with_reference(mut self, at: [f64; 2], label: impl Into<String>) -> Self {
+        self.meta
+            .extra
+            .insert(REFERENCE_KEY.into(), format!("{},{}", at[0], at[1]));
+        self.meta
+            .extra
+            .insert(REFERENCE_LABEL_KEY.into(), label.into());
+        self
+    }
+
+    /// Records the id of the run the directions were made from (results
+    /// write it as their `run_id` column).
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.meta.extra.insert(RUN_ID_KEY.into(), run_id.into());
         self
     }
 

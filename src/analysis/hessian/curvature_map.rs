@@ -96,7 +96,7 @@ pub struct CurvatureMap {
 
 impl CurvatureMap {
     fn values(&self, f: impl Fn(&CurvaturePoint) -> f64) -> Vec<f64> {
-        let mut out = vec![f64::NAN; self.spec.grid.len()];
+        let mut out = vec![f64::NAN; self.spec.grid.lattice_len()];
         for p in &self.points {
             if let Some(slot) = out.get_mut(p.index) {
                 *slot = f(p);
@@ -188,6 +188,7 @@ mod tests {
         let grid = Grid {
             x: Axis::new(-1.0..=1.0, 3),
             y: None,
+            reference: None,
         };
         let v = CurvatureValues {
             lambda_min: -0.5,
@@ -216,6 +217,7 @@ mod tests {
         let grid = Grid {
             x: Axis::new(-1.0..=1.0, 3),
             y: Some(Axis::new(-0.5..=0.5, 2)),
+            reference: None,
         };
         let spec = test_spec(grid);
         let flat = spec.flat_meta();
@@ -243,6 +245,7 @@ mod tests {
         let spec = test_spec(Grid {
             x: Axis::new(-1.0..=1.0, 3),
             y: None,
+            reference: None,
         });
         let json = serde_json::to_string(&spec)
             .unwrap()

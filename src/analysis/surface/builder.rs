@@ -47,6 +47,7 @@ impl<'a> SurfaceBuilder<'a> {
             grid: Grid {
                 x: axis,
                 y: (dirs.len() > 1).then_some(axis),
+                reference: None,
             },
             flush_every: 16,
             epsilon: 0.1,
@@ -69,6 +70,7 @@ impl<'a> SurfaceBuilder<'a> {
         self.grid = Grid {
             x: Axis::new(x, nx),
             y: Some(Axis::new(y, ny)),
+            reference: None,
         };
         self
     }
@@ -78,6 +80,7 @@ impl<'a> SurfaceBuilder<'a> {
         self.grid = Grid {
             x: Axis::new(x, nx),
             y: None,
+            reference: None,
         };
         self
     }
@@ -125,8 +128,12 @@ impl<'a> SurfaceBuilder<'a> {
     }
 
     /// Checks the settings: the grid's axes (and that a 2-D grid has two
-    /// directions), `flush_every` ≥ 1, and ε > 0.
-    pub fn build(self) -> Result<Surface<'a>> {
+    /// directions), `flush_every` ≥ 1, and ε > 0. The grid's reference point
+    /// is the directions' ([`DirectionsMeta::reference`](crate::analysis::directions::DirectionsMeta::reference)):
+    /// evaluated on its own when it is not a grid point.
+    pub fn build(mut self) -> Result<Surface<'a>> {
+        let [x, y] = self.dirs.meta.reference();
+        self.grid.reference = Some([x, if self.grid.y.is_some() { y } else { 0.0 }]);
         self.grid.validate(self.dirs.len())?;
         if self.flush_every == 0 {
             return Err(Error::invalid("flush_every", "must be at least 1, got 0"));

@@ -9,7 +9,7 @@ use crate::analysis::directions::DirectionsMeta;
 use crate::analysis::evaluator::SplitResult;
 use crate::analysis::grid::Grid;
 use crate::analysis::shard::{covers, Shard};
-use crate::analysis::sharpness::{sharpness, Sharpness};
+use crate::analysis::sharpness::{sharpness, Reference, Sharpness};
 use crate::error::{Error, Result};
 use crate::store::surface::{PointValue, StoredSpec, SurfaceDir, SPEC_FILE};
 
@@ -87,19 +87,42 @@ impl SurfaceSpec {
         (0..self.grid.len()).filter(|&i| covers(self.shard, i))
     }
 
-    /// Sharpness per split of `points` (a whole grid): empty without an ε,
-    /// for a shard, or when the grid does not contain the centre.
+    /// The reference point `[x, y]`: the grid's, or for results written
+    /// before it was stored, the directions' default.
+    pub fn reference(&self) -> [f64; 2] {
+        let [x, y] = self
+            .grid
+            .reference
+            .unwrap_or_else(|| self.directions.reference());
+        [x, if self.grid.y.is_some() { y } else { 0.0 }]
+    }
+
+    /// Sharpness per split of `points` (a whole grid) at the reference
+    /// point, with the loss measured there: empty without an ε, for a shard,
+    /// or when the reference was not evaluated (results written before it
+    /// was stored, whose lattice lacks it).
     pub(crate) fn sharpness(&self, points: &[PointValue]) -> Vec<Sharpness> {
-        let (Some(first), Some(eps), None) = (points.first(), self.sharpness_epsilon, self.shard)
+        let (Some(eps), None) = (self.sharpness_epsilon, self.shard) else {
+            return Vec::new();
+        };
+        let [rx, ry] = self.reference();
+        let Some(at_reference) = points.iter().find(|p| p.point.x == rx && p.point.y == ry)
         else {
             return Vec::new();
         };
-        first
+        let label = self.directions.reference_label();
+        at_reference
             .splits
             .iter()
-            .filter_map(|s| {
-                let loss = split_values(self.grid.len(), points, &s.split, |v| v.loss);
-                sharpness(&self.grid, &loss, &s.split, eps)
+            .map(|s| {
+                let loss = split_values(self.grid.lattice_len(), points, &s.split, |v| v.loss);
+                let reference = Reference {
+                    at: [rx, ry],
+                    loss: s.loss,
+                };
+                let mut sh = sharpness(&self.grid, &loss, reference, &s.split, eps);
+                sh.reference_label = label.clone();
+                sh
             })
             .collect()
     }
@@ -127,10 +150,14 @@ impl StoredSpec for SurfaceSpec {
     fn grid_len(&self) -> usize {
         self.grid.len()
     }
+
+    fn run_id(&self) -> Option<String> {
+        self.directions.run_id()
+    }
 }
 
-/// The values of `split` at every point of a `len`-point grid, in flat
-/// order (NaN where missing).
+/// The values of `split` at every point of a `len`-point lattice, in flat
+/// order (NaN where missing; points after the lattice are left out).
 fn split_values(
     len: usize,
     points: &[PointValue],
@@ -139,8 +166,11 @@ fn split_values(
 ) -> Vec<f64> {
     let mut out = vec![f64::NAN; len];
     for p in points {
-        if let Some(s) = p.splits.iter().find(|s| s.split == split) {
-            out[p.point.index] = f(s);
+        if let (Some(s), Some(o)) = (
+            p.splits.iter().find(|s| s.split == split),
+            out.get_mut(p.point.index),
+        ) {
+            *o = f(s);
         }
     }
     out
@@ -159,7 +189,7 @@ pub struct SurfaceResult {
     pub computed: usize,
     /// Seconds this call spent evaluating.
     pub seconds: f64,
-    /// Sharpness per split (when the grid is whole and contains the centre).
+    /// Sharpness per split at the reference point (when the grid is whole).
     pub sharpness: Vec<Sharpness>,
     /// Whether every point of the grid (or shard) is done; false after a
     /// cancelled computation, which a later call resumes.
@@ -175,14 +205,41 @@ impl SurfaceResult {
             .unwrap_or_default()
     }
 
-    /// Loss values of `split` in flat grid order (NaN where missing).
+    /// Loss values of `split` at the lattice points in flat grid order
+    /// (NaN where missing); the reference point evaluated on its own is in
+    /// [`reference_value`](Self::reference_value).
     pub fn loss(&self, split: &str) -> Vec<f64> {
-        split_values(self.spec.grid.len(), &self.points, split, |s| s.loss)
+        split_values(self.spec.grid.lattice_len(), &self.points, split, |s| {
+            s.loss
+        })
+    }
+
+    /// The reference point `[x, y]` (θ* of a surface, the trained end of an
+    /// interpolation; see [`SurfaceSpec::reference`]).
+    pub fn reference(&self) -> [f64; 2] {
+        self.spec.reference()
+    }
+
+    /// What the reference point is, in words.
+    pub fn reference_label(&self) -> String {
+        self.spec.directions.reference_label()
+    }
+
+    /// Loss and accuracy of `split` measured at the reference point, when
+    /// it was evaluated (always, for results of this version).
+    pub fn reference_value(&self, split: &str) -> Option<&SplitResult> {
+        let [x, y] = self.reference();
+        self.points
+            .iter()
+            .find(|p| p.point.x == x && p.point.y == y)?
+            .splits
+            .iter()
+            .find(|s| s.split == split)
     }
 
     /// Accuracy values of `split` in flat grid order (NaN where missing).
     pub fn accuracy(&self, split: &str) -> Vec<f64> {
-        split_values(self.spec.grid.len(), &self.points, split, |s| {
+        split_values(self.spec.grid.lattice_len(), &self.points, split, |s| {
             s.accuracy.unwrap_or(f64::NAN)
         })
     }
@@ -239,6 +296,7 @@ mod tests {
         let grid = Grid {
             x: Axis::new(0.0..=1.0, 2),
             y: Some(Axis::new(0.0..=1.0, 2)),
+            reference: None,
         };
         let p = |i: usize, loss: f64| PointValue {
             point: grid.point(i),

@@ -31,7 +31,7 @@ pub struct Args {
     /// Output directory; default RUN/curvature/NAME.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Name under RUN/curvature (default: hessian-SNAPSHOT, or map-filter-2d).
+    /// Name under RUN/curvature (default: hessian-SNAPSHOT, or ratio-filter-2d).
     #[arg(long)]
     name: Option<String>,
     /// Snapshot (default: the last).
@@ -264,8 +264,12 @@ fn map(
         .with_description(format!(
             "snapshot {snapshot} of {}",
             session.run.manifest().run_id
-        ));
-    let name = args.name.clone().unwrap_or_else(|| "map-filter-2d".into());
+        ))
+        .with_reference([0.0, 0.0], format!("θ* = {}", session.describe(snapshot)))
+        .with_run_id(&session.run.manifest().run_id);
+    // Named apart from surfaces ("filter-2d"): a map of the Hessian's
+    // eigenvalue ratio, usually over a smaller range.
+    let name = args.name.clone().unwrap_or_else(|| "ratio-filter-2d".into());
     let out = session.output(args.out.as_deref(), "curvature", &name)?;
     let builder = Surface::builder(&dirs).grid(
         args.x.from..=args.x.to,

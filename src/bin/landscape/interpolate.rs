@@ -50,7 +50,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let session = Session::open(&args.run, &args.model)?;
     let last = session.snapshot(None)?;
-    let (a, b, description, default_name) = match &args.other {
+    // The reference point of the sharpness figures: the end that is the
+    // trained model (the later snapshot of one run; run A's model between
+    // two runs), stated with the result.
+    let (a, b, description, default_name, reference) = match &args.other {
         None => {
             let from = session.snapshot(Some(args.from.unwrap_or(0)))?;
             let to = session.snapshot(Some(args.to.unwrap_or(last)))?;
@@ -65,6 +68,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     session.run.manifest().run_id
                 ),
                 format!("interp-{from}-{to}"),
+                if to > from {
+                    (1.0, format!("the later end, {}", session.describe(to)))
+                } else {
+                    (0.0, format!("the later end, {}", session.describe(from)))
+                },
             )
         }
         Some(other) => {
@@ -89,10 +97,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     run_b.manifest().run_id
                 ),
                 format!("interp-{other_name}"),
+                (
+                    0.0,
+                    format!("run A's end, {} of {}", session.describe(from), session.run.manifest().run_id),
+                ),
             )
         }
     };
-    let dirs = Directions::interpolation(&a, &b)?.with_description(description);
+    let dirs = Directions::interpolation(&a, &b)?
+        .with_description(description)
+        .with_reference([reference.0, 0.0], reference.1)
+        .with_run_id(&session.run.manifest().run_id);
     let name = args.name.clone().unwrap_or(default_name);
     let out = session.output(args.out.as_deref(), "surfaces", &name)?;
     // Every variable of the model moves with α, except running statistics

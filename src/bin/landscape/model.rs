@@ -388,6 +388,22 @@ impl Session {
         Ok(self.matched.params_at(&self.run, i)?)
     }
 
+    /// Snapshot `i` in words: "snapshot 20 (epoch 20)", with "the final
+    /// model" for the last one.
+    pub fn describe(&self, i: usize) -> String {
+        let epoch = self
+            .run
+            .snapshot(i)
+            .map(|s| format!(" (epoch {})", s.meta().epoch))
+            .unwrap_or_default();
+        let last = if i + 1 == self.run.len() {
+            ", the final model"
+        } else {
+            ""
+        };
+        format!("snapshot {i}{epoch}{last}")
+    }
+
     /// Loads snapshot `i` into the model's variables.
     pub fn load(&self, i: usize) -> anyhow::Result<()> {
         Ok(self.matched.load(&self.run, i, &self.vs)?)

@@ -153,7 +153,9 @@ fn directions(args: &Args, session: &Session) -> anyhow::Result<(Directions, Str
                 .with_description(format!(
                     "snapshot {snapshot} of {}",
                     session.run.manifest().run_id
-                ));
+                ))
+                .with_reference([0.0, 0.0], format!("θ* = {}", session.describe(snapshot)))
+                .with_run_id(&session.run.manifest().run_id);
             let mut name = format!("{norm_name}-{dims}");
             if args.at.is_some() {
                 name.push_str(&format!("-at{snapshot}"));
@@ -187,8 +189,11 @@ fn directions(args: &Args, session: &Session) -> anyhow::Result<(Directions, Str
                     .context("--directions: expected random, pca or a .parquet file")?;
                 (path, format!("{stem}-{dims}"))
             };
-            let dirs = Directions::load(&path)
+            let mut dirs = Directions::load(&path)
                 .with_context(|| format!("--directions {}", path.display()))?;
+            if dirs.meta.run_id().is_none() {
+                dirs = dirs.with_run_id(&session.run.manifest().run_id);
+            }
             dirs.check_model(&session.vs)
                 .with_context(|| format!("--directions {}", path.display()))?;
             // The model holds the centre's buffers (not part of PCA
@@ -234,12 +239,28 @@ pub fn summary(r: &SurfaceResult, processes: usize) -> anyhow::Result<()> {
             .map(|s| format!(", shard {s}"))
             .unwrap_or_default()
     )?;
-    for s in &r.sharpness {
+    if let Some(first) = r.sharpness.first() {
+        let [x, y] = first.reference;
+        let on = if first.reference_on_grid {
+            "a grid point"
+        } else {
+            "evaluated on its own, not a grid point"
+        };
         outln!(
-            "  {:<5} L(θ*) = {:.4}  curvature {:.3}",
+            "  reference: {} at ({}, {}), {on}",
+            first.reference_label,
+            x + 0.0,
+            y + 0.0
+        )?;
+    }
+    for s in &r.sharpness {
+        let curvature = s
+            .curvature_x
+            .map_or("– (no grid points on both sides)".to_string(), |c| format!("{c:.3}"));
+        outln!(
+            "  {:<5} L0 = {:.4}  d²L/dα² {curvature}",
             s.split,
-            s.centre_loss,
-            s.curvature_x.unwrap_or(f64::NAN)
+            s.reference_loss,
         )?;
     }
     Ok(())

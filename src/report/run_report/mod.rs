@@ -20,6 +20,7 @@ mod curvature;
 mod overview;
 mod pca;
 mod sharpness;
+pub(crate) use sharpness::reference_cell;
 mod surfaces;
 mod training;
 mod weights;

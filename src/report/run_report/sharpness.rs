@@ -13,8 +13,9 @@ pub(super) fn section(out: &mut Output, surfaces: &[(String, SurfaceResult)]) {
             s.sharpness.iter().map(move |sh| {
                 vec![
                     name.clone(),
+                    reference_cell(sh),
                     sh.split.clone(),
-                    format!("{:.4}", sh.centre_loss),
+                    format!("{:.4}", sh.reference_loss),
                     fmt_opt(sh.curvature_x),
                     fmt_opt(sh.curvature_y),
                     fmt_opt(sh.width),
@@ -36,12 +37,13 @@ pub(super) fn section(out: &mut Output, surfaces: &[(String, SurfaceResult)]) {
         );
         return;
     }
-    out.text("Curvature at the centre (central differences), width (1-D) or area (2-D) of the connected region around the centre where L < L(θ*) + ε, and the largest loss increase on the grid.");
+    out.text("Measured at each surface's reference point (θ* of a slice; for an interpolation, the end that is the trained model): L0, the loss evaluated there (on its own when it is not a grid point), the curvature there (second differences with the nearest grid points on either side), the width (1-D) or area (2-D) of the connected region around it where L < L0 + ε, and the largest loss increase on the grid.");
     out.table(
         &[
             "surface",
+            "reference point",
             "split",
-            "L(θ*)",
+            "L0 (loss there)",
             "d²L/dα²",
             "d²L/dβ²",
             "width",
@@ -51,4 +53,26 @@ pub(super) fn section(out: &mut Output, surfaces: &[(String, SurfaceResult)]) {
         ],
         &rows,
     );
+}
+
+/// The reference point of a sharpness row: what it is and where.
+pub(crate) fn reference_cell(sh: &crate::analysis::sharpness::Sharpness) -> String {
+    let [x, y] = sh.reference;
+    let label = if sh.reference_label.is_empty() {
+        "centre (file without a stored reference: L0 from the nearest grid point)".to_string()
+    } else {
+        sh.reference_label.clone()
+    };
+    // No "-0" when a coordinate is a negative zero.
+    let show = |v: f64| format!("{}", v + 0.0);
+    format!(
+        "{label} at ({}, {}){}",
+        show(x),
+        show(y),
+        if sh.reference_on_grid {
+            ""
+        } else {
+            ", evaluated on its own"
+        }
+    )
 }
