@@ -492,6 +492,93 @@ fn interpolation_hits_both_end_points() {
         direct_b
     );
     assert_eq!(r.spec.directions.bn_stats.to_string(), "interpolated");
+    // The sharpness figures are measured at the trained end (α = 1), not
+    // at α = 0.
+    let sh = &r.sharpness[0];
+    assert_eq!(sh.reference, [1.0, 0.0]);
+    assert_eq!(sh.reference_loss, loss[6]);
+    assert!(
+        sh.reference_label.contains("α = 1"),
+        "{}",
+        sh.reference_label
+    );
+}
+
+#[test]
+fn the_reference_point_is_measured_even_when_no_grid_point_is_there() {
+    let (vs, model, x, y) = small_setup();
+    let centre = ParamSet::from_varstore(&vs).unwrap();
+    let dirs = Directions::random(&centre)
+        .seed(3)
+        .build()
+        .unwrap()
+        .with_reference([0.0, 0.0], "θ* (test)")
+        .with_run_id("run-x");
+    let mut eval = ClassifierEvaluator::new(&model)
+        .split("train", &x, &y)
+        .unwrap();
+    let direct = eval.evaluate().unwrap()[0].loss;
+    // An even grid lacks (0, 0); a one-point grid is far from it; an odd
+    // grid has it.
+    for (n, range, on_grid) in [
+        (4, -1.0..=1.0, false),
+        (1, -1.0..=-1.0, false),
+        (5, -1.0..=1.0, true),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = Surface::builder(&dirs)
+            .grid(range.clone(), n, range.clone(), n)
+            .build()
+            .unwrap()
+            .evaluate(&vs, &mut eval, tmp.path())
+            .unwrap();
+        let extra = usize::from(!on_grid);
+        assert_eq!(r.points.len(), n * n + extra, "n = {n}");
+        assert_eq!(r.loss("train").len(), n * n);
+        let at = r.reference_value("train").unwrap().loss;
+        assert_eq!(at, direct, "n = {n}: the loss at θ* is the model's own");
+        let sh = &r.sharpness[0];
+        assert_eq!((sh.reference_loss, sh.reference_on_grid), (direct, on_grid));
+        assert_eq!(sh.reference_label, "θ* (test)");
+        let flagged: Vec<_> = r.points.iter().filter(|p| p.point.reference).collect();
+        assert_eq!(flagged.len(), 1);
+        assert_eq!(flagged[0].point.on_grid, on_grid);
+        assert_eq!((flagged[0].point.x, flagged[0].point.y), (0.0, 0.0));
+        // Loaded back: the same points and figures; the table says which
+        // row is the reference and whose run it is.
+        let loaded = SurfaceResult::load(tmp.path()).unwrap();
+        assert_eq!(loaded.points, r.points);
+        assert_eq!(loaded.sharpness, r.sharpness);
+        if n == 1 {
+            // Outside the grid's range: L0 and the largest increase only.
+            assert_eq!((sh.curvature_x, sh.area), (None, None));
+        } else {
+            assert!(sh.area.is_some());
+        }
+    }
+}
+
+#[test]
+fn version_1_surfaces_are_read_and_measured_at_the_trained_end() {
+    // `landscape demo`'s interpolation (θ₀ → θ_20, α from −0.5 to 1.5) as
+    // version 1 wrote it: its sharpness.json took L0 = 2.50 at α = 0, the
+    // initialization.
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/v1/interpolation"
+    );
+    let old = std::fs::read_to_string(format!("{dir}/sharpness.json")).unwrap();
+    assert!(old.contains("\"centre_loss\": 2.50"), "{old}");
+    let r = SurfaceResult::load(dir).unwrap();
+    assert_eq!(r.spec.schema_version, 1);
+    assert!(r.points.iter().all(|p| p.point.on_grid));
+    let sh = r.sharpness.iter().find(|s| s.split == "train").unwrap();
+    assert_eq!(sh.reference, [1.0, 0.0]);
+    assert!(sh.reference_loss < 0.01, "{}", sh.reference_loss);
+    assert_eq!(
+        Some(sh.reference_loss),
+        r.reference_value("train").map(|s| s.loss)
+    );
 }
 
 #[test]

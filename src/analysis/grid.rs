@@ -414,7 +414,11 @@ mod tests {
             reference: Some([0.0, 0.5]),
             ..line(3, 0.0)
         };
-        assert!(bad.validate(1).unwrap_err().to_string().contains("reference"));
+        assert!(bad
+            .validate(1)
+            .unwrap_err()
+            .to_string()
+            .contains("reference"));
         let nan = Grid {
             reference: Some([f64::NAN, 0.0]),
             ..line(3, 0.0)

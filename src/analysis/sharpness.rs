@@ -141,8 +141,16 @@ pub fn sharpness(
     // points strictly on either side, when the reference's other coordinate
     // is a lattice value.
     let along = |a: &Axis, v: f64, (lo, hi): (usize, usize), f: &dyn Fn(usize) -> f64| {
-        let left = if lo == hi { lo.checked_sub(1) } else { Some(lo) };
-        let right = if lo == hi { (hi + 1 < a.n).then_some(hi + 1) } else { Some(hi) };
+        let left = if lo == hi {
+            lo.checked_sub(1)
+        } else {
+            Some(lo)
+        };
+        let right = if lo == hi {
+            (hi + 1 < a.n).then_some(hi + 1)
+        } else {
+            Some(hi)
+        };
         let (l, r) = (left?, right?);
         second_difference((v - a.value(l), f(l)), l0, (a.value(r) - v, f(r)))
     };
@@ -158,7 +166,12 @@ pub fn sharpness(
     let level = l0 + epsilon;
     if grid.y.is_none() {
         // The line's points with the reference among them.
-        let mut pts: Vec<(f64, f64)> = grid.x.values().into_iter().zip(loss.iter().copied()).collect();
+        let mut pts: Vec<(f64, f64)> = grid
+            .x
+            .values()
+            .into_iter()
+            .zip(loss.iter().copied())
+            .collect();
         let c = if bx.0 == bx.1 {
             pts[bx.0].1 = l0;
             bx.0
@@ -174,7 +187,11 @@ pub fn sharpness(
             .into_iter()
             .flat_map(|x| [by.0, by.1].into_iter().map(move |y| (x, y)))
             .collect();
-        let (a, b) = if l0 < level { area_2d(grid, loss, &seeds, level) } else { (0.0, true) };
+        let (a, b) = if l0 < level {
+            area_2d(grid, loss, &seeds, level)
+        } else {
+            (0.0, true)
+        };
         (sh.area, sh.bounded) = (Some(a), b);
     }
     sh
@@ -308,7 +325,11 @@ mod tests {
         let s = sharpness(&grid, &lattice(&grid, f), at_zero(&grid, f), "train", 0.75);
         assert_eq!(s.reference_loss, 1.0);
         assert!(!s.reference_on_grid);
-        assert!((s.curvature_x.unwrap() - 6.0).abs() < 1e-9, "{:?}", s.curvature_x);
+        assert!(
+            (s.curvature_x.unwrap() - 6.0).abs() < 1e-9,
+            "{:?}",
+            s.curvature_x
+        );
         assert!((s.max_increase - 3.0).abs() < 1e-12);
         // Asymmetric neighbours: the second difference is still exact on a
         // parabola.
@@ -318,7 +339,11 @@ mod tests {
             reference: None,
         };
         let s = sharpness(&g5, &lattice(&g5, f), at_zero(&g5, f), "t", 0.1);
-        assert!((s.curvature_x.unwrap() - 6.0).abs() < 1e-9, "{:?}", s.curvature_x);
+        assert!(
+            (s.curvature_x.unwrap() - 6.0).abs() < 1e-9,
+            "{:?}",
+            s.curvature_x
+        );
         // A single point at −1: the reference is outside its range.
         let one = Grid {
             x: Axis::new(-1.0..=-1.0, 1),

@@ -171,7 +171,10 @@ fn landscape(
     let run_id = run.manifest().run_id.clone();
     let interp = Directions::interpolation(&first_set, &last_set)?
         .with_description(format!("snapshot 0 → snapshot {last}"))
-        .with_reference([1.0, 0.0], format!("the trained model (snapshot {last}), α = 1"))
+        .with_reference(
+            [1.0, 0.0],
+            format!("the trained model (snapshot {last}), α = 1"),
+        )
         .with_run_id(&run_id);
     let theta_star = format!("θ* = the trained model (snapshot {last})");
     stages.surface(

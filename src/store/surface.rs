@@ -421,9 +421,8 @@ fn batch_points(
     out: &mut Vec<PointValue>,
 ) -> Result<()> {
     let at = |name: &str| batch.schema_ref().index_of(name).ok();
-    let need = |name: &str| {
-        at(name).ok_or_else(|| Error::corrupt(path, format!("no column '{name}'")))
-    };
+    let need =
+        |name: &str| at(name).ok_or_else(|| Error::corrupt(path, format!("no column '{name}'")));
     let u = |name: &str| column::<UInt32Array>(batch, need(name)?, path);
     let f = |name: &str| column::<Float64Array>(batch, need(name)?, path);
     let (index, ix, iy, x, y) = (u("index")?, u("ix")?, u("iy")?, f("x")?, f("y")?);
@@ -499,10 +498,9 @@ pub fn verify_dir(dir: &Path) -> Verification {
                 .collect();
             files.sort();
             for path in files {
-                let outcome = read_either(&points_schema(), |schema| {
-                    read_ipc_checked(&path, schema)
-                })
-                .map(|(_, crc)| crc);
+                let outcome =
+                    read_either(&points_schema(), |schema| read_ipc_checked(&path, schema))
+                        .map(|(_, crc)| crc);
                 v.file(&path, outcome);
             }
         }

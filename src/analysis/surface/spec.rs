@@ -106,8 +106,7 @@ impl SurfaceSpec {
             return Vec::new();
         };
         let [rx, ry] = self.reference();
-        let Some(at_reference) = points.iter().find(|p| p.point.x == rx && p.point.y == ry)
-        else {
+        let Some(at_reference) = points.iter().find(|p| p.point.x == rx && p.point.y == ry) else {
             return Vec::new();
         };
         let label = self.directions.reference_label();

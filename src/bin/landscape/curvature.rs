@@ -269,7 +269,10 @@ fn map(
         .with_run_id(&session.run.manifest().run_id);
     // Named apart from surfaces ("filter-2d"): a map of the Hessian's
     // eigenvalue ratio, usually over a smaller range.
-    let name = args.name.clone().unwrap_or_else(|| "ratio-filter-2d".into());
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| "ratio-filter-2d".into());
     let out = session.output(args.out.as_deref(), "curvature", &name)?;
     let builder = Surface::builder(&dirs).grid(
         args.x.from..=args.x.to,

@@ -99,7 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 format!("interp-{other_name}"),
                 (
                     0.0,
-                    format!("run A's end, {} of {}", session.describe(from), session.run.manifest().run_id),
+                    format!(
+                        "run A's end, {} of {}",
+                        session.describe(from),
+                        session.run.manifest().run_id
+                    ),
                 ),
             )
         }

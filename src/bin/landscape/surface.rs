@@ -256,7 +256,9 @@ pub fn summary(r: &SurfaceResult, processes: usize) -> anyhow::Result<()> {
     for s in &r.sharpness {
         let curvature = s
             .curvature_x
-            .map_or("– (no grid points on both sides)".to_string(), |c| format!("{c:.3}"));
+            .map_or("– (no grid points on both sides)".to_string(), |c| {
+                format!("{c:.3}")
+            });
         outln!(
             "  {:<5} L0 = {:.4}  d²L/dα² {curvature}",
             s.split,
