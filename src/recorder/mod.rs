@@ -97,6 +97,7 @@ pub struct RecorderBuilder {
     overwrite: bool,
     metrics_segment_rows: usize,
     user: BTreeMap<String, String>,
+    lr_metric: Option<String>,
 }
 
 impl RecorderBuilder {
@@ -104,6 +105,13 @@ impl RecorderBuilder {
     /// [`Recorder::on_step_end`]). `n` must be at least 1.
     pub fn every_n_steps(mut self, n: u64) -> Self {
         self.every_n_steps = Some(n);
+        self
+    }
+
+    /// Names the metric that holds the learning rate (default: `lr` or
+    /// `learning_rate`), so reports find its drops; stored in the manifest.
+    pub fn learning_rate_metric(mut self, name: impl Into<String>) -> Self {
+        self.lr_metric = Some(name.into());
         self
     }
 
@@ -222,6 +230,7 @@ impl RecorderBuilder {
             every_n_steps: self.every_n_steps,
             finished: false,
             user: self.user,
+            lr_metric: self.lr_metric,
         };
         manifest.write(&dir, self.fsync)?;
         let (tx, handle) = writer::spawn(
@@ -304,6 +313,7 @@ impl Recorder {
             overwrite: false,
             metrics_segment_rows: DEFAULT_SEGMENT_ROWS,
             user: BTreeMap::new(),
+            lr_metric: None,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::analysis::surface::SurfaceResult;
 use crate::error::{Error, Result};
 use crate::report::figures::{plotted, ColourScale, ContourPlot, LinePlot, Series};
 use crate::report::inputs::list_surfaces;
+use crate::report::metrics::Metrics;
 use crate::report::output::Output;
 use crate::report::{fmt_opt, non_finite_note, sanitize, ReportOptions};
 use crate::store::run::Run;
@@ -99,39 +100,52 @@ fn runs_section(out: &mut Output, runs: &Runs) {
     out.table(&["run", "directory", "snapshots", "values"], &rows);
 }
 
-/// Training curves, every run on one plot, per metric.
+/// Training curves, every run on one plot, per metric: per-epoch metrics
+/// against epochs with each run's learning-rate drops, per-step metrics
+/// against steps in figures of their own.
 fn training_section(out: &mut Output, runs: &Runs) -> Result<()> {
     out.section("training", "Training");
-    let mut by_metric: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+    // (metric, per step) → every run's series, and the drops drawn on it.
+    type Figure = (Vec<Series>, Vec<(f64, String)>);
+    let mut figures: BTreeMap<(bool, String), Figure> = BTreeMap::new();
     for (i, r) in runs.runs.iter().enumerate() {
-        let mut per: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        for m in r.metrics()? {
-            per.entry(m.name)
-                .or_default()
-                .push((m.epoch as f64, m.value));
-        }
-        for (n, points) in per {
-            by_metric.entry(n).or_default().push(Series {
-                name: runs.labels[i].clone(),
-                points,
-                color: i,
-                dashed: false,
-            });
+        let m = Metrics::from_run(r, &r.metrics()?, None);
+        let label = &runs.labels[i];
+        for (per_step, series, drops) in [
+            (false, &m.epoch, &m.drops.epochs),
+            (true, &m.step, &m.drops.steps),
+        ] {
+            for (name, points) in series {
+                let fig = figures.entry((per_step, name.clone())).or_default();
+                fig.0.push(Series {
+                    name: label.clone(),
+                    points: points.clone(),
+                    color: i,
+                    dashed: false,
+                });
+                fig.1.extend(
+                    drops
+                        .iter()
+                        .map(|&d| (d as f64 + 0.5, format!("lr drop, {label}"))),
+                );
+            }
         }
     }
     out.figs_start();
-    for (k, (metric, series)) in by_metric.into_iter().enumerate() {
+    for (k, ((per_step, metric), (series, vlines))) in figures.into_iter().enumerate() {
+        let x = if per_step { "step" } else { "epoch" };
         let plot = LinePlot {
-            title: metric.clone(),
-            x_label: "epoch".into(),
+            title: format!("{metric} per {x}"),
+            x_label: x.into(),
             y_label: metric.clone(),
             series,
+            vlines,
             ..Default::default()
         };
         out.plot(
             &plot,
             &format!("metric_{k}"),
-            &format!("{metric} of every run"),
+            &format!("{metric} of every run against the {x}; red lines mark each run's learning-rate drops"),
         )?;
     }
     out.figs_end();
@@ -150,6 +164,30 @@ fn surfaces_section(out: &mut Output, runs: &Runs, opts: &ReportOptions) -> Resu
         .keys()
         .filter(|k| per_run.iter().all(|m| m.contains_key(*k)))
         .collect();
+    // Results only some runs have are listed, not dropped silently.
+    let mut partial: BTreeMap<&String, Vec<usize>> = BTreeMap::new();
+    for (i, m) in per_run.iter().enumerate() {
+        for name in m.keys().filter(|k| !common.contains(k)) {
+            partial.entry(name).or_default().push(i);
+        }
+    }
+    if !partial.is_empty() {
+        let rows: Vec<Vec<String>> = partial
+            .iter()
+            .map(|(name, have)| {
+                let list = |keep: bool| {
+                    (0..runs.labels.len())
+                        .filter(|i| have.contains(i) == keep)
+                        .map(|i| runs.labels[i].clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                vec![(*name).clone(), list(true), list(false)]
+            })
+            .collect();
+        out.text("Surfaces that only some runs have (not compared; compute them for the others to compare):");
+        out.table(&["surface", "present in", "missing in"], &rows);
+    }
     if common.is_empty() {
         out.missing(
             "No surface name is present in every run.",

@@ -10,7 +10,6 @@ use crate::analysis::pca::{PcaSummary, SUMMARY_FILE};
 use crate::analysis::surface::{SurfaceResult, RESULT_FILE};
 use crate::error::{Error, Result};
 use crate::store::hessian::{read_hessian, HessianRow, HESSIAN_FILE};
-use crate::store::metrics::MetricRow;
 use crate::store::run::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
 
 /// The sub-directories of `dir` holding `marker`, sorted by name, each
@@ -79,47 +78,9 @@ pub(crate) fn read_pca(run_dir: &Path) -> Result<Option<PcaSummary>> {
     PcaSummary::load(&path).map(Some)
 }
 
-/// Epochs after which the `lr` metric drops (from the recorded metrics).
-pub(crate) fn lr_drops(metrics: &[MetricRow]) -> Vec<u64> {
-    let mut lr: Vec<(u64, f64)> = metrics
-        .iter()
-        .filter(|m| m.name == "lr")
-        .map(|m| (m.epoch, m.value))
-        .collect();
-    lr.sort_by_key(|p| p.0);
-    lr.windows(2)
-        .filter(|w| w[1].1 < w[0].1)
-        .map(|w| w[0].0)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(name: &str, epoch: u64, value: f64) -> MetricRow {
-        MetricRow {
-            snapshot: None,
-            epoch,
-            step: None,
-            name: name.into(),
-            value,
-            unix_time: 0.0,
-        }
-    }
-
-    #[test]
-    fn lr_drops_are_the_epochs_before_a_decrease() {
-        let m = [
-            row("lr", 3, 0.01),
-            row("lr", 1, 0.1),
-            row("train_loss", 2, 0.0),
-            row("lr", 2, 0.1),
-            row("lr", 4, 0.001),
-        ];
-        assert_eq!(lr_drops(&m), vec![2, 3]);
-        assert!(lr_drops(&[]).is_empty());
-    }
 
     #[test]
     fn absent_analyses_are_empty_not_errors() {

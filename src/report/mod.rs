@@ -8,6 +8,7 @@ pub mod compare;
 pub(crate) mod figures;
 pub(crate) mod html;
 mod inputs;
+pub(crate) mod metrics;
 mod options;
 mod output;
 pub mod run_report;

@@ -99,6 +99,11 @@ pub struct Manifest {
     pub finished: bool,
     /// Free-form key/value metadata given by the user.
     pub user: BTreeMap<String, String>,
+    /// The metric that holds the learning rate, when the user named one
+    /// ([`RecorderBuilder::learning_rate_metric`](crate::recorder::RecorderBuilder::learning_rate_metric));
+    /// otherwise readers look for `lr` or `learning_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_metric: Option<String>,
 }
 
 impl Manifest {
@@ -417,6 +422,7 @@ mod tests {
             offset: 0,
         };
         let m = Manifest {
+            lr_metric: None,
             format: FORMAT_NAME.into(),
             schema_version: SCHEMA_VERSION,
             crate_version: "0".into(),

@@ -28,9 +28,8 @@ mod weights;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::report::inputs::{
-    list_curvature_maps, list_point_hessians, list_surfaces, lr_drops, read_pca,
-};
+use crate::report::inputs::{list_curvature_maps, list_point_hessians, list_surfaces, read_pca};
+use crate::report::metrics::Metrics;
 use crate::report::output::Output;
 use crate::store::run::Run;
 
@@ -51,9 +50,9 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
         .unwrap_or_default();
     let mut out = Output::create(&dir, &format!("Loss landscape report: {name}"))?;
     overview::section(&mut out, &run);
-    let metrics = run.metrics()?;
-    let drops = lr_drops(&metrics);
-    training::section(&mut out, &metrics, &drops)?;
+    let metrics = Metrics::from_run(&run, &run.metrics()?, None);
+    let drops = metrics.drops.epochs.clone();
+    training::section(&mut out, &metrics)?;
     weights::section(&mut out, &run, &drops)?;
     let surfaces = list_surfaces(run_dir)?;
     surfaces::section(&mut out, &surfaces, opts)?;
