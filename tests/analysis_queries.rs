@@ -60,11 +60,17 @@ fn analysis_md_queries_agree_in_duckdb_and_polars_on_the_demo() {
         serde_json::json!(["q1", "q2", "q3", "q4grid", "q4min", "q5", "q6"])
     );
     // θ₀ and the 20 epochs of the demo, each with its metrics.
-    assert_eq!(facts["q1_epochs"], serde_json::json!((0..=20).collect::<Vec<u64>>()));
+    assert_eq!(
+        facts["q1_epochs"],
+        serde_json::json!((0..=20).collect::<Vec<u64>>())
+    );
     assert_eq!(facts["q2_rows"], 21);
     assert_eq!(facts["q3_shape"], serde_json::json!([256, 256]));
     assert_eq!(facts["q4_grid"], serde_json::json!([25, 25]));
     assert_eq!(facts["q4_splits"], serde_json::json!(["test", "train"]));
-    assert_eq!(facts["q5_snapshots"], serde_json::json!((0..=20).collect::<Vec<u64>>()));
+    assert_eq!(
+        facts["q5_snapshots"],
+        serde_json::json!((0..=20).collect::<Vec<u64>>())
+    );
     assert_eq!(facts["q6_rows"], 6 * 20);
 }

@@ -109,10 +109,13 @@ fn python_reads_the_export_and_snapshots() {
     for (name, rows) in n_rows {
         let t = &got["pyarrow"][name];
         assert_eq!(t["rows"].as_u64(), Some(rows as u64), "pyarrow {name} rows");
-        let doc_name = if name == "metrics" { "export_metrics" } else { name };
+        let doc_name = if name == "metrics" {
+            "export_metrics"
+        } else {
+            name
+        };
         let doc: Value = serde_json::from_str(
-            &std::fs::read_to_string(repo_root().join(format!("schemas/{doc_name}.json")))
-                .unwrap(),
+            &std::fs::read_to_string(repo_root().join(format!("schemas/{doc_name}.json"))).unwrap(),
         )
         .unwrap();
         let mut documented: Vec<Value> = doc["fields"]
@@ -143,7 +146,11 @@ fn python_reads_the_export_and_snapshots() {
             Some(m.run_id.as_str()),
             "{name} run id metadata"
         );
-        assert_eq!(t["run_id_column"], json!([m.run_id]), "{name} run_id column");
+        assert_eq!(
+            t["run_id_column"],
+            json!([m.run_id]),
+            "{name} run_id column"
+        );
         assert_eq!(t["schema_version"], "2", "{name} schema version");
     }
 
@@ -204,8 +211,7 @@ fn python_reads_the_export_and_snapshots() {
         (
             "epochs",
             vec![
-                "String", "UInt32", "UInt64", "UInt64", "String", "Float64", "Float64",
-                "Float64",
+                "String", "UInt32", "UInt64", "UInt64", "String", "Float64", "Float64", "Float64",
             ],
         ),
     ];

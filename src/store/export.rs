@@ -127,13 +127,24 @@ pub fn summary_schema() -> SchemaRef {
 /// the run's metrics table ([`metrics_schema`](crate::store::metrics::metrics_schema)).
 pub fn export_metrics_schema() -> SchemaRef {
     let mut fields = vec![Arc::new(run_id_field())];
-    fields.extend(crate::store::metrics::metrics_schema().fields().iter().cloned());
+    fields.extend(
+        crate::store::metrics::metrics_schema()
+            .fields()
+            .iter()
+            .cloned(),
+    );
     Arc::new(Schema::new(fields))
 }
 
 /// The fixed columns of `epochs.parquet`, before the metric columns.
-pub const EPOCHS_FIXED_COLUMNS: [&str; 6] =
-    ["run_id", "snapshot", "epoch", "step", "trigger", "unix_time"];
+pub const EPOCHS_FIXED_COLUMNS: [&str; 6] = [
+    "run_id",
+    "snapshot",
+    "epoch",
+    "step",
+    "trigger",
+    "unix_time",
+];
 
 /// Schema of `epochs.parquet` with the metric columns `metrics` (in this
 /// order, already deduplicated against the fixed columns, see
@@ -507,11 +518,7 @@ mod tests {
         assert_eq!(col(6), [Some(2.0), None, Some(1.0)]);
         assert_eq!(col(7), [None, None, Some(7.0)]);
         assert_eq!(col(8), [None, None, Some(60.0)]);
-        let trig = b
-            .column(4)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let trig = b.column(4).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(trig.value(1), "step_end");
     }
 
