@@ -64,6 +64,7 @@ fn python_reads_the_export_and_snapshots() {
         "trajectory": exp.trajectory,
         "summary": exp.summary,
         "metrics": exp.metrics,
+        "epochs": exp.epochs,
         "snapshot_file": snapshot_file,
         "probes": probes,
     });
@@ -96,20 +97,28 @@ fn python_reads_the_export_and_snapshots() {
     });
     eprintln!("python versions: {}", got["versions"]);
 
-    // pyarrow: row counts, and columns exactly as documented in schemas/.
+    // pyarrow: row counts, and columns exactly as documented in schemas/
+    // (epochs: the documented fixed columns, then one Float64 per epoch
+    // metric); run_id as a column and as metadata, schema version 2.
     let n_rows = [
         ("trajectory", exp.trajectory_rows as usize),
         ("summary", run.len() * tensors.len()),
         ("metrics", metrics.len()),
+        ("epochs", run.len()),
     ];
     for (name, rows) in n_rows {
         let t = &got["pyarrow"][name];
         assert_eq!(t["rows"].as_u64(), Some(rows as u64), "pyarrow {name} rows");
+        let doc_name = if name == "metrics" {
+            "export_metrics"
+        } else {
+            name
+        };
         let doc: Value = serde_json::from_str(
-            &std::fs::read_to_string(repo_root().join(format!("schemas/{name}.json"))).unwrap(),
+            &std::fs::read_to_string(repo_root().join(format!("schemas/{doc_name}.json"))).unwrap(),
         )
         .unwrap();
-        let documented: Vec<Value> = doc["fields"]
+        let mut documented: Vec<Value> = doc["fields"]
             .as_array()
             .unwrap()
             .iter()
@@ -122,6 +131,11 @@ fn python_reads_the_export_and_snapshots() {
                 d
             })
             .collect();
+        if name == "epochs" {
+            for m in ["train_loss", "lr"] {
+                documented.push(json!({"name": m, "type": "Float64", "nullable": true}));
+            }
+        }
         assert_eq!(
             t["fields"].as_array().unwrap(),
             &documented,
@@ -132,17 +146,50 @@ fn python_reads_the_export_and_snapshots() {
             Some(m.run_id.as_str()),
             "{name} run id metadata"
         );
+        assert_eq!(
+            t["run_id_column"],
+            json!([m.run_id]),
+            "{name} run_id column"
+        );
+        assert_eq!(t["schema_version"], "2", "{name} schema version");
     }
+
+    // epochs.parquet: θ₀ and one row per epoch; the epoch metrics spread
+    // (θ₀ has none in this run: null), batch_loss (a step metric) not.
+    let e = &got["epochs"];
+    assert_eq!(e["snapshot"], json!([0, 1, 2, 3]));
+    assert_eq!(e["epoch"], json!([0, 1, 2, 3]));
+    assert_eq!(
+        e["trigger"],
+        json!(["train_start", "epoch_end", "epoch_end", "epoch_end"])
+    );
+    assert!(e["step"][0].is_null() && e["step"][1].as_u64().unwrap() > 0);
+    let train_loss: Vec<Value> = (0..4)
+        .map(|s| {
+            metrics
+                .iter()
+                .find(|r| r.snapshot == Some(s) && r.name == "train_loss")
+                .map_or(Value::Null, |r| json!(r.value))
+        })
+        .collect();
+    assert!(train_loss[0].is_null() && !train_loss[1].is_null());
+    assert_eq!(e["metrics"]["train_loss"], json!(train_loss));
+    assert_eq!(e["metrics"]["lr"], json!([null, 0.05, 0.05, 0.05]));
+    assert!(e["metrics"].get("batch_loss").is_none());
 
     // polars: same shapes, its own dtype names.
     let polars_dtypes = [
         (
             "trajectory",
             vec![
+                "String",
                 "UInt32",
                 "UInt64",
                 "UInt64",
                 "String",
+                "String",
+                "List(Int64)",
+                "UInt64",
                 "UInt32",
                 "UInt64",
                 "List(Float32)",
@@ -151,13 +198,21 @@ fn python_reads_the_export_and_snapshots() {
         (
             "summary",
             vec![
-                "UInt32", "UInt64", "String", "String", "UInt64", "Float64", "Float64", "Float64",
-                "Float64", "Float64",
+                "String", "UInt32", "UInt64", "String", "String", "UInt64", "Float64", "Float64",
+                "Float64", "Float64", "Float64",
             ],
         ),
         (
             "metrics",
-            vec!["UInt32", "UInt64", "UInt64", "String", "Float64", "Float64"],
+            vec![
+                "String", "UInt32", "UInt64", "UInt64", "String", "Float64", "Float64",
+            ],
+        ),
+        (
+            "epochs",
+            vec![
+                "String", "UInt32", "UInt64", "UInt64", "String", "Float64", "Float64", "Float64",
+            ],
         ),
     ];
     for ((name, rows), (_, dtypes)) in n_rows.iter().zip(&polars_dtypes) {
@@ -200,6 +255,13 @@ fn python_reads_the_export_and_snapshots() {
         let offsets: Vec<u64> = (0..n_chunks as u64).map(|c| c * chunk as u64).collect();
         assert_eq!(p["chunks"], json!(chunks), "{what}");
         assert_eq!(p["offsets"], json!(offsets), "{what}");
+        // Role, shape and numel on every row: the tensor rebuilds alone.
+        let t = tensors.iter().find(|t| t.name == want["tensor"]).unwrap();
+        assert_eq!(p["shape"], json!(t.shape), "{what}");
+        assert_eq!(p["same_shape_every_row"], true, "{what}");
+        assert_eq!(p["reshaped"], json!(t.shape), "{what}");
+        assert_eq!(p["numel"], json!([t.numel]), "{what}");
+        assert_eq!(p["role"], json!([t.role.as_str()]), "{what}");
     }
 
     // Summary statistics agree with numpy on the exported values.

@@ -1,13 +1,17 @@
-//! `schemas/*.json` document every on-disk table and the manifest. These tests
-//! check that what the code declares and what it actually writes match the
-//! documents field by field: names, types, nullability, JSON types, enums.
+//! `schemas/*.json` document every on-disk table and the manifest, and the
+//! layout documents (`run`, `export`, `surface`, `curvature_dir`, `pca`,
+//! `report`) every output directory. These tests check that what the code
+//! declares and what it actually writes match the documents field by field
+//! (names, types, nullability, JSON types, enums), and that every file of a
+//! real demo run is documented, with its columns or keys.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use arrow::array::Array;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::ipc::reader::FileReader;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -17,18 +21,23 @@ use tch::{Device, Kind, Tensor};
 
 use common::*;
 use tch_landscape::data::digits::Digits;
-use tch_landscape::store::export::{export_parquet, summary_schema, trajectory_schema};
+use tch_landscape::store::export::{
+    epochs_schema, export_metrics_schema, export_parquet, summary_schema, trajectory_schema,
+    EXPORT_SCHEMA_VERSION, RUN_ID_KEY, SCHEMA_VERSION_KEY,
+};
 use tch_landscape::store::manifest::{StorageDtype, MANIFEST_FILE, SCHEMA_VERSION};
 use tch_landscape::store::metrics::{metrics_schema, METRICS_FILE};
 use tch_landscape::store::snapshot::{snapshot_schema, SNAPSHOT_DIR, SNAPSHOT_META_KEY};
 use tch_landscape::{Recorder, Run};
 
-const DOCS: [&str; 12] = [
+const DOCS: [&str; 14] = [
     "manifest",
     "snapshot",
     "metrics",
     "trajectory",
     "summary",
+    "export_metrics",
+    "epochs",
     "surface_points",
     "directions",
     "curvature",
@@ -37,6 +46,12 @@ const DOCS: [&str; 12] = [
     "pca_tensors",
     "pca_plane_check",
 ];
+
+/// The tables of `landscape export`, versioned by [`EXPORT_SCHEMA_VERSION`].
+const EXPORT_DOCS: [&str; 4] = ["trajectory", "summary", "export_metrics", "epochs"];
+
+/// The layout documents: one per kind of output directory.
+const LAYOUTS: [&str; 6] = ["run", "export", "surface", "curvature_dir", "pca", "report"];
 
 fn doc(name: &str) -> Value {
     let path = repo_root().join("schemas").join(format!("{name}.json"));
@@ -208,9 +223,14 @@ fn assert_object_matches(obj: &Value, fields: &[Value], root: &Value, what: &str
 fn every_document_is_versioned_and_complete() {
     for name in DOCS {
         let d = doc(name);
+        let version = if EXPORT_DOCS.contains(&name) {
+            EXPORT_SCHEMA_VERSION
+        } else {
+            SCHEMA_VERSION
+        };
         assert_eq!(
             d["schema_version"].as_u64(),
-            Some(SCHEMA_VERSION as u64),
+            Some(version as u64),
             "schemas/{name}.json"
         );
         assert_eq!(d["name"].as_str(), Some(name));
@@ -256,6 +276,12 @@ fn declared_arrow_schemas_match_the_documents() {
         "plane_check_schema()",
     );
     assert_schema_matches(&metrics_schema(), "metrics", "metrics_schema()");
+    assert_schema_matches(
+        &export_metrics_schema(),
+        "export_metrics",
+        "export_metrics_schema()",
+    );
+    assert_schema_matches(&epochs_schema(&[]), "epochs", "epochs_schema([])");
     assert_schema_matches(&trajectory_schema(), "trajectory", "trajectory_schema()");
     assert_schema_matches(&summary_schema(), "summary", "summary_schema()");
     assert_schema_matches(
@@ -304,6 +330,7 @@ fn record_full_run(dir: &Path) {
         .metadata("seed", "2")
         .build(&vs)
         .unwrap();
+    rec.on_train_start(&[("train_loss", 2.3)]).unwrap();
     let mut step_no = 0;
     for epoch in 1..=2 {
         for idx in batches(data.len() as i64, 128) {
@@ -426,6 +453,31 @@ fn written_snapshot_and_metrics_files_match_the_documents() {
     );
 }
 
+/// Asserts an `epochs.parquet` schema: the documented fixed fields, then
+/// one documented dynamic column per metric.
+#[track_caller]
+fn assert_epochs_schema_matches(schema: &Schema, what: &str) -> Vec<String> {
+    let d = doc("epochs");
+    let fixed = doc_fields(&d, "epochs").len();
+    assert!(schema.fields().len() >= fixed, "{what}: too few columns");
+    let head = Schema::new(schema.fields()[..fixed].to_vec());
+    assert_schema_matches(&head, "epochs", what);
+    let dynamic = &d["dynamic_fields"];
+    schema.fields()[fixed..]
+        .iter()
+        .map(|f| {
+            assert_eq!(
+                dynamic["type"].as_str(),
+                Some(spell(f.data_type()).as_str()),
+                "{what}: metric column '{}'",
+                f.name()
+            );
+            assert_eq!(dynamic["nullable"].as_bool(), Some(f.is_nullable()));
+            f.name().clone()
+        })
+        .collect()
+}
+
 #[test]
 fn written_parquet_files_match_the_documents() {
     let dir = tempdir();
@@ -433,15 +485,22 @@ fn written_parquet_files_match_the_documents() {
     let run = Run::open(dir.path()).unwrap();
     let out = dir.path().join("export");
     let summary = export_parquet(&run, &out, 1000).unwrap();
+    let run_id = run.manifest().run_id.as_str();
     for (path, name) in [
         (&summary.trajectory, "trajectory"),
         (&summary.summary, "summary"),
-        (&summary.metrics, "metrics"),
+        (&summary.metrics, "export_metrics"),
+        (&summary.epochs, "epochs"),
     ] {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
         let what = format!("{}", path.display());
-        assert_schema_matches(builder.schema(), name, &what);
-        // Documented key/value metadata is present with the run id.
+        if name == "epochs" {
+            let metrics = assert_epochs_schema_matches(builder.schema(), &what);
+            assert_eq!(metrics, ["train_loss"], "{what}: only epoch-level metrics");
+        } else {
+            assert_schema_matches(builder.schema(), name, &what);
+        }
+        // Documented key/value metadata: the run id and the schema version.
         let kv = builder
             .metadata()
             .file_metadata()
@@ -449,19 +508,319 @@ fn written_parquet_files_match_the_documents() {
             .cloned()
             .unwrap_or_default();
         let d = doc(name);
-        for m in d["parquet_metadata"].as_array().unwrap() {
-            let key = m["key"].as_str().unwrap();
-            let found = kv
-                .iter()
-                .find(|e| e.key == key)
-                .unwrap_or_else(|| panic!("{what}: no '{key}'"));
-            assert_eq!(found.value.as_deref(), Some(run.manifest().run_id.as_str()));
-        }
-        let rows: usize = builder
-            .build()
+        let documented: Vec<&str> = d["parquet_metadata"]
+            .as_array()
             .unwrap()
-            .map(|b| b.unwrap().num_rows())
-            .sum();
+            .iter()
+            .map(|m| m["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(documented, [RUN_ID_KEY, SCHEMA_VERSION_KEY], "{what}");
+        let value = |key: &str| {
+            kv.iter()
+                .find(|e| e.key == key)
+                .unwrap_or_else(|| panic!("{what}: no '{key}'"))
+                .value
+                .clone()
+        };
+        assert_eq!(value(RUN_ID_KEY).as_deref(), Some(run_id));
+        assert_eq!(
+            value(SCHEMA_VERSION_KEY),
+            Some(EXPORT_SCHEMA_VERSION.to_string())
+        );
+        let batches: Vec<_> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert!(rows > 0, "{what}: empty");
+        for b in &batches {
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            assert!(ids.iter().all(|x| x == Some(run_id)), "{what}: run_id");
+        }
+        if name == "epochs" {
+            // One row per snapshot, θ₀ included; train_loss where reported.
+            assert_eq!(rows, run.len(), "{what}: one row per snapshot");
+            let b = &batches[0];
+            let col = |i: usize| b.column(i).clone();
+            let trig = col(4);
+            let trig = trig
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            let loss = col(6);
+            let loss = loss
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .unwrap();
+            for i in 0..rows {
+                let t = trig.value(i);
+                assert_eq!(
+                    !loss.is_null(i),
+                    t == "epoch_end" || t == "train_start",
+                    "{what}: row {i} ({t})"
+                );
+            }
+            assert_eq!(loss.value(0), 2.3, "θ₀'s train_loss");
+        }
     }
+}
+
+/// Whether `pattern` (path components; `*` any characters within a
+/// component, `**` any number of components) matches `path`.
+fn glob(pattern: &[&str], path: &[&str]) -> bool {
+    fn part(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|i| part(rest, &s[i..])),
+            Some((c, rest)) => s.first() == Some(c) && part(rest, &s[1..]),
+        }
+    }
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((&"**", rest)) => (0..=path.len()).any(|i| glob(rest, &path[i..])),
+        Some((p, rest)) => {
+            !path.is_empty() && part(p.as_bytes(), path[0].as_bytes()) && glob(rest, &path[1..])
+        }
+    }
+}
+
+/// The entry of layout `d` documenting `rel` (a file, or a directory when
+/// `is_dir`), if any.
+fn layout_entry<'a>(d: &'a Value, rel: &str, is_dir: bool) -> Option<&'a Value> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    d["entries"].as_array().unwrap().iter().find(|e| {
+        let p = e["path"].as_str().unwrap();
+        let want_dir = p.ends_with('/');
+        let pat: Vec<&str> = p.trim_end_matches('/').split('/').collect();
+        want_dir == is_dir && glob(&pat, &parts)
+    })
+}
+
+/// Checks the directory `root` against layout document `layout`: every file
+/// and directory under it is documented (recursing into the layouts of
+/// documented sub-directories), required entries exist, and documented
+/// tables and JSON files have exactly the documented columns or keys.
+/// Returns the problems found (undocumented paths, missing entries).
+fn check_layout(root: &Path, layout: &str) -> Vec<String> {
+    let d = doc(layout);
+    let mut problems = Vec::new();
+    let mut found: BTreeSet<String> = BTreeSet::new();
+    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let is_dir = path.is_dir();
+            let Some(e) = layout_entry(&d, &rel, is_dir) else {
+                problems.push(format!(
+                    "{}: not documented in schemas/{layout}.json",
+                    path.display()
+                ));
+                continue;
+            };
+            found.insert(e["path"].as_str().unwrap().to_string());
+            if let Some(sub) = e.get("layout").and_then(Value::as_str) {
+                problems.extend(check_layout(&path, sub));
+            } else if is_dir {
+                stack.push(path);
+            } else {
+                check_documented_file(&path, e);
+            }
+        }
+    }
+    for e in d["entries"].as_array().unwrap() {
+        let p = e["path"].as_str().unwrap();
+        if e["required"].as_bool() == Some(true) && !found.contains(p) {
+            problems.push(format!(
+                "{}: required entry '{p}' of schemas/{layout}.json is missing",
+                root.display()
+            ));
+        }
+    }
+    problems
+}
+
+/// Checks one file against its layout entry: a table's columns against the
+/// entry's document, a JSON file's keys against the entry's fields.
+fn check_documented_file(path: &Path, e: &Value) {
+    let what = path.display().to_string();
+    let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+    if let Some(name) = e.get("document").and_then(Value::as_str) {
+        match ext {
+            "parquet" => {
+                let b = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+                    .unwrap_or_else(|err| panic!("{what}: {err}"));
+                if name == "epochs" {
+                    assert_epochs_schema_matches(b.schema(), &what);
+                } else {
+                    assert_schema_matches(b.schema(), name, &what);
+                }
+            }
+            "arrow" => {
+                let r = FileReader::try_new(File::open(path).unwrap(), None)
+                    .unwrap_or_else(|err| panic!("{what}: {err}"));
+                assert_schema_matches(&r.schema(), name, &what);
+            }
+            _ => {
+                let v: Value =
+                    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+                let d = doc(name);
+                assert_object_matches(&v, doc_fields(&d, name), &d, &what);
+            }
+        }
+    }
+    let json = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+            .unwrap_or_else(|err| panic!("{what}: invalid JSON: {err}"))
+    };
+    if let Some(fields) = e.get("fields").and_then(Value::as_array) {
+        assert_object_matches(&json(), fields, e, &what);
+    }
+    if let Some(items) = e.get("items").and_then(Value::as_array) {
+        let v = json();
+        let arr = v
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: not an array"));
+        for (i, item) in arr.iter().enumerate() {
+            assert_object_matches(item, items, e, &format!("{what}[{i}]"));
+        }
+    }
+}
+
+#[test]
+fn layout_documents_are_complete() {
+    // hessian.json is checked on its own (declared_arrow_schemas_match_the_documents).
+    let tables: BTreeSet<&str> = DOCS.iter().copied().chain(["hessian"]).collect();
+    for name in LAYOUTS {
+        let d = doc(name);
+        let what = format!("schemas/{name}.json");
+        assert_eq!(d["name"].as_str(), Some(name), "{what}");
+        assert_eq!(d["kind"].as_str(), Some("layout"), "{what}");
+        assert!(d["schema_version"].as_u64().is_some(), "{what}");
+        for key in ["directory", "description"] {
+            assert!(
+                d[key].as_str().is_some_and(|s| !s.is_empty()),
+                "{what}: {key}"
+            );
+        }
+        let entries = d["entries"].as_array().unwrap();
+        assert!(!entries.is_empty(), "{what}");
+        let mut paths = BTreeSet::new();
+        for e in entries {
+            let p = e["path"].as_str().unwrap_or_else(|| panic!("{what}: path"));
+            assert!(paths.insert(p), "{what}: '{p}' twice");
+            let kind = e["kind"].as_str();
+            assert!(
+                matches!(kind, Some("file" | "dir")),
+                "{what}: '{p}' kind {kind:?}"
+            );
+            assert_eq!(kind == Some("dir"), p.ends_with('/'), "{what}: '{p}'");
+            assert!(
+                e["description"].as_str().is_some_and(|s| s.len() > 10),
+                "{what}: '{p}' needs a description"
+            );
+            if let Some(t) = e.get("document") {
+                let t = t.as_str().unwrap();
+                assert!(tables.contains(t), "{what}: '{p}' names unknown table {t}");
+            }
+            if let Some(l) = e.get("layout") {
+                let l = l.as_str().unwrap();
+                assert!(
+                    LAYOUTS.contains(&l),
+                    "{what}: '{p}' names unknown layout {l}"
+                );
+            }
+        }
+    }
+    // The glob the layouts use.
+    assert!(glob(
+        &["**", ".*.tmp"],
+        &["points", ".000001.arrow.9.0.tmp"]
+    ));
+    assert!(glob(
+        &["snapshots", "*.arrow"],
+        &["snapshots", "000000.arrow"]
+    ));
+    assert!(!glob(
+        &["snapshots", "*.arrow"],
+        &["snapshots", "a", "b.arrow"]
+    ));
+    assert!(!glob(&["*.png"], &["x.svg"]));
+}
+
+/// Every file and directory the demo writes (recording, export, surfaces,
+/// PCA, curvature map, report) is documented in the layout documents, with
+/// its columns; an undocumented file or a missing required one is found.
+#[test]
+fn every_file_of_a_demo_run_is_documented() {
+    use tch_landscape::demo::{DemoConfig, TrainConfig};
+    let out = tempdir();
+    let cfg = DemoConfig {
+        train: TrainConfig {
+            epochs: 2,
+            lr_drops: vec![],
+            ..Default::default()
+        },
+        grid_2d: 3,
+        grid_1d: 5,
+        grid_curvature: 3,
+        overwrite: false,
+    };
+    let s =
+        tch_landscape::demo::run(out.path(), &cfg, &mut |_: &str, _: usize, _: usize| {}).unwrap();
+    let problems = check_layout(&s.run_dir, "run");
+    assert!(problems.is_empty(), "{problems:#?}");
+    // Everything the layouts promise was there to be checked.
+    for sub in [
+        "export/epochs.parquet",
+        "pca/pca.json",
+        "surfaces/filter-2d/surface.parquet",
+        "surfaces/filter-2d/sharpness.json",
+        "curvature/filter-2d/curvature.parquet",
+        "report/index.html",
+    ] {
+        assert!(s.run_dir.join(sub).is_file(), "{sub}");
+    }
+
+    // The check finds an undocumented file and a missing required one.
+    std::fs::write(s.run_dir.join("export/notes.csv"), b"x").unwrap();
+    std::fs::remove_file(s.run_dir.join("pca/pca-path.parquet")).unwrap();
+    let problems = check_layout(&s.run_dir, "run");
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].contains("notes.csv") || problems[1].contains("notes.csv"));
+    assert!(problems.iter().any(|p| p.contains("pca-path.parquet")));
+}
+
+/// θ₀'s metrics (`on_train_start`) are rows of snapshot 0, epoch 0, no step,
+/// as schemas/metrics.json says; after training began the call is refused.
+#[test]
+fn theta0_metrics_are_snapshot_zero_rows() {
+    let dir = tempdir();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _l = nn::linear(vs.root() / "l", 3, 2, Default::default());
+    let mut rec = Recorder::builder(dir.path()).build(&vs).unwrap();
+    rec.on_train_start(&[("loss", 2.5), ("acc", 10.0)]).unwrap();
+    rec.on_epoch_end(1, &[("loss", 1.5)]).unwrap();
+    let err = rec.on_train_start(&[("loss", 9.0)]).unwrap_err();
+    assert!(err.to_string().contains("on_train_start"), "{err}");
+    rec.finish().unwrap();
+    let rows = Run::open(dir.path()).unwrap().metrics().unwrap();
+    let got: Vec<(Option<u32>, u64, Option<u64>, &str, f64)> = rows
+        .iter()
+        .map(|r| (r.snapshot, r.epoch, r.step, r.name.as_str(), r.value))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(0), 0, None, "loss", 2.5),
+            (Some(0), 0, None, "acc", 10.0),
+            (Some(1), 1, None, "loss", 1.5)
+        ]
+    );
 }

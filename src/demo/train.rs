@@ -127,7 +127,8 @@ impl TrainJob<'_> {
 /// Runs SGD on the variables of `vs` as `cfg` says (momentum, weight decay,
 /// learning-rate drops) and finishes `rec`: each epoch visits the training
 /// samples in a fresh random order (libtorch's generator) in mini-batches,
-/// then records the epoch's metrics, before any learning-rate drop.
+/// then records the epoch's metrics, before any learning-rate drop. The
+/// same metrics of the untrained model are recorded for θ₀ first.
 pub(crate) fn train_recorded(
     vs: &nn::VarStore,
     cfg: &TrainConfig,
@@ -145,6 +146,8 @@ pub(crate) fn train_recorded(
     let n = job.train.len();
     let mut lr = cfg.lr;
     let mut step = 0u64;
+    // θ₀'s metrics: the metrics have a row at every snapshot.
+    rec.on_train_start(&job.epoch_metrics(0, lr)?)?;
     for epoch in 1..=cfg.epochs {
         let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
         let mut start = 0;

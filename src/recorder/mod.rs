@@ -354,6 +354,30 @@ impl Recorder {
             self.snapshot_now(epoch, Trigger::StepEnd, rows)?;
             return Ok(());
         }
+        self.send_metrics(rows)
+    }
+
+    /// Records metrics of θ₀ (snapshot 0, epoch 0), e.g. the loss and
+    /// accuracy of the untrained model, so that the metrics have a row at
+    /// every snapshot. Call it after [`RecorderBuilder::build`] and before
+    /// any step or other snapshot (an error otherwise: the model is no longer
+    /// θ₀); it takes no snapshot. The rows get snapshot 0, epoch 0 and no
+    /// step.
+    pub fn on_train_start(&mut self, metrics: &[(&str, f64)]) -> Result<()> {
+        if self.next_index != 1 || self.last_step.is_some() {
+            return Err(Error::invalid(
+                "on_train_start",
+                "must be called before any on_step_end, on_epoch_end or snapshot: \
+                 its metrics describe θ₀ (snapshot 0)",
+            ));
+        }
+        let rows = self.metric_rows(Some(0), 0, metrics)?;
+        self.send_metrics(rows)
+    }
+
+    /// Hands metric rows of a call that took no snapshot to the writer, as
+    /// the durability says.
+    fn send_metrics(&mut self, rows: Vec<MetricRow>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
