@@ -991,7 +991,12 @@ fn check_against_sklearn(
         &serde_json::json!({"rows": rows, "centre": centre, "include_final": include_final, "k": k}),
     );
     let ratio = f64_list(&r["ratio"]);
-    assert_rel(&pca.explained_variance_ratio, &ratio, 1e-9, "ratios vs sklearn");
+    assert_rel(
+        &pca.explained_variance_ratio,
+        &ratio,
+        1e-9,
+        "ratios vs sklearn",
+    );
     assert_rel(
         &pca.explained_variance,
         &f64_list(&r["variance"]),
@@ -1000,13 +1005,24 @@ fn check_against_sklearn(
     );
     let scale = rows
         .iter()
-        .map(|x| norm(&x.iter().zip(&rows[centre]).map(|(a, b)| a - b).collect::<Vec<_>>()))
+        .map(|x| {
+            norm(
+                &x.iter()
+                    .zip(&rows[centre])
+                    .map(|(a, b)| a - b)
+                    .collect::<Vec<_>>(),
+            )
+        })
         .fold(0.0, f64::max);
     for (j, c) in r["components"].as_array().unwrap().iter().enumerate() {
         let want = f64_list(c);
         // The same axis; the sign by the same rule (largest |entry| positive).
         let d = dot(&comps[j], &want);
-        assert!((d.abs() - 1.0).abs() < 1e-6, "PC{} vs sklearn: |dot| {d}", j + 1);
+        assert!(
+            (d.abs() - 1.0).abs() < 1e-6,
+            "PC{} vs sklearn: |dot| {d}",
+            j + 1
+        );
         let sign = d.signum();
         for (i, p) in pca.path.iter().enumerate() {
             let w = sign * f64_list(&r["coords"][i])[j];
@@ -1047,7 +1063,10 @@ fn include_final_is_the_reference_codes_zero_row_and_matches_scikit_learn() {
         .zip(&r_ref)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    assert!(moved > 1e-4, "include_final changed nothing: {r_paper:?} vs {r_ref:?}");
+    assert!(
+        moved > 1e-4,
+        "include_final changed nothing: {r_paper:?} vs {r_ref:?}"
+    );
     // One more row: the variances are sums of squares over m − 1 = n − 1
     // instead of n − 2 (sklearn's convention), the centre is in the fit.
     assert_eq!(reference.rank, n - 1);
@@ -1126,8 +1145,18 @@ fn a_joint_pca_of_two_runs_matches_numpy_on_the_stacked_matrix() {
         NUMPY_JOINT,
         &serde_json::json!({"rows": rows, "centre": 4, "k": 3}),
     );
-    assert_rel(&pca.explained_variance_ratio, &f64_list(&r["ratio"]), 1e-9, "joint ratios");
-    assert_rel(&pca.explained_variance, &f64_list(&r["variance"]), 1e-9, "joint variances");
+    assert_rel(
+        &pca.explained_variance_ratio,
+        &f64_list(&r["ratio"]),
+        1e-9,
+        "joint ratios",
+    );
+    assert_rel(
+        &pca.explained_variance,
+        &f64_list(&r["variance"]),
+        1e-9,
+        "joint variances",
+    );
     let comps: Vec<Vec<f64>> = pca
         .components_of(&[&a, &b])
         .unwrap()
@@ -1141,7 +1170,11 @@ fn a_joint_pca_of_two_runs_matches_numpy_on_the_stacked_matrix() {
         assert!((d.abs() - 1.0).abs() < 1e-6, "joint PC{}: |dot| {d}", j + 1);
         for (i, p) in pca.path.iter().enumerate() {
             let w = d.signum() * f64_list(&r["coords"][i])[j];
-            assert!((p.coords[j] - w).abs() <= 1e-7 * scale, "PC{} of point {i}", j + 1);
+            assert!(
+                (p.coords[j] - w).abs() <= 1e-7 * scale,
+                "PC{} of point {i}",
+                j + 1
+            );
         }
     }
     // Rows of both runs, told apart by run id; only A's final one is out.
@@ -1194,7 +1227,9 @@ fn a_joint_pca_refuses_runs_with_other_shapes_by_name() {
     let pca = TrajectoryPca::builder().build().unwrap();
     let e = pca.fit_joint(&[&a, &b]).unwrap_err().to_string();
     assert!(
-        e.contains(b.manifest().run_id.as_str()) && e.contains("fc1.weight") && e.contains("[30, 15]"),
+        e.contains(b.manifest().run_id.as_str())
+            && e.contains("fc1.weight")
+            && e.contains("[30, 15]"),
         "{e}"
     );
     let e = pca.fit_joint(&[&a, &a]).unwrap_err().to_string();
@@ -1216,7 +1251,8 @@ fn cli_joint_and_include_final() {
             .unwrap();
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
         )
     };
     let out = tmp.path().join("joint");
@@ -1231,7 +1267,10 @@ fn cli_joint_and_include_final() {
     ]);
     assert!(ok, "{text}");
     let back = PcaSummary::load_dir(&out).unwrap();
-    assert_eq!((back.runs.len(), back.path.len(), back.include_final), (2, 10, true));
+    assert_eq!(
+        (back.runs.len(), back.path.len(), back.include_final),
+        (2, 10, true)
+    );
     let (ok, text) = landscape(&["pca".into(), "--joint".into(), s(a.dir())]);
     assert!(!ok && text.contains("at least two"), "{text}");
     let (ok, text) = landscape(&["pca".into(), s(a.dir()), s(b.dir())]);

@@ -91,8 +91,12 @@ pub struct SolverFigures {
 
 impl PartialEq for SolverFigures {
     fn eq(&self, o: &Self) -> bool {
-        (self.hvps, self.residual_max, self.residual_min, self.converged)
-            == (o.hvps, o.residual_max, o.residual_min, o.converged)
+        (
+            self.hvps,
+            self.residual_max,
+            self.residual_min,
+            self.converged,
+        ) == (o.hvps, o.residual_max, o.residual_min, o.converged)
     }
 }
 
@@ -413,16 +417,22 @@ pub(crate) fn read<S: StoredSpec>(dir: &Path) -> Result<(S, Vec<CurvaturePoint>)
         };
         for r in 0..batch.num_rows() {
             let solver = figures.and_then(|(h, rmax, rmin, c, s, _)| {
-                [h.is_valid(r), rmax.is_valid(r), rmin.is_valid(r), c.is_valid(r), s.is_valid(r)]
-                    .iter()
-                    .all(|&v| v)
-                    .then(|| SolverFigures {
-                        hvps: h.value(r),
-                        residual_max: rmax.value(r),
-                        residual_min: rmin.value(r),
-                        converged: c.value(r),
-                        seconds: s.value(r),
-                    })
+                [
+                    h.is_valid(r),
+                    rmax.is_valid(r),
+                    rmin.is_valid(r),
+                    c.is_valid(r),
+                    s.is_valid(r),
+                ]
+                .iter()
+                .all(|&v| v)
+                .then(|| SolverFigures {
+                    hvps: h.value(r),
+                    residual_max: rmax.value(r),
+                    residual_min: rmin.value(r),
+                    converged: c.value(r),
+                    seconds: s.value(r),
+                })
             });
             let (px, py) = (x.value(r), y.value(r));
             let reference = match figures {
@@ -523,7 +533,10 @@ mod tests {
             assert_eq!((p.index, p.values()), (i, values(i)));
             assert_eq!(p.x, grid_point(i).x);
             // Seconds are carried, though equality ignores them.
-            assert_eq!(p.solver.map(|s| s.seconds), values(i).solver.map(|s| s.seconds));
+            assert_eq!(
+                p.solver.map(|s| s.seconds),
+                values(i).solver.map(|s| s.seconds)
+            );
         }
         // The 3 × 2 grid (x −1, 0, 1; y −0.5, 0.5) has no (0, 0) point.
         assert!(back.iter().all(|p| !p.reference));

@@ -40,7 +40,12 @@ pub struct HessianRow {
 /// The columns of `hessian.parquet` (documented in `schemas/hessian.json`).
 pub fn hessian_schema() -> Schema {
     let mut fields = vec![Field::new("run_id", DataType::Utf8, false)];
-    fields.extend(hessian_schema_v1().fields().iter().map(|f| f.as_ref().clone()));
+    fields.extend(
+        hessian_schema_v1()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone()),
+    );
     Schema::new(fields)
 }
 

@@ -461,7 +461,11 @@ pub fn read_path_table(path: &Path) -> Result<Vec<PathPoint>> {
         let file = open_regular(path)?;
         let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| Error::corrupt(path, format!("not a readable Parquet file ({e})")))?;
-        b.schema().fields().iter().map(|f| f.name().clone()).collect()
+        b.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     };
     if names.iter().any(|n| n == "x") {
         let t = table::read_parquet(path, &path_schema_v1(), WHAT)?;
@@ -491,7 +495,9 @@ pub fn read_path_table(path: &Path) -> Result<Vec<PathPoint>> {
     if k == 0 || k > MAX_PATH_COMPONENTS {
         return Err(Error::corrupt(
             path,
-            format!("{k} component columns pc1, pc2, …: expected 1 to {MAX_PATH_COMPONENTS} in {WHAT}"),
+            format!(
+                "{k} component columns pc1, pc2, …: expected 1 to {MAX_PATH_COMPONENTS} in {WHAT}"
+            ),
         ));
     }
     let t = table::read_parquet(path, &path_schema_for(k), WHAT)?;
@@ -577,7 +583,10 @@ pub(crate) fn write(out: &Path, t: PcaTables<'_>) -> Result<PcaFiles> {
     let meta = [(PCA_META_KEY.to_string(), t.settings.to_string())];
     let tables = [
         (&files.variance, variance_batch(&t)),
-        (&files.path, path_batch(&t.summary.path, t.summary.explained_variance_ratio.len())),
+        (
+            &files.path,
+            path_batch(&t.summary.path, t.summary.explained_variance_ratio.len()),
+        ),
         (&files.tensors, tensors_batch(&t.summary.tensors)),
     ];
     for (path, batch) in tables {
@@ -780,7 +789,10 @@ mod tests {
         table::write_parquet_batch(&p, &batch, &meta).unwrap();
         let path = read_path_table(&p).unwrap();
         assert_eq!(path.len(), 3);
-        assert_eq!((path[0].x(), path[0].y(), path[1].residual), (-2.0, 0.5, 0.2));
+        assert_eq!(
+            (path[0].x(), path[0].y(), path[1].residual),
+            (-2.0, 0.5, 0.2)
+        );
         assert!(path.iter().all(|q| q.run_id == "old"));
         let fits: Vec<bool> = path.iter().map(|q| q.in_fit).collect();
         assert_eq!(fits, [true, true, false]);
@@ -835,7 +847,10 @@ mod tests {
         std::fs::write(&p, v1.to_string()).unwrap();
         let old = PcaSummary::load(&p).unwrap();
         assert_eq!(old.path, s.path, "v1: run ids and in_fit filled in");
-        assert_eq!((old.runs.clone(), old.include_final), (s.runs.clone(), false));
+        assert_eq!(
+            (old.runs.clone(), old.include_final),
+            (s.runs.clone(), false)
+        );
         assert_eq!(old.paths_by_run()[0].1.len(), 2);
         v["schema_version"] = 99.into();
         std::fs::write(&p, v.to_string()).unwrap();

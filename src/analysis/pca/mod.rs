@@ -78,8 +78,9 @@ use crate::store::run::{Run, Selection};
 
 pub use crate::store::pca::{
     path_schema, path_schema_for, plane_check_schema, read_path_table, tensors_schema,
-    variance_schema, PathPoint, PcaFiles, PcaRun, PcaSummary, PlaneCheckRow, TensorPca, DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE,
-    PCA_META_KEY, PLANE_CHECK_FILE, SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
+    variance_schema, PathPoint, PcaFiles, PcaRun, PcaSummary, PlaneCheckRow, TensorPca,
+    DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE, PCA_META_KEY, PLANE_CHECK_FILE,
+    SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
 };
 pub use plane_check::{plane_check, PlaneCheck};
 pub use result::PcaResult;
@@ -253,8 +254,8 @@ impl TrajectoryPca {
     /// twice, fewer than two matrix rows, no variation.
     pub fn fit_joint(&self, runs: &[&Run]) -> Result<PcaResult> {
         let t0 = Instant::now();
-        let _span = tracing::info_span!("pca joint", runs = runs.len(), k = self.components)
-            .entered();
+        let _span =
+            tracing::info_span!("pca joint", runs = runs.len(), k = self.components).entered();
         for (i, a) in runs.iter().enumerate() {
             if let Some(b) = runs[..i]
                 .iter()

@@ -86,7 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         let Some(out) = args.out.clone() else {
-            anyhow::bail!("--joint needs --out DIR (the PCA of several runs belongs to none of them)");
+            anyhow::bail!(
+                "--joint needs --out DIR (the PCA of several runs belongs to none of them)"
+            );
         };
         let runs = args
             .runs
@@ -117,7 +119,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pca.path.len(),
         match pca.runs.len() {
             1 => String::new(),
-            n => format!(" of {n} runs (centre: the final model of run {})", pca.run_id),
+            n => format!(
+                " of {n} runs (centre: the final model of run {})",
+                pca.run_id
+            ),
         },
         pca.numel,
         pca.seconds,
@@ -150,7 +155,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let run: String = p.run_id.chars().take(8).collect();
         outln!(
             "  {}{:>8} {:>6} {:>10.4} {:>10.4} {:>9.4}",
-            if joint { format!("{run:<10}") } else { String::new() },
+            if joint {
+                format!("{run:<10}")
+            } else {
+                String::new()
+            },
             p.snapshot,
             p.epoch,
             p.x(),
