@@ -626,10 +626,23 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
     assert_eq!(c.lambda_max, direct.lambda_max);
     assert_eq!(c.lambda_min, direct.lambda_min);
     assert_eq!(c.abs_ratio, direct.abs_ratio());
+    // The solver's figures of the same run, and only the centre is the
+    // reference point.
+    let solver = c.solver.expect("solver figures");
+    assert_eq!(solver.hvps, direct.hvps as u64);
+    assert_eq!(solver.residual_max, direct.top_residuals[0]);
+    assert_eq!(solver.residual_min, direct.bottom_residuals[0]);
+    assert!(solver.converged && solver.seconds > 0.0);
+    assert!(c.reference);
+    assert_eq!(map.points.iter().filter(|p| p.reference).count(), 1);
     for p in &map.points {
         assert!(p.lambda_max > 0.0 && p.lambda_min <= p.lambda_max);
         assert_eq!(p.abs_ratio, (p.lambda_min / p.lambda_max).abs());
+        let s = p.solver.expect("solver figures");
+        assert!(s.hvps > 0 && s.residual_max <= 1e-3 * p.lambda_max.abs());
     }
+    // A curvature map has no sharpness figures: no (empty) sharpness.json.
+    assert!(!out.join("sharpness.json").exists());
     assert_eq!(map.lambda_max()[4], c.lambda_max);
 
     // The clean table reads back, with its settings in metadata.
@@ -657,7 +670,13 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
             "y",
             "lambda_min",
             "lambda_max",
-            "abs_ratio"
+            "abs_ratio",
+            "hvps",
+            "residual_max",
+            "residual_min",
+            "converged",
+            "seconds",
+            "reference"
         ]
     );
     let kv = builder
@@ -675,6 +694,17 @@ fn curvature_map_restores_the_model_and_its_centre_is_a_direct_lanczos_call() {
     }
     let meta = builder.metadata().row_group(0).column(5).compression();
     assert!(format!("{meta:?}").contains("ZSTD"), "{meta:?}");
+    // The wall times as written (they are not part of point equality).
+    use arrow::array::Array;
+    let table = builder.build().unwrap().next().unwrap().unwrap();
+    let seconds = table
+        .column(12)
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    for p in &loaded.points {
+        assert_eq!(seconds.value(p.index), p.solver.unwrap().seconds);
+    }
 
     // A finished map is not recomputed.
     let again = curvature(&opts).evaluate(&vs, objective(), &out).unwrap();

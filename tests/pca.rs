@@ -19,7 +19,9 @@ use tch::{Device, Kind, Tensor};
 use common::*;
 use tch_landscape::analysis::directions::{DirectionKind, Directions};
 use tch_landscape::analysis::evaluator::ClassifierEvaluator;
-use tch_landscape::analysis::pca::{plane_check, PcaResult, PcaSummary, TrajectoryPca};
+use tch_landscape::analysis::pca::{
+    plane_check, read_path_table, PcaResult, PcaSummary, TrajectoryPca,
+};
 use tch_landscape::data::digits::Digits;
 use tch_landscape::models::Mlp;
 use tch_landscape::{Error, Recorder, Run, Selection};
@@ -791,12 +793,18 @@ fn save_writes_the_tables_the_summary_and_both_directions() {
     };
     let (n, cols, meta) = rows(&files.path);
     assert_eq!(n, 6);
-    assert_eq!(cols, ["snapshot", "epoch", "x", "y", "residual"]);
+    assert_eq!(
+        cols,
+        ["run_id", "snapshot", "epoch", "pc1", "pc2", "residual", "in_fit"]
+    );
     let meta: Value = serde_json::from_str(&meta.expect("pca metadata")).unwrap();
     assert_eq!(meta["selection"], "weights");
     assert_eq!(meta["components"], 2);
     assert_eq!(meta["run_id"], run.manifest().run_id.as_str());
+    assert_eq!(meta["schema_version"], 2);
+    assert_eq!(meta["include_final"], false);
     assert_eq!(rows(&files.variance).0, pca.rank);
+    assert_eq!(rows(&files.variance).1[0], "run_id");
     assert_eq!(rows(&files.tensors).0, 2);
     let summary: Value = serde_json::from_slice(&std::fs::read(&files.summary).unwrap()).unwrap();
     assert_eq!(summary["format"], "tch-landscape-pca");
@@ -917,4 +925,354 @@ fn plane_check_on_a_trained_mlp() {
         Err(Error::UnknownTensor { .. })
     ));
     assert_eq!(deep_copy(&other), before);
+}
+
+/// Runs `script` with the test Python, `input` (JSON) on stdin; its stdout
+/// parsed as JSON.
+fn python_json(script: &str, input: &Value) -> Value {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the test Python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python's JSON")
+}
+
+/// scikit-learn's PCA (full SVD) of the rows θᵢ − θ_centre: with
+/// `include_final` every snapshot (the reference code's matrix: its loop
+/// includes the final model, an all-zero row), else all but the centre (the
+/// paper's text). Ratios, variances, components and the projections
+/// ⟨θᵢ − θ_centre, pc_k⟩ of every snapshot.
+const SKLEARN_PCA: &str = r#"
+import json, sys
+import numpy as np
+from sklearn.decomposition import PCA
+d = json.load(sys.stdin)
+X = np.array(d["rows"], dtype=np.float64)
+c = X[d["centre"]]
+D = X - c
+M = D if d["include_final"] else np.delete(D, d["centre"], axis=0)
+p = PCA(n_components=d["k"], svd_solver="full").fit(M)
+print(json.dumps({
+    "ratio": p.explained_variance_ratio_.tolist(),
+    "variance": p.explained_variance_.tolist(),
+    "components": p.components_.tolist(),
+    "coords": (D @ p.components_.T).tolist(),
+}))
+"#;
+
+/// Checks `pca` (fitted on the rows `rows`, centre row `centre`) against
+/// scikit-learn; returns scikit-learn's ratios.
+fn check_against_sklearn(
+    pca: &PcaResult,
+    comps: &[Vec<f64>],
+    rows: &[Vec<f64>],
+    centre: usize,
+    include_final: bool,
+) -> Vec<f64> {
+    let k = pca.n_components();
+    let r = python_json(
+        SKLEARN_PCA,
+        &serde_json::json!({"rows": rows, "centre": centre, "include_final": include_final, "k": k}),
+    );
+    let ratio = f64_list(&r["ratio"]);
+    assert_rel(
+        &pca.explained_variance_ratio,
+        &ratio,
+        1e-9,
+        "ratios vs sklearn",
+    );
+    assert_rel(
+        &pca.explained_variance,
+        &f64_list(&r["variance"]),
+        1e-9,
+        "variances vs sklearn",
+    );
+    let scale = rows
+        .iter()
+        .map(|x| {
+            norm(
+                &x.iter()
+                    .zip(&rows[centre])
+                    .map(|(a, b)| a - b)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .fold(0.0, f64::max);
+    for (j, c) in r["components"].as_array().unwrap().iter().enumerate() {
+        let want = f64_list(c);
+        // The same axis; the sign by the same rule (largest |entry| positive).
+        let d = dot(&comps[j], &want);
+        assert!(
+            (d.abs() - 1.0).abs() < 1e-6,
+            "PC{} vs sklearn: |dot| {d}",
+            j + 1
+        );
+        let sign = d.signum();
+        for (i, p) in pca.path.iter().enumerate() {
+            let w = sign * f64_list(&r["coords"][i])[j];
+            assert!(
+                (p.coords[j] - w).abs() <= 1e-7 * scale,
+                "PC{} of path point {i}: got {}, sklearn {w}",
+                j + 1,
+                p.coords[j]
+            );
+        }
+    }
+    ratio
+}
+
+#[test]
+fn include_final_is_the_reference_codes_zero_row_and_matches_scikit_learn() {
+    let tmp = tempdir();
+    let run = random_run(&tmp.path().join("run"), 7, 21);
+    let fit_with = |include: bool| {
+        TrajectoryPca::builder()
+            .components(3)
+            .chunk(100)
+            .include_final(include)
+            .build()
+            .unwrap()
+            .fit(&run)
+            .unwrap()
+    };
+    let (paper, reference) = (fit_with(false), fit_with(true));
+    let rows = flat(&run, &Selection::Weights);
+    let n = rows.len();
+    let comps = |p: &PcaResult| components_f64(p, &run);
+    let r_paper = check_against_sklearn(&paper, &comps(&paper), &rows, n - 1, false);
+    let r_ref = check_against_sklearn(&reference, &comps(&reference), &rows, n - 1, true);
+    // The zero row moves the ratios: not the same PCA.
+    let moved = r_paper
+        .iter()
+        .zip(&r_ref)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        moved > 1e-4,
+        "include_final changed nothing: {r_paper:?} vs {r_ref:?}"
+    );
+    // One more row: the variances are sums of squares over m − 1 = n − 1
+    // instead of n − 2 (sklearn's convention), the centre is in the fit.
+    assert_eq!(reference.rank, n - 1);
+    assert_eq!(paper.rank, n - 2);
+    assert!(reference.path[n - 1].in_fit && !paper.path[n - 1].in_fit);
+    assert!(paper.path[..n - 1].iter().all(|p| p.in_fit));
+    assert!(reference.path[n - 1].coords.iter().all(|&c| c == 0.0));
+    // Stored: pca.json, the tables' metadata, the directions.
+    let files = reference.save(&run, &tmp.path().join("pca")).unwrap();
+    let back = PcaSummary::load(&files.summary).unwrap();
+    assert!(back.include_final && back.path[n - 1].in_fit);
+    let path = read_path_table(&files.path).unwrap();
+    assert_eq!(path, reference.path, "the table is exact (pca.json goes through decimal JSON)");
+    let d = Directions::load(&files.directions_raw).unwrap();
+    assert_eq!(d.meta.extra["pca.include_final"], "true");
+}
+
+#[test]
+fn path_table_holds_every_component_and_in_fit() {
+    let tmp = tempdir();
+    let run = random_run(&tmp.path().join("run"), 6, 4);
+    let pca = fit(&run, 4, 1000, Selection::Weights);
+    assert_eq!(pca.n_components(), 4);
+    let files = pca.save(&run, &tmp.path().join("pca")).unwrap();
+    let path = read_path_table(&files.path).unwrap();
+    assert_eq!(path.len(), 6);
+    for (p, q) in path.iter().zip(&pca.path) {
+        assert_eq!(p.pcs().len(), 4);
+        assert_eq!(p.pcs(), q.coords.as_slice());
+        assert_eq!(p.run_id, run.manifest().run_id);
+    }
+    let in_fit: Vec<bool> = path.iter().map(|p| p.in_fit).collect();
+    assert_eq!(in_fit, [true, true, true, true, true, false]);
+}
+
+/// The numpy reference of a joint PCA: rows = every snapshot of every run
+/// minus the first run's final snapshot (that row left out), mean-centred,
+/// exact SVD.
+const NUMPY_JOINT: &str = r#"
+import json, sys
+import numpy as np
+d = json.load(sys.stdin)
+X = np.array(d["rows"], dtype=np.float64)
+c = X[d["centre"]]
+D = X - c
+M = np.delete(D, d["centre"], axis=0)
+Mc = M - M.mean(axis=0)
+u, s, vt = np.linalg.svd(Mc, full_matrices=False)
+lam = s**2
+k = d["k"]
+print(json.dumps({
+    "ratio": (lam[:k] / lam.sum()).tolist(),
+    "variance": (lam[:k] / (M.shape[0] - 1)).tolist(),
+    "components": vt[:k].tolist(),
+    "coords": (D @ vt[:k].T).tolist(),
+}))
+"#;
+
+#[test]
+fn a_joint_pca_of_two_runs_matches_numpy_on_the_stacked_matrix() {
+    let tmp = tempdir();
+    let a = random_run(&tmp.path().join("a"), 5, 31);
+    let b = random_run(&tmp.path().join("b"), 4, 32);
+    let pca = TrajectoryPca::builder()
+        .components(3)
+        .chunk(64)
+        .build()
+        .unwrap()
+        .fit_joint(&[&a, &b])
+        .unwrap();
+    assert_eq!(pca.path.len(), 9);
+    assert_eq!(pca.run_id, a.manifest().run_id);
+    let mut rows = flat(&a, &Selection::Weights);
+    rows.extend(flat(&b, &Selection::Weights));
+    let r = python_json(
+        NUMPY_JOINT,
+        &serde_json::json!({"rows": rows, "centre": 4, "k": 3}),
+    );
+    assert_rel(
+        &pca.explained_variance_ratio,
+        &f64_list(&r["ratio"]),
+        1e-9,
+        "joint ratios",
+    );
+    assert_rel(
+        &pca.explained_variance,
+        &f64_list(&r["variance"]),
+        1e-9,
+        "joint variances",
+    );
+    let comps: Vec<Vec<f64>> = pca
+        .components_of(&[&a, &b])
+        .unwrap()
+        .iter()
+        .map(|c| f64s(c))
+        .collect();
+    let scale = 10.0;
+    for j in 0..3 {
+        let want = f64_list(&r["components"][j]);
+        let d = dot(&comps[j], &want);
+        assert!((d.abs() - 1.0).abs() < 1e-6, "joint PC{}: |dot| {d}", j + 1);
+        for (i, p) in pca.path.iter().enumerate() {
+            let w = d.signum() * f64_list(&r["coords"][i])[j];
+            assert!(
+                (p.coords[j] - w).abs() <= 1e-7 * scale,
+                "PC{} of point {i}",
+                j + 1
+            );
+        }
+    }
+    // Rows of both runs, told apart by run id; only A's final one is out.
+    let ids: Vec<&str> = pca.path.iter().map(|p| p.run_id.as_str()).collect();
+    let (ia, ib) = (a.manifest().run_id.as_str(), b.manifest().run_id.as_str());
+    assert_eq!(ids, [ia, ia, ia, ia, ia, ib, ib, ib, ib]);
+    let out: Vec<usize> = (0..9).filter(|&i| !pca.path[i].in_fit).collect();
+    assert_eq!(out, [4]);
+
+    // Saved like a run's PCA; the loader gives the paths per run.
+    let dir = tmp.path().join("joint");
+    let files = pca.save_joint(&[&a, &b], &dir).unwrap();
+    let back = PcaSummary::load_dir(&dir).unwrap();
+    let per_run = back.paths_by_run();
+    assert_eq!(per_run.len(), 2);
+    assert_eq!((per_run[0].0, per_run[0].1.len()), (ia, 5));
+    assert_eq!((per_run[1].0, per_run[1].1.len()), (ib, 4));
+    assert_eq!(back.explained_variance_ratio, pca.explained_variance_ratio);
+    assert_eq!(back.runs[1].snapshots, 4);
+    assert_eq!(read_path_table(&files.path).unwrap(), pca.path);
+    // The plane is centred on A's final model.
+    let d = Directions::load(&files.directions_raw).unwrap();
+    assert_eq!(d.meta.kind, DirectionKind::Pca);
+    assert!(d.meta.extra["pca.runs"].contains(ib));
+    // The wrong runs are refused.
+    assert!(pca.components_of(&[&b, &a]).is_err());
+    assert!(pca.components(&a).is_err());
+}
+
+#[test]
+fn a_joint_pca_refuses_runs_with_other_shapes_by_name() {
+    let tmp = tempdir();
+    let a = random_run(&tmp.path().join("a"), 4, 1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let tensors: [(&str, &[i64]); 4] = [
+        ("fc1.bias", &[30]),
+        ("fc1.weight", &[30, 15]),
+        ("fc2.bias", &[10]),
+        ("fc2.weight", &[10, 30]),
+    ];
+    let snaps: Vec<Vec<Vec<f32>>> = (0..3)
+        .map(|_| {
+            tensors
+                .iter()
+                .map(|(_, s)| gaussian(&mut rng, s.iter().product::<i64>() as usize, 1.0))
+                .collect()
+        })
+        .collect();
+    let b = record(&tmp.path().join("b"), &tensors, &snaps);
+    let pca = TrajectoryPca::builder().build().unwrap();
+    let e = pca.fit_joint(&[&a, &b]).unwrap_err().to_string();
+    assert!(
+        e.contains(b.manifest().run_id.as_str())
+            && e.contains("fc1.weight")
+            && e.contains("[30, 15]"),
+        "{e}"
+    );
+    let e = pca.fit_joint(&[&a, &a]).unwrap_err().to_string();
+    assert!(e.contains("given twice"), "{e}");
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn cli_joint_and_include_final() {
+    let tmp = tempdir();
+    let a = random_run(&tmp.path().join("a"), 5, 41);
+    let b = random_run(&tmp.path().join("b"), 5, 42);
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let landscape = |args: &[String]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_landscape"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let out = tmp.path().join("joint");
+    let (ok, text) = landscape(&[
+        "pca".into(),
+        "--joint".into(),
+        s(a.dir()),
+        s(b.dir()),
+        "--out".into(),
+        s(&out),
+        "--include-final".into(),
+    ]);
+    assert!(ok, "{text}");
+    let back = PcaSummary::load_dir(&out).unwrap();
+    assert_eq!(
+        (back.runs.len(), back.path.len(), back.include_final),
+        (2, 10, true)
+    );
+    let (ok, text) = landscape(&["pca".into(), "--joint".into(), s(a.dir())]);
+    assert!(!ok && text.contains("at least two"), "{text}");
+    let (ok, text) = landscape(&["pca".into(), s(a.dir()), s(b.dir())]);
+    assert!(!ok && text.contains("--joint"), "{text}");
 }

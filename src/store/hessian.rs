@@ -1,7 +1,8 @@
 //! The Hessian at one point (`landscape curvature` without `--map`):
 //! `DIR/hessian.parquet`, one row per value in long form — λmax, λmin, the
 //! top-k and bottom-k eigenvalues with their residuals, Hutchinson's trace
-//! with its standard error, the spectral density on its grid — and the
+//! with its standard error, the spectral density on its grid — each row
+//! labelled with the run's id (`run_id`, first column) — and the
 //! settings (snapshot, parameters, Lanczos/Hutchinson/SLQ options and seeds,
 //! BatchNorm policy, objective) as JSON under [`HESSIAN_META_KEY`]
 //! (`schemas/hessian.json`).
@@ -38,6 +39,18 @@ pub struct HessianRow {
 
 /// The columns of `hessian.parquet` (documented in `schemas/hessian.json`).
 pub fn hessian_schema() -> Schema {
+    let mut fields = vec![Field::new("run_id", DataType::Utf8, false)];
+    fields.extend(
+        hessian_schema_v1()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone()),
+    );
+    Schema::new(fields)
+}
+
+/// The columns of a `hessian.parquet` written before `run_id` (still read).
+fn hessian_schema_v1() -> Schema {
     Schema::new(vec![
         Field::new("quantity", DataType::Utf8, false),
         Field::new("index", DataType::UInt32, false),
@@ -46,16 +59,19 @@ pub fn hessian_schema() -> Schema {
     ])
 }
 
-/// Writes `dir/hessian.parquet` atomically with `settings` in its metadata;
-/// returns its path.
+/// Writes `dir/hessian.parquet` atomically, every row labelled with
+/// `run_id` (the run whose snapshot the point is), with `settings` in its
+/// metadata; returns its path.
 pub fn write_hessian<T: serde::Serialize>(
     dir: &Path,
+    run_id: &str,
     rows: &[HessianRow],
     settings: &T,
 ) -> Result<PathBuf> {
     let path = dir.join(HESSIAN_FILE);
     let meta = vec![json_entry(&path, HESSIAN_META_KEY, settings)?];
     let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|_| run_id))),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.quantity.as_str()),
         )),
@@ -73,17 +89,24 @@ pub fn write_hessian<T: serde::Serialize>(
 }
 
 /// Reads `dir/hessian.parquet`: the rows and the settings (as JSON).
+/// Tables written before the `run_id` column still load.
 pub fn read_hessian(dir: &Path) -> Result<(Vec<HessianRow>, serde_json::Value)> {
     let path = dir.join(HESSIAN_FILE);
     let what = "a Hessian table";
-    let table = read_parquet(&path, &hessian_schema(), what)?;
+    let (table, first) = match read_parquet(&path, &hessian_schema(), what) {
+        Ok(t) => (t, 1),
+        Err(e) => match read_parquet(&path, &hessian_schema_v1(), what) {
+            Ok(t) => (t, 0),
+            Err(_) => return Err(e),
+        },
+    };
     let settings: serde_json::Value = table.json_meta(&path, HESSIAN_META_KEY, what)?;
     let mut rows = Vec::new();
     for batch in &table.batches {
-        let q = column::<StringArray>(batch, 0, &path)?;
-        let i = column::<UInt32Array>(batch, 1, &path)?;
-        let v = column::<Float64Array>(batch, 2, &path)?;
-        let a = column::<Float64Array>(batch, 3, &path)?;
+        let q = column::<StringArray>(batch, first, &path)?;
+        let i = column::<UInt32Array>(batch, first + 1, &path)?;
+        let v = column::<Float64Array>(batch, first + 2, &path)?;
+        let a = column::<Float64Array>(batch, first + 3, &path)?;
         for r in 0..batch.num_rows() {
             rows.push(HessianRow {
                 quantity: q.value(r).to_string(),
@@ -117,9 +140,30 @@ mod tests {
                 aux: None,
             },
         ];
-        write_hessian(dir.path(), &rows, &serde_json::json!({"seed": 7})).unwrap();
+        write_hessian(dir.path(), "run-a", &rows, &serde_json::json!({"seed": 7})).unwrap();
         let (back, settings) = read_hessian(dir.path()).unwrap();
         assert_eq!(back, rows);
         assert_eq!(settings["seed"], 7);
+        let path = dir.path().join(HESSIAN_FILE);
+        let t = read_parquet(&path, &hessian_schema(), "a Hessian table").unwrap();
+        let ids = column::<StringArray>(&t.batches[0], 0, &path).unwrap();
+        assert_eq!((ids.value(0), ids.value(1)), ("run-a", "run-a"));
+    }
+
+    #[test]
+    fn tables_without_run_id_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HESSIAN_FILE);
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(["lambda_max"])),
+            Arc::new(UInt32Array::from_iter_values([0])),
+            Arc::new(Float64Array::from_iter_values([2.5])),
+            Arc::new(Float64Array::from_iter([None])),
+        ];
+        let batch = RecordBatch::try_new(Arc::new(hessian_schema_v1()), cols).unwrap();
+        let meta = vec![json_entry(&path, HESSIAN_META_KEY, &serde_json::json!({})).unwrap()];
+        write_parquet_batch(&path, &batch, &meta).unwrap();
+        let (rows, _) = read_hessian(dir.path()).unwrap();
+        assert_eq!((rows.len(), rows[0].value), (1, 2.5));
     }
 }

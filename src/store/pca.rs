@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! pca-variance.parquet      explained variance per component (schemas/pca_variance.json)
-//! pca-path.parquet          path coordinates and residuals (schemas/pca_path.json)
+//! pca-path.parquet          path coordinates on every PC, residuals (schemas/pca_path.json)
 //! pca-tensors.parquet       per-tensor figures (schemas/pca_tensors.json)
 //! pca.json                  the summary (PcaSummary)
 //! directions-raw.parquet    the PCA plane, unit-norm components (schemas/directions.json)
@@ -10,19 +10,27 @@
 //! plane-check.parquet       the plane-vs-true check (schemas/pca_plane_check.json)
 //! ```
 //!
-//! The three PCA tables carry the settings as JSON under [`PCA_META_KEY`];
-//! the plane check carries its evaluator's description there.
+//! The three PCA tables carry the settings as JSON under [`PCA_META_KEY`]
+//! (with their `schema_version`); the plane check carries its evaluator's
+//! description there.
+//!
+//! Schema version 2 (this build): `pca-path.parquet` has `run_id` first,
+//! one column `pc1` … `pcK` per returned component and `in_fit`, instead of
+//! version 1's `x`, `y`; `pca-variance.parquet` has `run_id` first; pca.json
+//! lists the runs (a joint PCA has several) and says whether the centre was
+//! a row of the matrix (`include_final`). Version-1 files still load
+//! ([`PcaSummary::load`], [`read_path_table`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::fsutil::{create_output_dir, read_json, write_json};
+use crate::store::fsutil::{create_output_dir, open_regular, read_json, write_json};
 use crate::store::manifest::schema_version;
 use crate::store::table;
 use crate::tensor::Role;
@@ -46,7 +54,7 @@ pub const PLANE_CHECK_FILE: &str = "plane-check.parquet";
 pub const PCA_META_KEY: &str = "tch_landscape.pca";
 /// The newest `schema_version` of [`SUMMARY_FILE`] this build reads (and the
 /// one it writes).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What `PcaResult::save` wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +90,10 @@ impl PcaFiles {
 /// One snapshot of the path in PCA coordinates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathPoint {
+    /// Id of the run the snapshot belongs to (version-1 files: the
+    /// summary's run, filled in by [`PcaSummary::load`]).
+    #[serde(default)]
+    pub run_id: String,
     /// Stored snapshot index.
     pub snapshot: u32,
     /// Epoch at which it was taken.
@@ -92,6 +104,25 @@ pub struct PathPoint {
     /// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ with Δᵢ = θᵢ − θ_final and P the projection onto the
     /// PC1/PC2 plane (0 when Δᵢ = 0, e.g. for the final snapshot).
     pub residual: f64,
+    /// Whether θᵢ − centre was a row of the PCA matrix (false for the
+    /// centre itself unless the PCA includes it as a zero row).
+    #[serde(default = "yes")]
+    pub in_fit: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One run of a PCA (several for a joint PCA), as pca.json lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PcaRun {
+    /// Run id.
+    pub run_id: String,
+    /// Run directory.
+    pub dir: String,
+    /// Number of its snapshots (all are path points).
+    pub snapshots: usize,
 }
 
 impl PathPoint {
@@ -103,6 +134,11 @@ impl PathPoint {
     /// Coordinate along PC2 (0 when the trajectory has rank 1).
     pub fn y(&self) -> f64 {
         self.coords.get(1).copied().unwrap_or(0.0)
+    }
+
+    /// Coordinates along every returned component (PC1, PC2, …).
+    pub fn pcs(&self) -> &[f64] {
+        &self.coords
     }
 }
 
@@ -160,10 +196,19 @@ pub struct PcaSummary {
     pub format: String,
     /// Version of this layout.
     pub schema_version: u32,
-    /// Run id.
+    /// Run id (of the first run for a joint PCA: its final snapshot is the
+    /// centre).
     pub run_id: String,
-    /// Run directory.
+    /// Run directory (of the first run for a joint PCA).
     pub run_dir: String,
+    /// Every run whose snapshots were analysed, in path order (one for a
+    /// run's PCA; version-1 files: filled in by [`PcaSummary::load`]).
+    #[serde(default)]
+    pub runs: Vec<PcaRun>,
+    /// Whether the centre (the final model) was an all-zero row of the
+    /// matrix, as in the paper's reference code (false: the paper's text).
+    #[serde(default)]
+    pub include_final: bool,
     /// The selection, in its [`Display`](std::fmt::Display) form
     /// (`weights`, `names:a,b`, `contains:fc`).
     pub selection: String,
@@ -171,7 +216,7 @@ pub struct PcaSummary {
     pub components: usize,
     /// Chunk size.
     pub chunk: usize,
-    /// Number of snapshots.
+    /// Number of snapshots (of every run).
     pub snapshots: usize,
     /// Selected parameters.
     pub numel: u64,
@@ -204,17 +249,63 @@ pub struct PcaSummary {
 impl PcaSummary {
     /// Reads the summary `pca.json` written by `PcaResult::save`; a newer or
     /// invalid `schema_version` is an error.
+    ///
+    /// Version-1 files (one run, the final snapshot never in the fit) load
+    /// with `runs`, every point's `run_id` and `in_fit` filled in.
     pub fn load(path: &Path) -> Result<PcaSummary> {
         let value: serde_json::Value = read_json(path)?;
-        schema_version(path, &value, SCHEMA_VERSION)?;
-        let summary: PcaSummary = serde_json::from_value(value).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let version = schema_version(path, &value, SCHEMA_VERSION)?;
+        let mut summary: PcaSummary =
+            serde_json::from_value(value).map_err(|source| Error::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if version < 2 {
+            summary.upgrade_v1();
+        }
         summary
             .validate()
             .map_err(|reason| Error::corrupt(path, reason))?;
         Ok(summary)
+    }
+
+    /// Reads `dir/pca.json` ([`SUMMARY_FILE`]): a run's PCA directory or a
+    /// joint PCA's output directory.
+    pub fn load_dir(dir: &Path) -> Result<PcaSummary> {
+        Self::load(&dir.join(SUMMARY_FILE))
+    }
+
+    /// The path of each run, in the order of [`runs`](Self::runs): run id
+    /// and its points (a joint PCA's paths, all relative to the first run's
+    /// final model).
+    pub fn paths_by_run(&self) -> Vec<(&str, Vec<&PathPoint>)> {
+        self.runs
+            .iter()
+            .map(|r| {
+                let points = self.path.iter().filter(|p| p.run_id == r.run_id).collect();
+                (r.run_id.as_str(), points)
+            })
+            .collect()
+    }
+
+    /// Fills in what version 1 did not store: one run, its id on every
+    /// point, the final snapshot outside the fit.
+    fn upgrade_v1(&mut self) {
+        if self.runs.is_empty() {
+            self.runs.push(PcaRun {
+                run_id: self.run_id.clone(),
+                dir: self.run_dir.clone(),
+                snapshots: self.path.len(),
+            });
+        }
+        for p in &mut self.path {
+            if p.run_id.is_empty() {
+                p.run_id = self.run_id.clone();
+            }
+        }
+        if let Some(last) = self.path.last_mut() {
+            last.in_fit = false;
+        }
     }
 
     /// What a fitted PCA always satisfies: at least one component, one
@@ -278,6 +369,24 @@ impl PcaSummary {
             }
             value(&format!("residual of snapshot {}", p.snapshot), p.residual)?;
         }
+        if self.runs.is_empty() {
+            return Err("expected at least one run in \"runs\"".into());
+        }
+        for r in &self.runs {
+            let n = self.path.iter().filter(|p| p.run_id == r.run_id).count();
+            if n != r.snapshots {
+                return Err(format!(
+                    "run {} lists {} snapshots but the path has {n} points of it",
+                    r.run_id, r.snapshots
+                ));
+            }
+        }
+        if self.runs.iter().map(|r| r.snapshots).sum::<usize>() != self.path.len() {
+            return Err(format!(
+                "the path has {} points, not those of the runs listed",
+                self.path.len()
+            ));
+        }
         for t in &self.tensors {
             ratio(
                 &format!("variance_fraction of '{}'", t.name),
@@ -301,6 +410,7 @@ pub const MAX_ABS_VALUE: f64 = 1e100;
 /// Schema of [`VARIANCE_FILE`].
 pub fn variance_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
         Field::new("component", DataType::UInt32, false),
         Field::new("explained_variance", DataType::Float64, false),
         Field::new("explained_variance_ratio", DataType::Float64, false),
@@ -308,8 +418,28 @@ pub fn variance_schema() -> SchemaRef {
     ]))
 }
 
-/// Schema of [`PATH_FILE`].
+/// Schema of [`PATH_FILE`] for two components (as `schemas/pca_path.json`
+/// documents it); [`path_schema_for`] gives it for any number.
 pub fn path_schema() -> SchemaRef {
+    path_schema_for(2)
+}
+
+/// Schema of [`PATH_FILE`] with `k` component columns: `run_id`,
+/// `snapshot`, `epoch`, `pc1` … `pck`, `residual`, `in_fit`.
+pub fn path_schema_for(k: usize) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("snapshot", DataType::UInt32, false),
+        Field::new("epoch", DataType::UInt64, false),
+    ];
+    fields.extend((1..=k).map(|j| Field::new(format!("pc{j}"), DataType::Float64, false)));
+    fields.push(Field::new("residual", DataType::Float64, false));
+    fields.push(Field::new("in_fit", DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of a version-1 [`PATH_FILE`] (`x`, `y` for PC1, PC2).
+fn path_schema_v1() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("snapshot", DataType::UInt32, false),
         Field::new("epoch", DataType::UInt64, false),
@@ -317,6 +447,80 @@ pub fn path_schema() -> SchemaRef {
         Field::new("y", DataType::Float64, false),
         Field::new("residual", DataType::Float64, false),
     ]))
+}
+
+/// Most component columns a path table may have.
+const MAX_PATH_COMPONENTS: usize = 100_000;
+
+/// Reads a [`PATH_FILE`] of either version: version 2 (`pc1` … `pcK`,
+/// `in_fit`, `run_id`) or version 1 (`x`, `y`; `run_id` then comes from the
+/// settings, the last snapshot is outside the fit).
+pub fn read_path_table(path: &Path) -> Result<Vec<PathPoint>> {
+    const WHAT: &str = "a PCA path table";
+    let names: Vec<String> = {
+        let file = open_regular(path)?;
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::corrupt(path, format!("not a readable Parquet file ({e})")))?;
+        b.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    if names.iter().any(|n| n == "x") {
+        let t = table::read_parquet(path, &path_schema_v1(), WHAT)?;
+        let settings: serde_json::Value = t.json_meta(path, PCA_META_KEY, WHAT)?;
+        let run_id = settings["run_id"].as_str().unwrap_or_default().to_string();
+        let mut out = Vec::new();
+        for b in &t.batches {
+            let snap = table::column::<UInt32Array>(b, 0, path)?;
+            let epoch = table::column::<UInt64Array>(b, 1, path)?;
+            let f = |i| table::column::<Float64Array>(b, i, path);
+            let (x, y, res) = (f(2)?, f(3)?, f(4)?);
+            out.extend((0..b.num_rows()).map(|r| PathPoint {
+                run_id: run_id.clone(),
+                snapshot: snap.value(r),
+                epoch: epoch.value(r),
+                coords: vec![x.value(r), y.value(r)],
+                residual: res.value(r),
+                in_fit: true,
+            }));
+        }
+        if let Some(last) = out.last_mut() {
+            last.in_fit = false;
+        }
+        return Ok(out);
+    }
+    let k = names.iter().filter(|n| n.starts_with("pc")).count();
+    if k == 0 || k > MAX_PATH_COMPONENTS {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "{k} component columns pc1, pc2, …: expected 1 to {MAX_PATH_COMPONENTS} in {WHAT}"
+            ),
+        ));
+    }
+    let t = table::read_parquet(path, &path_schema_for(k), WHAT)?;
+    let mut out = Vec::new();
+    for b in &t.batches {
+        let run = table::column::<StringArray>(b, 0, path)?;
+        let snap = table::column::<UInt32Array>(b, 1, path)?;
+        let epoch = table::column::<UInt64Array>(b, 2, path)?;
+        let pcs = (0..k)
+            .map(|j| table::column::<Float64Array>(b, 3 + j, path))
+            .collect::<Result<Vec<_>>>()?;
+        let res = table::column::<Float64Array>(b, 3 + k, path)?;
+        let in_fit = table::column::<BooleanArray>(b, 4 + k, path)?;
+        out.extend((0..b.num_rows()).map(|r| PathPoint {
+            run_id: run.value(r).to_string(),
+            snapshot: snap.value(r),
+            epoch: epoch.value(r),
+            coords: pcs.iter().map(|c| c.value(r)).collect(),
+            residual: res.value(r),
+            in_fit: in_fit.value(r),
+        }));
+    }
+    Ok(out)
 }
 
 /// Schema of [`TENSORS_FILE`].
@@ -356,6 +560,9 @@ pub fn plane_check_schema() -> SchemaRef {
 pub(crate) struct PcaTables<'a> {
     /// The settings, JSON, written under [`PCA_META_KEY`] of every table.
     pub settings: &'a str,
+    /// The `run_id` of the variance table: the run, or the runs of a joint
+    /// PCA joined by `+`.
+    pub fitted: &'a str,
     /// Explained variance of every non-zero component (the full spectrum).
     pub spectrum: &'a [f64],
     /// Total variance (the denominator of the ratios).
@@ -376,7 +583,10 @@ pub(crate) fn write(out: &Path, t: PcaTables<'_>) -> Result<PcaFiles> {
     let meta = [(PCA_META_KEY.to_string(), t.settings.to_string())];
     let tables = [
         (&files.variance, variance_batch(&t)),
-        (&files.path, path_batch(&t.summary.path)),
+        (
+            &files.path,
+            path_batch(&t.summary.path, t.summary.explained_variance_ratio.len()),
+        ),
         (&files.tensors, tensors_batch(&t.summary.tensors)),
     ];
     for (path, batch) in tables {
@@ -397,6 +607,7 @@ fn f64_column<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
 fn variance_batch(t: &PcaTables<'_>) -> BatchResult {
     let n = t.spectrum.len();
     let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values((0..n).map(|_| t.fitted))),
         Arc::new(UInt32Array::from_iter_values(1..=n as u32)),
         Arc::new(Float64Array::from(t.spectrum.to_vec())),
         f64_column(t.spectrum, |v| v / t.total_variance),
@@ -405,15 +616,24 @@ fn variance_batch(t: &PcaTables<'_>) -> BatchResult {
     RecordBatch::try_new(variance_schema(), cols)
 }
 
-fn path_batch(p: &[PathPoint]) -> BatchResult {
-    let cols: Vec<ArrayRef> = vec![
+/// The path table with `k` component columns (a point with fewer
+/// coordinates has 0 in the others).
+fn path_batch(p: &[PathPoint], k: usize) -> BatchResult {
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            p.iter().map(|p| p.run_id.as_str()),
+        )),
         Arc::new(UInt32Array::from_iter_values(p.iter().map(|p| p.snapshot))),
         Arc::new(UInt64Array::from_iter_values(p.iter().map(|p| p.epoch))),
-        f64_column(p, PathPoint::x),
-        f64_column(p, PathPoint::y),
-        f64_column(p, |p| p.residual),
     ];
-    RecordBatch::try_new(path_schema(), cols)
+    for j in 0..k {
+        cols.push(f64_column(p, |p| p.coords.get(j).copied().unwrap_or(0.0)));
+    }
+    cols.push(f64_column(p, |p| p.residual));
+    cols.push(Arc::new(BooleanArray::from(
+        p.iter().map(|p| p.in_fit).collect::<Vec<_>>(),
+    )));
+    RecordBatch::try_new(path_schema_for(k), cols)
 }
 
 fn tensors_batch(t: &[TensorPca]) -> BatchResult {
@@ -498,10 +718,12 @@ mod tests {
 
     fn point(snapshot: u32, x: f64, y: f64) -> PathPoint {
         PathPoint {
+            run_id: "r".into(),
             snapshot,
             epoch: 10 * snapshot as u64,
             coords: vec![x, y],
             residual: 0.25,
+            in_fit: x != 0.0 || y != 0.0,
         }
     }
 
@@ -511,19 +733,23 @@ mod tests {
         let p = dir.path().join(PATH_FILE);
         let path = vec![point(0, 1.5, -2.0), point(3, 0.0, 0.0)];
         let meta = [(PCA_META_KEY.to_string(), "{\"rank\":1}".to_string())];
-        table::write_parquet_batch(&p, &path_batch(&path).unwrap(), &meta).unwrap();
+        table::write_parquet_batch(&p, &path_batch(&path, 2).unwrap(), &meta).unwrap();
         let t = table::read_parquet(&p, &path_schema(), "a PCA path table").unwrap();
         let b = &t.batches[0];
-        assert_eq!(column::<UInt32Array>(b, 0, &p).unwrap().values(), &[0, 3]);
-        assert_eq!(column::<UInt64Array>(b, 1, &p).unwrap().values(), &[0, 30]);
+        assert_eq!(column::<StringArray>(b, 0, &p).unwrap().value(1), "r");
+        assert_eq!(column::<UInt32Array>(b, 1, &p).unwrap().values(), &[0, 3]);
+        assert_eq!(column::<UInt64Array>(b, 2, &p).unwrap().values(), &[0, 30]);
         assert_eq!(
-            column::<Float64Array>(b, 2, &p).unwrap().values(),
+            column::<Float64Array>(b, 3, &p).unwrap().values(),
             &[1.5, 0.0]
         );
         assert_eq!(
-            column::<Float64Array>(b, 3, &p).unwrap().values(),
+            column::<Float64Array>(b, 4, &p).unwrap().values(),
             &[-2.0, 0.0]
         );
+        let in_fit = column::<BooleanArray>(b, 6, &p).unwrap();
+        assert!(in_fit.value(0) && !in_fit.value(1));
+        assert_eq!(read_path_table(&p).unwrap(), path);
         let m: serde_json::Value = t.json_meta(&p, PCA_META_KEY, "a PCA table").unwrap();
         assert_eq!(m["rank"], 1);
 
@@ -545,6 +771,31 @@ mod tests {
         // One component: no share of PC2.
         assert_eq!(column::<Float64Array>(b, 8, &p).unwrap().value(0), 0.0);
         assert!(column::<UInt32Array>(b, 2, &p).is_err(), "numel is UInt64");
+    }
+
+    #[test]
+    fn version_1_path_tables_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PATH_FILE);
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from_iter_values([0, 1, 2])),
+            Arc::new(UInt64Array::from_iter_values([0, 1, 2])),
+            Arc::new(Float64Array::from(vec![-2.0, -1.0, 0.0])),
+            Arc::new(Float64Array::from(vec![0.5, -0.5, 0.0])),
+            Arc::new(Float64Array::from(vec![0.1, 0.2, 0.0])),
+        ];
+        let batch = RecordBatch::try_new(path_schema_v1(), cols).unwrap();
+        let meta = [(PCA_META_KEY.to_string(), "{\"run_id\":\"old\"}".to_string())];
+        table::write_parquet_batch(&p, &batch, &meta).unwrap();
+        let path = read_path_table(&p).unwrap();
+        assert_eq!(path.len(), 3);
+        assert_eq!(
+            (path[0].x(), path[0].y(), path[1].residual),
+            (-2.0, 0.5, 0.2)
+        );
+        assert!(path.iter().all(|q| q.run_id == "old"));
+        let fits: Vec<bool> = path.iter().map(|q| q.in_fit).collect();
+        assert_eq!(fits, [true, true, false]);
     }
 
     #[test]
@@ -577,11 +828,30 @@ mod tests {
         let s = summary();
         s.save(&p).unwrap();
         let back = PcaSummary::load(&p).unwrap();
-        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path));
+        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path.clone()));
         let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
         // Schema versions: newer, and not a version.
         let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        // Version 1: no runs, no include_final, no run_id or in_fit per point.
+        let mut v1 = v.clone();
+        v1["schema_version"] = 1.into();
+        let o = v1.as_object_mut().unwrap();
+        o.remove("runs");
+        o.remove("include_final");
+        for pt in v1["path"].as_array_mut().unwrap() {
+            let o = pt.as_object_mut().unwrap();
+            o.remove("run_id");
+            o.remove("in_fit");
+        }
+        std::fs::write(&p, v1.to_string()).unwrap();
+        let old = PcaSummary::load(&p).unwrap();
+        assert_eq!(old.path, s.path, "v1: run ids and in_fit filled in");
+        assert_eq!(
+            (old.runs.clone(), old.include_final),
+            (s.runs.clone(), false)
+        );
+        assert_eq!(old.paths_by_run()[0].1.len(), 2);
         v["schema_version"] = 99.into();
         std::fs::write(&p, v.to_string()).unwrap();
         let e = PcaSummary::load(&p).unwrap_err();
@@ -598,6 +868,7 @@ mod tests {
         let out = dir.path().join("a").join("pca");
         let s = summary();
         let tables = PcaTables {
+            fitted: "r",
             settings: "{\"rank\":2}",
             spectrum: &[3.0, 1.0],
             total_variance: 4.0,
@@ -609,8 +880,9 @@ mod tests {
         let p = &files.variance;
         let t = table::read_parquet(p, &variance_schema(), "a PCA variance table").unwrap();
         let b = &t.batches[0];
-        assert_eq!(column::<UInt32Array>(b, 0, p).unwrap().values(), &[1, 2]);
-        let ratio = column::<Float64Array>(b, 2, p).unwrap();
+        assert_eq!(column::<StringArray>(b, 0, p).unwrap().value(1), "r");
+        assert_eq!(column::<UInt32Array>(b, 1, p).unwrap().values(), &[1, 2]);
+        let ratio = column::<Float64Array>(b, 3, p).unwrap();
         assert_eq!(ratio.values(), &[0.75, 0.25]);
         let m: serde_json::Value = t.json_meta(p, PCA_META_KEY, "a PCA table").unwrap();
         assert_eq!(m["rank"], 2);
@@ -626,9 +898,15 @@ mod tests {
     fn summary() -> PcaSummary {
         PcaSummary {
             format: "tch-landscape-pca".into(),
-            schema_version: 1,
+            schema_version: SCHEMA_VERSION,
             run_id: "r".into(),
             run_dir: "d".into(),
+            runs: vec![PcaRun {
+                run_id: "r".into(),
+                dir: "d".into(),
+                snapshots: 2,
+            }],
+            include_final: false,
             selection: crate::Selection::Names(vec!["a".into(), "b".into()]).to_string(),
             components: 2,
             chunk: 8,

@@ -12,18 +12,37 @@ use crate::analysis::directions::DirectionsMeta;
 use crate::analysis::grid::Grid;
 use crate::analysis::shard::Shard;
 use crate::error::Result;
-use crate::store::curvature::{CurvaturePoint, CurvatureValues};
+use crate::store::curvature::{CurvaturePoint, CurvatureValues, SolverFigures};
 use crate::store::surface::StoredSpec;
 use crate::tensor::Selection;
 
-/// The curvature values of a Lanczos spectrum.
+/// The curvature values of a Lanczos spectrum, with its solver figures
+/// (`seconds` 0: the caller times the run, [`CurvatureValues::timed`]).
 impl From<&Spectrum> for CurvatureValues {
     fn from(s: &Spectrum) -> CurvatureValues {
         CurvatureValues {
             lambda_min: s.lambda_min,
             lambda_max: s.lambda_max,
             abs_ratio: s.abs_ratio(),
+            solver: Some(SolverFigures {
+                hvps: s.hvps as u64,
+                residual_max: s.top_residuals.first().copied().unwrap_or(0.0),
+                residual_min: s.bottom_residuals.first().copied().unwrap_or(0.0),
+                // A run that does not converge is an error, not a spectrum.
+                converged: true,
+                seconds: 0.0,
+            }),
         }
+    }
+}
+
+impl CurvatureValues {
+    /// The values with the solver's wall time set to `seconds`.
+    pub fn timed(mut self, seconds: f64) -> CurvatureValues {
+        if let Some(s) = self.solver.as_mut() {
+            s.seconds = seconds;
+        }
+        self
     }
 }
 
@@ -194,6 +213,7 @@ mod tests {
             lambda_min: -0.5,
             lambda_max: 2.0,
             abs_ratio: 0.25,
+            solver: None,
         };
         let m = CurvatureMap {
             dir: PathBuf::from("m"),
@@ -230,6 +250,13 @@ mod tests {
                     lambda_min: -(i as f64),
                     lambda_max: 2.0,
                     abs_ratio: i as f64 / 2.0,
+                    solver: (i % 2 == 0).then_some(SolverFigures {
+                        hvps: 10 + i as u64,
+                        residual_max: 1e-4,
+                        residual_min: 2e-4,
+                        converged: true,
+                        seconds: 0.5,
+                    }),
                 };
                 CurvaturePoint::new(&grid.point(i), v)
             })

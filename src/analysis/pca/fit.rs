@@ -31,8 +31,10 @@ pub(crate) struct Fit {
     pub(crate) dof: f64,
     /// u_k = v_k / √λ_k (sign fixed), so pc_k = Mcᵀ u_k.
     pub(crate) weights: Vec<Vec<f64>>,
-    /// Per snapshot (m + 1 rows, the final one at the origin): ⟨Δᵢ, pc_k⟩.
+    /// Per snapshot (n chunk rows, the centre at the origin): ⟨Δᵢ, pc_k⟩.
     pub(crate) coords: Vec<Vec<f64>>,
+    /// Per snapshot: was it a row of the matrix.
+    pub(crate) in_fit: Vec<bool>,
     /// Per snapshot: ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ (0 when Δᵢ = 0).
     pub(crate) residuals: Vec<f64>,
     /// Per selected tensor, in manifest order.
@@ -67,9 +69,10 @@ pub(crate) fn fit<C: Chunks>(
         return Err(Error::invalid(
             "pca",
             format!(
-                "needs at least 3 snapshots (the final one is the reference, the others are centred), {} has {}",
+                "needs at least {} snapshots (the final one is the reference, the matrix rows are centred), {} has {}",
+                (traj.n - m) + 2,
                 traj.name,
-                m + 1
+                traj.n
             ),
         ));
     }
@@ -82,7 +85,7 @@ pub(crate) fn fit<C: Chunks>(
         return Err(Error::invalid(
             "pca",
             format!(
-                "the {m} snapshots before the final one of {} are identical over the selected tensors ({}): there is no variation to analyse",
+                "the {m} snapshots (rows of the trajectory matrix) of {} are identical over the selected tensors ({}): there is no variation to analyse",
                 traj.name, traj.selection
             ),
         ));
@@ -97,17 +100,28 @@ pub(crate) fn fit<C: Chunks>(
             "the trajectory has fewer non-zero principal components than requested"
         );
     }
-    let (mut weights, mut coords) = path_coordinates(&spectrum, &pass1.w, ncomp);
+    let (mut weights, mut row_coords) = path_coordinates(&spectrum, &pass1.w, ncomp);
     let pass2 = {
         let _s = tracing::debug_span!("pca projection pass").entered();
         let proj = Projection {
             weights: &weights,
-            coords: &coords,
+            coords: &row_coords,
         };
         project_pass(traj, proj, None)?
     };
     let largest: Vec<f64> = pass2.largest.iter().map(|&(_, v)| v).collect();
-    fix_signs(&mut weights, &mut coords[..m], &largest);
+    fix_signs(&mut weights, &mut row_coords, &largest);
+    // Chunk rows outside the matrix: only the centre so far. The centre
+    // (Δ = 0, a zero row with `include_final`) is at the origin exactly.
+    let of = traj.matrix_row_of();
+    let row = |j: usize| of[j].filter(|_| j != traj.centre);
+    let coords = (0..traj.n)
+        .map(|j| row(j).map_or_else(|| vec![0.0; ncomp], |i| row_coords[i].clone()))
+        .collect();
+    let residual_rows = residuals(&pass2.residual2, &pass1.norms2);
+    let residuals = (0..traj.n)
+        .map(|j| row(j).map_or(0.0, |i| residual_rows[i]))
+        .collect();
     let mut tensors = pass1.tensors;
     for (t, share) in tensors.iter_mut().zip(pass2.shares) {
         t.share = share;
@@ -116,7 +130,8 @@ pub(crate) fn fit<C: Chunks>(
         spectrum,
         dof: (m - 1) as f64,
         weights,
-        residuals: residuals(&pass2.residual2, &pass1.norms2),
+        residuals,
+        in_fit: of.iter().map(Option::is_some).collect(),
         coords,
         tensors,
         trace,
@@ -184,18 +199,18 @@ fn gram_pass<C: Chunks>(traj: &Trajectory<C>, threads: usize) -> Result<Pass1> {
 }
 
 /// The weights u_k = v_k / √λ_k of the first `ncomp` components and the
-/// path coordinates ⟨Δᵢ, pc_k⟩ (m + 1 rows, the final snapshot at the
-/// origin), before the signs are fixed. With `w` = Mc μ:
+/// path coordinates ⟨Δᵢ, pc_k⟩ of the m matrix rows, before the signs are
+/// fixed. With `w` = Mc μ:
 /// ⟨Δᵢ, pc_k⟩ = ⟨Mcᵢ, pc_k⟩ + ⟨μ, pc_k⟩ = √λ v_ki + (Mc μ)·v_k / √λ.
 fn path_coordinates(sp: &Spectrum, w: &[f64], ncomp: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let m = w.len();
     let mut weights = Vec::with_capacity(ncomp);
-    let mut coords = vec![vec![0.0; ncomp]; m + 1];
+    let mut coords = vec![vec![0.0; ncomp]; m];
     for k in 0..ncomp {
         let v = sp.vectors.column(k);
         let s = sp.lambda[k].sqrt();
         let offset = w.iter().zip(v.iter()).map(|(a, b)| a * b).sum::<f64>() / s;
-        for (i, row) in coords.iter_mut().take(m).enumerate() {
+        for (i, row) in coords.iter_mut().enumerate() {
             row[k] = s * v[i] + offset;
         }
         weights.push(v.iter().map(|x| x / s).collect());
@@ -215,14 +230,13 @@ fn fix_signs(weights: &mut [Vec<f64>], coords: &mut [Vec<f64>], largest: &[f64])
     }
 }
 
-/// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ per snapshot from the squared norms, plus the final
-/// snapshot (0).
+/// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ per matrix row from the squared norms (0 when
+/// Δᵢ = 0).
 fn residuals(residual2: &[f64], norms2: &[f64]) -> Vec<f64> {
     residual2
         .iter()
         .zip(norms2)
         .map(|(&r2, &d2)| if d2 > 0.0 { (r2 / d2).sqrt() } else { 0.0 })
-        .chain(std::iter::once(0.0))
         .collect()
 }
 
@@ -259,8 +273,12 @@ mod tests {
             });
             offset += numel;
         }
+        let n = rows.len();
         Trajectory {
-            m: rows.len() - 1,
+            m: n - 1,
+            n,
+            centre: n - 1,
+            rows: (0..n - 1).collect(),
             selected,
             chunks,
             name: "the test trajectory".into(),
@@ -441,6 +459,6 @@ mod tests {
         fix_signs(&mut w, &mut c, &[-1.0, 2.0]);
         assert_eq!(w, vec![vec![-1.0, 2.0], vec![0.5, 0.5]]);
         assert_eq!(c, vec![vec![-1.0, 2.0], vec![3.0, 4.0]]);
-        assert_eq!(residuals(&[1.0, 0.0], &[4.0, 0.0]), vec![0.5, 0.0, 0.0]);
+        assert_eq!(residuals(&[1.0, 0.0], &[4.0, 0.0]), vec![0.5, 0.0]);
     }
 }

@@ -77,9 +77,10 @@ use crate::error::{Error, Result};
 use crate::store::run::{Run, Selection};
 
 pub use crate::store::pca::{
-    path_schema, plane_check_schema, tensors_schema, variance_schema, PathPoint, PcaFiles,
-    PcaSummary, PlaneCheckRow, TensorPca, DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE,
-    PCA_META_KEY, PLANE_CHECK_FILE, SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
+    path_schema, path_schema_for, plane_check_schema, read_path_table, tensors_schema,
+    variance_schema, PathPoint, PcaFiles, PcaRun, PcaSummary, PlaneCheckRow, TensorPca,
+    DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE, PCA_META_KEY, PLANE_CHECK_FILE,
+    SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
 };
 pub use plane_check::{plane_check, PlaneCheck};
 pub use result::PcaResult;
@@ -97,9 +98,21 @@ pub struct PcaBuilder {
     chunk: usize,
     selection: Selection,
     threads: Option<usize>,
+    include_final: bool,
 }
 
 impl PcaBuilder {
+    /// Makes the centre (the final model) an all-zero row of the matrix
+    /// before the rows are mean-centred, as the paper's reference code does
+    /// (its loop over epochs includes the last one); default false, the
+    /// paper's text (rows θᵢ − θ_final for i < n only). The path
+    /// coordinates stay ⟨θᵢ − θ_final, pc_k⟩; the components, and so the
+    /// ratios and the path, move by a few percent.
+    pub fn include_final(mut self, yes: bool) -> Self {
+        self.include_final = yes;
+        self
+    }
+
     /// Number of principal components (default 2, at least 1). Directions and
     /// the path plot use the first two.
     pub fn components(mut self, k: usize) -> Self {
@@ -155,6 +168,7 @@ impl PcaBuilder {
             chunk: self.chunk,
             selection: self.selection,
             threads,
+            include_final: self.include_final,
         })
     }
 }
@@ -166,6 +180,7 @@ pub struct TrajectoryPca {
     chunk: usize,
     selection: Selection,
     threads: usize,
+    include_final: bool,
 }
 
 impl TrajectoryPca {
@@ -177,6 +192,7 @@ impl TrajectoryPca {
             chunk: DEFAULT_CHUNK,
             selection: Selection::Weights,
             threads: None,
+            include_final: false,
         }
     }
 
@@ -195,6 +211,11 @@ impl TrajectoryPca {
         &self.selection
     }
 
+    /// Whether the final model is a (zero) row of the matrix.
+    pub fn includes_final(&self) -> bool {
+        self.include_final
+    }
+
     /// Computes the PCA of `run`'s trajectory (two streaming passes).
     ///
     /// Errors: fewer than 3 snapshots (one centred row carries no
@@ -204,10 +225,11 @@ impl TrajectoryPca {
         let t0 = Instant::now();
         let _span = tracing::info_span!("pca", run = %run.dir().display(), k = self.components, chunk = self.chunk)
             .entered();
-        let mut traj = stream::Trajectory::of_run(run, &self.selection, self.chunk)?;
+        let mut traj =
+            stream::Trajectory::of_run(run, &self.selection, self.chunk, self.include_final)?;
         traj.name = format!("run {} at {}", run.manifest().run_id, run.dir().display());
         let fit = fit::fit(&traj, self.components, self.threads)?;
-        let result = PcaResult::assemble(run, self, fit, t0.elapsed().as_secs_f64());
+        let result = PcaResult::assemble(&[run], self, fit, t0.elapsed().as_secs_f64());
         tracing::info!(
             snapshots = run.len(),
             numel = result.numel,
@@ -215,6 +237,51 @@ impl TrajectoryPca {
             ratio = ?result.explained_variance_ratio,
             seconds = result.seconds,
             "trajectory PCA done"
+        );
+        Ok(result)
+    }
+
+    /// One PCA plane fitted to the trajectories of several runs together
+    /// (two streaming passes over all of them at once, memory as for one
+    /// run of all their snapshots): centre = the final snapshot of the
+    /// FIRST run, rows = every snapshot of every run minus the centre (the
+    /// centre itself too with [`PcaBuilder::include_final`]). The path holds
+    /// every snapshot of every run in order, `run_id` telling them apart;
+    /// save it with [`PcaResult::save_joint`].
+    ///
+    /// Errors: no run, runs whose selected tensors differ (names, shapes or
+    /// order: the error names the run and the tensor), a run id given
+    /// twice, fewer than two matrix rows, no variation.
+    pub fn fit_joint(&self, runs: &[&Run]) -> Result<PcaResult> {
+        let t0 = Instant::now();
+        let _span =
+            tracing::info_span!("pca joint", runs = runs.len(), k = self.components).entered();
+        for (i, a) in runs.iter().enumerate() {
+            if let Some(b) = runs[..i]
+                .iter()
+                .find(|b| b.manifest().run_id == a.manifest().run_id)
+            {
+                return Err(Error::invalid(
+                    "pca --joint",
+                    format!(
+                        "run {} is given twice ({} and {}): the path rows are told apart by run id",
+                        a.manifest().run_id,
+                        b.dir().display(),
+                        a.dir().display()
+                    ),
+                ));
+            }
+        }
+        let traj =
+            stream::Trajectory::of_runs(runs, &self.selection, self.chunk, self.include_final)?;
+        let fit = fit::fit(&traj, self.components, self.threads)?;
+        let result = PcaResult::assemble(runs, self, fit, t0.elapsed().as_secs_f64());
+        tracing::info!(
+            runs = runs.len(),
+            snapshots = result.path.len(),
+            rank = result.rank,
+            ratio = ?result.explained_variance_ratio,
+            "joint trajectory PCA done"
         );
         Ok(result)
     }

@@ -8,24 +8,30 @@ use tch::Tensor;
 
 use super::fit::Fit;
 use super::project::{components, Projection};
-use super::stream::{RunChunks, Trajectory};
+use super::stream::{JointChunks, Trajectory};
 use super::TrajectoryPca;
 use crate::analysis::directions::{normalize, DirectionKind, Directions, Normalization};
 use crate::analysis::params::ParamSet;
 use crate::error::{Error, Result};
 use crate::store::fsutil::DirLock;
 use crate::store::manifest::rfc3339_utc;
-use crate::store::pca::{self, PathPoint, PcaFiles, PcaSummary, PcaTables, TensorPca};
+use crate::store::pca::{self, PathPoint, PcaFiles, PcaRun, PcaSummary, PcaTables, TensorPca};
 use crate::store::run::{Run, Selection};
 use crate::tensor::Role;
 
 /// The result of [`TrajectoryPca::fit`].
 #[derive(Debug, Clone)]
 pub struct PcaResult {
-    /// Id of the run analysed.
+    /// Id of the run analysed (the first run of a joint PCA, whose final
+    /// snapshot is the centre).
     pub run_id: String,
-    /// The run directory.
+    /// The run directory (the first run's for a joint PCA).
     pub run_dir: PathBuf,
+    /// Every run analysed, in path order (one unless joint).
+    pub runs: Vec<PcaRun>,
+    /// Whether the centre was an all-zero row of the matrix (the reference
+    /// code's variant).
+    pub include_final: bool,
     /// Tensors analysed.
     pub selection: Selection,
     /// Chunk size used.
@@ -46,7 +52,7 @@ pub struct PcaResult {
     pub cumulative_ratio: Vec<f64>,
     /// Total variance Σλ / (n−2).
     pub total_variance: f64,
-    /// Every snapshot (the final one included, at the origin).
+    /// Every snapshot of every run (the centre included, at the origin).
     pub path: Vec<PathPoint>,
     /// Per-tensor figures, in manifest order.
     pub tensors: Vec<TensorPca>,
@@ -57,19 +63,28 @@ pub struct PcaResult {
 }
 
 impl PcaResult {
-    /// Labels `fit` with the run's snapshots and tensors.
-    pub(super) fn assemble(run: &Run, pca: &TrajectoryPca, fit: Fit, seconds: f64) -> PcaResult {
+    /// Labels `fit` with the runs' snapshots and tensors (`runs` is not
+    /// empty: the fit has at least two rows).
+    pub(super) fn assemble(
+        runs: &[&Run],
+        pca: &TrajectoryPca,
+        fit: Fit,
+        seconds: f64,
+    ) -> PcaResult {
+        let run = runs[0];
         let manifest = run.manifest();
-        let path = run
-            .snapshots()
+        let path = runs
             .iter()
+            .flat_map(|r| r.snapshots().iter().map(move |s| (r, s)))
             .zip(fit.coords)
-            .zip(&fit.residuals)
-            .map(|((snap, coords), &residual)| PathPoint {
+            .zip(fit.residuals.iter().zip(&fit.in_fit))
+            .map(|(((r, snap), coords), (&residual, &in_fit))| PathPoint {
+                run_id: r.manifest().run_id.clone(),
                 snapshot: snap.meta().index,
                 epoch: snap.meta().epoch,
                 coords,
                 residual,
+                in_fit,
             })
             .collect();
         let tensors = fit
@@ -94,6 +109,15 @@ impl PcaResult {
         PcaResult {
             run_id: manifest.run_id.clone(),
             run_dir: run.dir().to_path_buf(),
+            runs: runs
+                .iter()
+                .map(|r| PcaRun {
+                    run_id: r.manifest().run_id.clone(),
+                    dir: r.dir().display().to_string(),
+                    snapshots: r.len(),
+                })
+                .collect(),
+            include_final: pca.includes_final(),
             selection: pca.selection().clone(),
             chunk: pca.chunk(),
             requested: pca.components(),
@@ -130,9 +154,23 @@ impl PcaResult {
     /// [`DIRECTIONS_FILTER_FILE`](super::DIRECTIONS_FILTER_FILE)), whose
     /// components take one more pass over `run`.
     pub fn save(&self, run: &Run, out: &Path) -> Result<PcaFiles> {
+        self.save_joint(&[run], out)
+    }
+
+    /// [`PcaResult::save`] for a joint PCA ([`TrajectoryPca::fit_joint`]):
+    /// `runs` are the runs it was fitted to, in the same order. The
+    /// directions are centred on the first run's final snapshot.
+    pub fn save_joint(&self, runs: &[&Run], out: &Path) -> Result<PcaFiles> {
         let _lock = DirLock::create(out)?;
-        let comps = self.components(run)?;
+        let comps = self.components_of(runs)?;
+        let fitted = self
+            .runs
+            .iter()
+            .map(|r| r.run_id.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
         let tables = PcaTables {
+            fitted: &fitted,
             settings: &self.settings_json(),
             spectrum: &self.spectrum,
             total_variance: self.total_variance,
@@ -140,17 +178,26 @@ impl PcaResult {
             summary: &self.summary(),
         };
         let files = pca::write(out, tables)?;
-        self.directions_from(run, &comps, false)?
+        self.directions_from(runs, &comps, false)?
             .save(&files.directions_raw)?;
-        self.directions_from(run, &comps, true)?
+        self.directions_from(runs, &comps, true)?
             .save(&files.directions_filter)?;
         Ok(files)
     }
 
     /// The settings written under [`PCA_META_KEY`](super::PCA_META_KEY).
     fn settings_json(&self) -> String {
+        let centre = self
+            .runs
+            .first()
+            .and_then(|r| self.path.get(r.snapshots.checked_sub(1)?));
         serde_json::json!({
+            "schema_version": pca::SCHEMA_VERSION,
             "run_id": self.run_id,
+            "runs": self.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+            "include_final": self.include_final,
+            "centre_snapshot": centre.map(|p| p.snapshot),
+            "centre_epoch": centre.map(|p| p.epoch),
             "selection": self.selection.to_string(),
             "components": self.requested,
             "returned_components": self.n_components(),
@@ -162,32 +209,51 @@ impl PcaResult {
         .to_string()
     }
 
-    /// The trajectory of `run` this PCA was computed from, or an error when
-    /// `run` is another run.
-    fn trajectory<'a>(&self, run: &'a Run) -> Result<Trajectory<RunChunks<'a>>> {
-        if run.manifest().run_id != self.run_id || run.len() != self.path.len() {
+    /// The trajectory of `runs` this PCA was computed from, or an error
+    /// when `runs` are other runs.
+    fn trajectory<'a>(&self, runs: &[&'a Run]) -> Result<Trajectory<JointChunks<'a>>> {
+        let same = runs.len() == self.runs.len()
+            && runs
+                .iter()
+                .zip(&self.runs)
+                .all(|(r, p)| r.manifest().run_id == p.run_id && r.len() == p.snapshots);
+        if !same {
+            let list = |it: &mut dyn Iterator<Item = (String, usize)>| {
+                it.map(|(id, n)| format!("{id} ({n} snapshots)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             return Err(Error::invalid(
                 "run",
                 format!(
-                    "the PCA was computed from run {} with {} snapshots, got run {} at {} with {}",
-                    self.run_id,
-                    self.path.len(),
-                    run.manifest().run_id,
-                    run.dir().display(),
-                    run.len()
+                    "the PCA was computed from run(s) {}, got {}",
+                    list(&mut self.runs.iter().map(|r| (r.run_id.clone(), r.snapshots))),
+                    list(&mut runs.iter().map(|r| (r.manifest().run_id.clone(), r.len())))
                 ),
             ));
         }
-        Trajectory::of_run(run, &self.selection, self.chunk)
+        Trajectory::of_runs(runs, &self.selection, self.chunk, self.include_final)
     }
 
     /// The unit-norm principal components over the selected tensors
     /// (flattened and concatenated in manifest order), formed by one more
     /// streaming pass over `run`. Each holds [`numel`](Self::numel) floats.
     pub fn components(&self, run: &Run) -> Result<Vec<Vec<f32>>> {
-        let traj = self.trajectory(run)?;
+        self.components_of(&[run])
+    }
+
+    /// [`PcaResult::components`] of a PCA of `runs` (one, or the runs of a
+    /// joint PCA in order).
+    pub fn components_of(&self, runs: &[&Run]) -> Result<Vec<Vec<f32>>> {
+        let traj = self.trajectory(runs)?;
         let _span = tracing::debug_span!("pca components").entered();
-        let coords: Vec<Vec<f64>> = self.path.iter().map(|p| p.coords.clone()).collect();
+        // The matrix rows' coordinates, in row order.
+        let coords: Vec<Vec<f64>> = self
+            .path
+            .iter()
+            .filter(|p| p.in_fit)
+            .map(|p| p.coords.clone())
+            .collect();
         let proj = Projection {
             weights: &self.weights,
             coords: &coords,
@@ -208,19 +274,26 @@ impl PcaResult {
     /// (`pca.normalization` = `raw_unit_norm` or `filter`) and the explained
     /// variance.
     pub fn directions(&self, run: &Run, filter_normalized: bool) -> Result<Directions> {
-        let comps = self.components(run)?;
-        self.directions_from(run, &comps, filter_normalized)
+        self.directions_of(&[run], filter_normalized)
+    }
+
+    /// [`PcaResult::directions`] of a PCA of `runs` (one, or the runs of a
+    /// joint PCA in order: centred on the first run's final snapshot).
+    pub fn directions_of(&self, runs: &[&Run], filter_normalized: bool) -> Result<Directions> {
+        let comps = self.components_of(runs)?;
+        self.directions_from(runs, &comps, filter_normalized)
     }
 
     /// [`PcaResult::directions`] from components already formed.
     pub(crate) fn directions_from(
         &self,
-        run: &Run,
+        runs: &[&Run],
         comps: &[Vec<f32>],
         filter_normalized: bool,
     ) -> Result<Directions> {
-        let traj = self.trajectory(run)?;
-        let last = traj.m;
+        let traj = self.trajectory(runs)?;
+        let run = runs[0];
+        let last = traj.centre;
         let centre = ParamSet::from_run(run, last)?;
         let offsets: HashMap<&str, (usize, usize)> = traj
             .selected
@@ -247,11 +320,22 @@ impl PcaResult {
             })?);
         }
         let snap = run.snapshot(last)?.meta();
+        let what = match self.runs.len() {
+            1 => format!("run {}", self.run_id),
+            _ => format!(
+                "runs {} (joint)",
+                self.runs
+                    .iter()
+                    .map(|r| r.run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let description = format!(
-            "trajectory PCA of run {}: centre = final snapshot {} (epoch {}), directions PC1/PC2 over {} tensors ({}), zero elsewhere",
-            self.run_id,
+            "trajectory PCA of {what}: centre = final snapshot {} (epoch {}) of run {}, directions PC1/PC2 over {} tensors ({}), zero elsewhere",
             snap.index,
             snap.epoch,
+            self.run_id,
             offsets.len(),
             self.selection
         );
@@ -283,6 +367,11 @@ impl PcaResult {
             json(&self.explained_variance_ratio[..two]),
         );
         extra.insert("pca.run_id".into(), self.run_id.clone());
+        extra.insert("pca.include_final".into(), self.include_final.to_string());
+        if self.runs.len() > 1 {
+            let ids: Vec<&str> = self.runs.iter().map(|r| r.run_id.as_str()).collect();
+            extra.insert("pca.runs".into(), ids.join(","));
+        }
         extra.insert("pca.selection".into(), self.selection.to_string());
     }
 
@@ -290,9 +379,11 @@ impl PcaResult {
     pub fn summary(&self) -> PcaSummary {
         PcaSummary {
             format: "tch-landscape-pca".into(),
-            schema_version: 1,
+            schema_version: pca::SCHEMA_VERSION,
             run_id: self.run_id.clone(),
             run_dir: self.run_dir.display().to_string(),
+            runs: self.runs.clone(),
+            include_final: self.include_final,
             selection: self.selection.to_string(),
             components: self.requested,
             chunk: self.chunk,
@@ -305,7 +396,11 @@ impl PcaResult {
             cumulative_ratio: self.cumulative_ratio.clone(),
             total_variance: self.total_variance,
             sign_convention: "largest |coordinate| of each component positive (sklearn svd_flip, u_based_decision=False)".into(),
-            coordinates: "x_i = <theta_i - theta_final, pc1>, y_i = <theta_i - theta_final, pc2> (not mean-centred)".into(),
+            coordinates: format!(
+                "pc_k of snapshot i = <theta_i - theta_centre, pc_k> (not mean-centred), theta_centre = the final snapshot of run {}; matrix rows: theta_i - theta_centre for every snapshot{}, mean-centred",
+                self.run_id,
+                if self.include_final { " (the centre included as an all-zero row, as the reference code)" } else { " except the centre" }
+            ),
             path: self.path.clone(),
             tensors: self.tensors.clone(),
             seconds: self.seconds,

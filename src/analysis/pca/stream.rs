@@ -47,19 +47,6 @@ pub(crate) trait Chunks: Sync {
     fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>>;
 }
 
-/// The chunks of a recorded run ([`Run::stream`]).
-pub(crate) struct RunChunks<'a> {
-    run: &'a Run,
-    selection: Selection,
-    chunk: usize,
-}
-
-impl Chunks for RunChunks<'_> {
-    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>> {
-        Ok(Box::new(self.run.stream(&self.selection, self.chunk)?))
-    }
-}
-
 /// Chunks held in memory (unit tests).
 #[cfg(test)]
 impl Chunks for Vec<Chunk> {
@@ -68,11 +55,79 @@ impl Chunks for Vec<Chunk> {
     }
 }
 
-/// A trajectory of n = m + 1 snapshots, the last one the reference point:
-/// the rows of the trajectory matrix are Δᵢ = θᵢ − θ₍ₙ₋₁₎, i < m.
+/// Chunks of several runs streamed together (a joint PCA): each pass zips
+/// the runs' streams, chunk by chunk, into chunks whose rows are every
+/// snapshot of the first run, then every snapshot of the second, …
+pub(crate) struct JointChunks<'a> {
+    runs: Vec<&'a Run>,
+    selection: Selection,
+    chunk: usize,
+}
+
+impl Chunks for JointChunks<'_> {
+    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>> {
+        let mut streams = self
+            .runs
+            .iter()
+            .map(|r| r.stream(&self.selection, self.chunk))
+            .collect::<Result<Vec<_>>>()?;
+        let runs = self.runs.clone();
+        Ok(Box::new(std::iter::from_fn(move || {
+            let (first, rest) = streams.split_first_mut()?;
+            let mut c = match first.next()? {
+                Ok(c) => c,
+                Err(e) => return Some(Err(e)),
+            };
+            for (s, run) in rest.iter_mut().zip(&runs[1..]) {
+                let other = match s.next() {
+                    Some(Ok(o)) => o,
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => {
+                        return Some(Err(Error::invalid(
+                            "pca --joint",
+                            format!(
+                                "run {} at {} ended before the first run's tensors did",
+                                run.manifest().run_id,
+                                run.dir().display()
+                            ),
+                        )))
+                    }
+                };
+                if (other.global_start, other.len) != (c.global_start, c.len) {
+                    return Some(Err(Error::invalid(
+                        "pca --joint",
+                        format!(
+                            "run {} at {} streams values {}..{} where the first run streams {}..{}: the runs' tensors differ",
+                            run.manifest().run_id,
+                            run.dir().display(),
+                            other.global_start,
+                            other.global_start + other.len,
+                            c.global_start,
+                            c.global_start + c.len
+                        ),
+                    )));
+                }
+                c.data.extend_from_slice(&other.data);
+            }
+            Some(Ok(c))
+        })))
+    }
+}
+
+/// A trajectory: every chunk holds `n` snapshot rows (the recorded
+/// snapshots, of one or several runs); the rows of the trajectory matrix are
+/// Δᵢ = θ₍rows[i]₎ − θ₍centre₎, i < m. The usual fit has the final snapshot
+/// as centre and every other snapshot as a row; the reference code's variant
+/// also has the centre itself as a row (an all-zero row).
 pub(crate) struct Trajectory<C> {
-    /// Snapshots before the final one: the rows of the trajectory matrix.
+    /// Rows of the trajectory matrix.
     pub(crate) m: usize,
+    /// Snapshot rows in every chunk.
+    pub(crate) n: usize,
+    /// The chunk row of the centre (reference point).
+    pub(crate) centre: usize,
+    /// The chunk row of each matrix row, ascending.
+    pub(crate) rows: Vec<usize>,
     /// The selected tensors, in stream order.
     pub(crate) selected: Vec<Selected>,
     /// Where the values come from.
@@ -83,23 +138,137 @@ pub(crate) struct Trajectory<C> {
     pub(crate) selection: String,
 }
 
-impl<'a> Trajectory<RunChunks<'a>> {
+impl<C> Trajectory<C> {
+    /// Rows `0..n`, centre `centre`, every row in the matrix except the
+    /// centre unless `include_centre`.
+    pub(crate) fn rows_of(n: usize, centre: usize, include_centre: bool) -> Vec<usize> {
+        (0..n).filter(|&r| include_centre || r != centre).collect()
+    }
+
+    /// For every chunk row, the matrix row it is (None: only projected).
+    pub(crate) fn matrix_row_of(&self) -> Vec<Option<usize>> {
+        let mut of = vec![None; self.n];
+        for (i, &r) in self.rows.iter().enumerate() {
+            if let Some(slot) = of.get_mut(r) {
+                *slot = Some(i);
+            }
+        }
+        of
+    }
+}
+
+impl<'a> Trajectory<JointChunks<'a>> {
     /// The trajectory of `run` over `selection`, read `chunk` values at a
-    /// time. The run must have at least 2 snapshots.
-    pub(crate) fn of_run(run: &'a Run, selection: &Selection, chunk: usize) -> Result<Self> {
-        let manifest = run.manifest();
+    /// time, centred on the final snapshot (also a zero row of the matrix
+    /// when `include_final`).
+    pub(crate) fn of_run(
+        run: &'a Run,
+        selection: &Selection,
+        chunk: usize,
+        include_final: bool,
+    ) -> Result<Self> {
+        let mut t = Self::of_runs(&[run], selection, chunk, include_final)?;
+        t.name = format!("run {}", run.manifest().run_id);
+        Ok(t)
+    }
+
+    /// The joint trajectory of `runs` (at least one) over `selection`:
+    /// every snapshot of every run, centred on the first run's final
+    /// snapshot (a zero row too when `include_final`). An error naming the
+    /// run and tensor when the runs' selected tensors differ in name or
+    /// shape.
+    pub(crate) fn of_runs(
+        runs: &[&'a Run],
+        selection: &Selection,
+        chunk: usize,
+        include_final: bool,
+    ) -> Result<Self> {
+        let Some(first) = runs.first() else {
+            return Err(Error::invalid("pca --joint", "needs at least one run"));
+        };
+        let selected = selected_tensors(first.manifest(), selection)?;
+        for run in &runs[1..] {
+            check_same_tensors(first, run, selection)?;
+        }
+        let n: usize = runs.iter().map(|r| r.len()).sum();
+        let centre = first.len().saturating_sub(1);
+        let rows = Self::rows_of(n, centre, include_final);
         Ok(Trajectory {
-            m: run.len().saturating_sub(1),
-            selected: selected_tensors(manifest, selection)?,
-            chunks: RunChunks {
-                run,
+            m: rows.len(),
+            n,
+            centre,
+            rows,
+            selected,
+            chunks: JointChunks {
+                runs: runs.to_vec(),
                 selection: selection.clone(),
                 chunk,
             },
-            name: format!("run {}", manifest.run_id),
+            name: format!(
+                "the joint trajectory of runs {}",
+                runs.iter()
+                    .map(|r| r.manifest().run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             selection: selection.to_string(),
         })
     }
+}
+
+/// Refuses `run` when its tensors under `selection` are not those of
+/// `first` (names, shapes, order), naming the run and the tensor.
+fn check_same_tensors(first: &Run, run: &Run, selection: &Selection) -> Result<()> {
+    let (fm, rm) = (first.manifest(), run.manifest());
+    let name = |run: &Run| format!("run {} at {}", run.manifest().run_id, run.dir().display());
+    let fi = selection.indices(fm)?;
+    let ri = selection.indices(rm).map_err(|e| {
+        Error::invalid(
+            "pca --joint",
+            format!("{}: the selection {selection} fails: {e}", name(run)),
+        )
+    })?;
+    for (k, &f) in fi.iter().enumerate() {
+        let ft = &fm.tensors[f];
+        let Some(rt) = ri.get(k).map(|&r| &rm.tensors[r]) else {
+            return Err(Error::invalid(
+                "pca --joint",
+                format!(
+                    "{} lacks tensor '{}' (shape {:?}) of {}: a joint PCA needs the same tensors in every run",
+                    name(run),
+                    ft.name,
+                    ft.shape,
+                    name(first)
+                ),
+            ));
+        };
+        if rt.name != ft.name || rt.shape != ft.shape {
+            return Err(Error::invalid(
+                "pca --joint",
+                format!(
+                    "{} has tensor '{}' of shape {:?} where {} has '{}' of shape {:?}: a joint PCA needs the same tensors and shapes in every run",
+                    name(run),
+                    rt.name,
+                    rt.shape,
+                    name(first),
+                    ft.name,
+                    ft.shape
+                ),
+            ));
+        }
+    }
+    if let Some(&extra) = ri.get(fi.len()) {
+        return Err(Error::invalid(
+            "pca --joint",
+            format!(
+                "{} has tensor '{}', which {} lacks: a joint PCA needs the same tensors in every run",
+                name(run),
+                rm.tensors[extra].name,
+                name(first)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One chunk of the centred trajectory, as [`centre_chunk`] writes it.
@@ -122,7 +291,7 @@ impl<C: Chunks> Trajectory<C> {
     /// reads and centres (transposes) the next chunk while `f` works on the
     /// current one; buffers are recycled, so memory stays at a few chunks.
     pub(crate) fn for_each_centred(&self, mut f: impl FnMut(&Centred) -> Result<()>) -> Result<()> {
-        let m = self.m;
+        let (m, n, centre, rows) = (self.m, self.n, self.centre, self.rows.as_slice());
         let stream = self.chunks.pass()?;
         std::thread::scope(|s| {
             let (tx, rx) = crossbeam_channel::bounded::<Centred>(1);
@@ -133,7 +302,7 @@ impl<C: Chunks> Trajectory<C> {
                     for c in stream {
                         let c = c?;
                         let mut buf = back_rx.try_recv().unwrap_or_default();
-                        centre_chunk(&c, m, &mut buf)?;
+                        centre_chunk(&c, Rows { m, n, centre, rows }, &mut buf)?;
                         if tx.send(buf).is_err() {
                             break;
                         }
@@ -162,21 +331,30 @@ impl<C: Chunks> Trajectory<C> {
     }
 }
 
+/// Which rows of a chunk form the matrix, for [`centre_chunk`].
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    m: usize,
+    n: usize,
+    centre: usize,
+    rows: &'a [usize],
+}
+
 /// Centres one chunk into `out`: `xt[t·m + i]` = Mcᵢₜ = Δᵢₜ − μₜ with
-/// Δᵢ = θᵢ − θ_final and μ the mean of the m rows (into `mu`).
+/// Δᵢ = θ₍rows[i]₎ − θ₍centre₎ and μ the mean of the m rows (into `mu`).
 /// Element-major ("snapshot fastest"): every later loop and both gemm
 /// operands read it with unit stride. An error when the chunk does not hold
-/// m + 1 rows.
-fn centre_chunk(c: &Chunk, m: usize, out: &mut Centred) -> Result<()> {
-    let len = c.len;
-    if c.data.len() != (m + 1) * len {
+/// n rows.
+fn centre_chunk(c: &Chunk, r: Rows<'_>, out: &mut Centred) -> Result<()> {
+    let (m, len) = (r.m, c.len);
+    if c.data.len() != r.n * len || r.rows.len() != m || r.centre >= r.n {
         return Err(Error::invalid(
             "pca",
             format!(
                 "a chunk of tensor #{} holds {} values, expected {} snapshots × {len}",
                 c.tensor,
                 c.data.len(),
-                m + 1
+                r.n
             ),
         ));
     }
@@ -186,7 +364,7 @@ fn centre_chunk(c: &Chunk, m: usize, out: &mut Centred) -> Result<()> {
     xt.resize(m * len, 0.0);
     mu.resize(len, 0.0);
     let inv = 1.0 / m as f64;
-    let fin = c.row(m);
+    let fin = c.row(r.centre);
     // Transposed through 8 × 64 tiles: contiguous reads of 64 values (four
     // cache lines of f32) from 8 rows, contiguous writes of 8 values.
     const TB: usize = 64;
@@ -199,7 +377,7 @@ fn centre_chunk(c: &Chunk, m: usize, out: &mut Centred) -> Result<()> {
         for i0 in (0..m).step_by(TI) {
             let ni = TI.min(m - i0);
             for ii in 0..ni {
-                let row = &c.row(i0 + ii)[t0..t0 + nb];
+                let row = &c.row(r.rows[i0 + ii])[t0..t0 + nb];
                 for ((&v, &f), t) in row.iter().zip(fin).zip(tile.iter_mut()) {
                     t[ii] = v as f64 - f as f64;
                 }
@@ -251,6 +429,9 @@ pub(crate) mod tests {
     fn trajectory(chunks: Vec<Chunk>, m: usize) -> Trajectory<Vec<Chunk>> {
         Trajectory {
             m,
+            n: m + 1,
+            centre: m,
+            rows: (0..m).collect(),
             selected: vec![],
             chunks,
             name: "memory".into(),

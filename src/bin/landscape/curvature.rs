@@ -205,7 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         hvps: h.hvps(),
         seconds,
     };
-    let path = write_hessian(&out, &rows, &settings)?;
+    let path = write_hessian(&out, &settings.run_id, &rows, &settings)?;
     outln!(
         "Hessian of the training loss at snapshot {snapshot} ({} parameters, {}): {} HVPs in {seconds:.2} s",
         h.dim(),

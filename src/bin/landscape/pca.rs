@@ -14,14 +14,27 @@ use tch_landscape::{Run, Selection};
 /// a few chunks), whatever the model size.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  landscape pca runs/demo/mlp-digits --out /tmp/pca\n  duckdb -c \"select * from '/tmp/pca/pca-path.parquet'\"\n\nWrites pca-variance.parquet, pca-path.parquet, pca-tensors.parquet, pca.json,\ndirections-raw.parquet and directions-filter.parquet."
+    after_help = "Examples:\n  landscape pca runs/demo/mlp-digits --out /tmp/pca\n  duckdb -c \"select * from '/tmp/pca/pca-path.parquet'\"\n  landscape pca --joint runs/a runs/b --out /tmp/joint   # one plane for both paths\n\nWrites pca-variance.parquet, pca-path.parquet, pca-tensors.parquet, pca.json,\ndirections-raw.parquet and directions-filter.parquet."
 )]
 pub struct Args {
-    /// The run directory.
-    run: PathBuf,
-    /// Output directory (default: RUN/pca).
+    /// The run directory (with --joint: two or more run directories).
+    #[arg(required = true, num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// Output directory (default: RUN/pca; required with --joint).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// One PCA plane fitted to the trajectories of all the runs given
+    /// together, centred on the FIRST run's final model: every run's path
+    /// relative to it, on the same axes. The runs must have the same tensors
+    /// and shapes.
+    #[arg(long)]
+    joint: bool,
+    /// Also make the final model an (all-zero) row of the PCA matrix, as the
+    /// paper's reference code does, before mean-centring; by default it is
+    /// only the centre (the paper's text). Moves the ratios and the path by a
+    /// few percent.
+    #[arg(long)]
+    include_final: bool,
     /// Number of principal components.
     #[arg(short = 'k', long, default_value_t = DEFAULT_COMPONENTS)]
     components: usize,
@@ -59,22 +72,66 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Select::All => Selection::All,
         },
     };
-    let run = Run::open(&args.run)?;
-    let pca = TrajectoryPca::builder()
+    let builder = TrajectoryPca::builder()
         .components(args.components)
         .chunk(args.chunk)
         .selection(selection)
-        .build()?
-        .fit(&run)
-        .context("trajectory PCA failed")?;
-    let out = args.out.unwrap_or_else(|| args.run.join("pca"));
-    let files = pca.save(&run, &out)?;
+        .include_final(args.include_final)
+        .build()?;
+    let (pca, files, out) = if args.joint {
+        if args.runs.len() < 2 {
+            anyhow::bail!(
+                "--joint needs at least two run directories, got {}",
+                args.runs.len()
+            );
+        }
+        let Some(out) = args.out.clone() else {
+            anyhow::bail!(
+                "--joint needs --out DIR (the PCA of several runs belongs to none of them)"
+            );
+        };
+        let runs = args
+            .runs
+            .iter()
+            .map(|d| Run::open(d).with_context(|| format!("opening run {}", d.display())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let refs: Vec<&Run> = runs.iter().collect();
+        let pca = builder
+            .fit_joint(&refs)
+            .context("joint trajectory PCA failed")?;
+        let files = pca.save_joint(&refs, &out)?;
+        (pca, files, out)
+    } else {
+        let [dir] = args.runs.as_slice() else {
+            anyhow::bail!(
+                "expected one run directory, got {} (use --joint for a PCA of several runs)",
+                args.runs.len()
+            );
+        };
+        let run = Run::open(dir)?;
+        let pca = builder.fit(&run).context("trajectory PCA failed")?;
+        let out = args.out.clone().unwrap_or_else(|| dir.join("pca"));
+        let files = pca.save(&run, &out)?;
+        (pca, files, out)
+    };
     outln!(
-        "trajectory PCA of {} snapshots, {} parameters ({:.2} s): rank {}",
+        "trajectory PCA of {} snapshots{}, {} parameters ({:.2} s): rank {}{}",
         pca.path.len(),
+        match pca.runs.len() {
+            1 => String::new(),
+            n => format!(
+                " of {n} runs (centre: the final model of run {})",
+                pca.run_id
+            ),
+        },
         pca.numel,
         pca.seconds,
-        pca.rank
+        pca.rank,
+        if pca.include_final {
+            ", final model included as a zero row"
+        } else {
+            ""
+        }
     )?;
     for (k, (v, r)) in pca
         .explained_variance
@@ -89,10 +146,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?;
     }
     outln!("  PC1 + PC2: {:.2} %", 100.0 * pca.plane_ratio())?;
-    outln!("  snapshot  epoch          x          y  residual")?;
+    let joint = pca.runs.len() > 1;
+    outln!(
+        "  {}snapshot  epoch        pc1        pc2  residual",
+        if joint { "run       " } else { "" }
+    )?;
     for p in &pca.path {
+        let run: String = p.run_id.chars().take(8).collect();
         outln!(
-            "  {:>8} {:>6} {:>10.4} {:>10.4} {:>9.4}",
+            "  {}{:>8} {:>6} {:>10.4} {:>10.4} {:>9.4}",
+            if joint {
+                format!("{run:<10}")
+            } else {
+                String::new()
+            },
             p.snapshot,
             p.epoch,
             p.x(),
