@@ -1079,7 +1079,10 @@ fn include_final_is_the_reference_codes_zero_row_and_matches_scikit_learn() {
     let back = PcaSummary::load(&files.summary).unwrap();
     assert!(back.include_final && back.path[n - 1].in_fit);
     let path = read_path_table(&files.path).unwrap();
-    assert_eq!(path, reference.path, "the table is exact (pca.json goes through decimal JSON)");
+    assert_eq!(
+        path, reference.path,
+        "the table is exact (pca.json goes through decimal JSON)"
+    );
     let d = Directions::load(&files.directions_raw).unwrap();
     assert_eq!(d.meta.extra["pca.include_final"], "true");
 }

@@ -116,9 +116,10 @@ pub struct CurvatureValues {
     pub solver: Option<SolverFigures>,
 }
 
-/// Whether `p` is the map's reference point, the centre θ* (α = β = 0).
+/// Whether `p` is the map's reference point (θ*, measured on its own when
+/// no grid point falls on it).
 pub fn is_reference(p: &GridPoint) -> bool {
-    p.x == 0.0 && p.y == 0.0
+    p.reference
 }
 
 /// Curvature at one grid point: one row of `curvature.parquet`.
@@ -144,6 +145,9 @@ pub struct CurvaturePoint {
     pub solver: Option<SolverFigures>,
     /// Whether this is the reference point θ* ([`is_reference`]).
     pub reference: bool,
+    /// False for the reference point evaluated on its own, off the lattice
+    /// (`ix`/`iy` null in the table, 0 here).
+    pub on_grid: bool,
 }
 
 impl CurvaturePoint {
@@ -160,6 +164,7 @@ impl CurvaturePoint {
             abs_ratio: v.abs_ratio,
             solver: v.solver,
             reference: is_reference(p),
+            on_grid: p.on_grid,
         }
     }
 
@@ -180,8 +185,8 @@ pub fn curvature_schema() -> SchemaRef {
     let f = |n: &str| Field::new(n, DataType::Float64, false);
     Arc::new(Schema::new(vec![
         u("index"),
-        u("ix"),
-        u("iy"),
+        Field::new("ix", DataType::UInt32, true),
+        Field::new("iy", DataType::UInt32, true),
         f("x"),
         f("y"),
         f("lambda_min"),
@@ -199,7 +204,14 @@ pub fn curvature_schema() -> SchemaRef {
 /// Columns of a `curvature.parquet` written before the solver figures
 /// (still read).
 fn curvature_schema_v1() -> SchemaRef {
-    Arc::new(Schema::new(curvature_schema().fields()[..8].to_vec()))
+    let mut fields: Vec<Field> = curvature_schema().fields()[..8]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for f in &mut fields[1..3] {
+        *f = f.clone().with_nullable(false);
+    }
+    Arc::new(Schema::new(fields))
 }
 
 /// The surface rows of one point's values: `lambda_max`, `lambda_min`,
@@ -327,10 +339,18 @@ fn write_table<S: StoredSpec>(dir: &Path, spec: &S, points: &[CurvaturePoint]) -
     let v = |f: fn(&CurvaturePoint) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(points.iter().map(f)))
     };
+    let cell = |f: fn(&CurvaturePoint) -> usize| -> ArrayRef {
+        Arc::new(
+            points
+                .iter()
+                .map(|p| p.on_grid.then(|| f(p) as u32))
+                .collect::<UInt32Array>(),
+        )
+    };
     let cols = vec![
         u(|p| p.index),
-        u(|p| p.ix),
-        u(|p| p.iy),
+        cell(|p| p.ix),
+        cell(|p| p.iy),
         v(|p| p.x),
         v(|p| p.y),
         v(|p| p.lambda_min),
@@ -446,8 +466,8 @@ pub(crate) fn read<S: StoredSpec>(dir: &Path) -> Result<(S, Vec<CurvaturePoint>)
             }
             points.push(CurvaturePoint {
                 index: i,
-                ix: ix.value(r) as usize,
-                iy: iy.value(r) as usize,
+                ix: ix.is_valid(r).then(|| ix.value(r)).unwrap_or(0) as usize,
+                iy: iy.is_valid(r).then(|| iy.value(r)).unwrap_or(0) as usize,
                 x: px,
                 y: py,
                 lambda_min: lmin.value(r),
@@ -455,6 +475,7 @@ pub(crate) fn read<S: StoredSpec>(dir: &Path) -> Result<(S, Vec<CurvaturePoint>)
                 abs_ratio: ratio.value(r),
                 solver,
                 reference,
+                on_grid: ix.is_valid(r),
             });
         }
     }

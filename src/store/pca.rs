@@ -828,7 +828,10 @@ mod tests {
         let s = summary();
         s.save(&p).unwrap();
         let back = PcaSummary::load(&p).unwrap();
-        assert_eq!((back.selection.as_str(), back.path), ("names:a,b", s.path.clone()));
+        assert_eq!(
+            (back.selection.as_str(), back.path),
+            ("names:a,b", s.path.clone())
+        );
         let e = PcaSummary::load(&dir.path().join("nope.json")).unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
         // Schema versions: newer, and not a version.

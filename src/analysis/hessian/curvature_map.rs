@@ -146,12 +146,15 @@ impl CurvatureMap {
 
     /// The point in column `ix`, row `iy`, if computed.
     pub fn get(&self, ix: usize, iy: usize) -> Option<&CurvaturePoint> {
-        self.points.iter().find(|p| p.ix == ix && p.iy == iy)
+        self.points
+            .iter()
+            .find(|p| p.on_grid && p.ix == ix && p.iy == iy)
     }
 
-    /// The point at (0, 0), when the grid has one and it was computed.
+    /// The reference point θ* (measured on its own when no grid point is
+    /// there; maps written before then: the grid point at (0, 0), if any).
     pub fn centre(&self) -> Option<&CurvaturePoint> {
-        self.points.iter().find(|p| p.x == 0.0 && p.y == 0.0)
+        self.points.iter().find(|p| p.reference)
     }
 
     /// Reads `curvature.parquet` of a finished map directory (see

@@ -75,6 +75,6 @@ pub use trace::{Hutchinson, HutchinsonBuilder, TraceEstimate};
 // The file format's names and records, where users of the maps have always
 // found them.
 pub use crate::store::curvature::{
-    curvature_schema, is_reference, CurvaturePoint, CurvatureValues, SolverFigures,
-    CURVATURE_FILE, CURVATURE_META_KEY, SPLIT_ABS_RATIO, SPLIT_LAMBDA_MAX, SPLIT_LAMBDA_MIN,
+    curvature_schema, is_reference, CurvaturePoint, CurvatureValues, SolverFigures, CURVATURE_FILE,
+    CURVATURE_META_KEY, SPLIT_ABS_RATIO, SPLIT_LAMBDA_MAX, SPLIT_LAMBDA_MIN,
 };
