@@ -12,6 +12,7 @@ use crate::report::inputs::list_surfaces;
 use crate::report::metrics::Metrics;
 use crate::report::output::Output;
 use crate::report::{fmt_opt, non_finite_note, sanitize, ReportOptions};
+use crate::store::pca::PcaSummary;
 use crate::store::run::Run;
 
 /// The compared runs.
@@ -66,6 +67,18 @@ impl Runs {
 
 /// Writes a comparison page of `runs` into `out`; returns `out/index.html`.
 pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<PathBuf> {
+    write_comparison_with_pca(runs, out, opts, None)
+}
+
+/// [`write_comparison`], with the optimizer paths of the runs drawn on one
+/// plane: `joint_pca` is the directory of a joint trajectory PCA of them
+/// (`landscape pca --joint RUN_A RUN_B … --out DIR`).
+pub fn write_comparison_with_pca(
+    runs: &[PathBuf],
+    out: &Path,
+    opts: &ReportOptions,
+    joint_pca: Option<&Path>,
+) -> Result<PathBuf> {
     opts.validate()?;
     if runs.len() < 2 {
         return Err(Error::invalid(
@@ -77,6 +90,7 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
     let runs = Runs::open(runs)?;
     runs_section(&mut page, &runs);
     training_section(&mut page, &runs)?;
+    paths_section(&mut page, &runs, joint_pca)?;
     surfaces_section(&mut page, &runs, opts)?;
     page.finish()
 }
@@ -148,6 +162,77 @@ fn training_section(out: &mut Output, runs: &Runs) -> Result<()> {
             &format!("{metric} of every run against the {x}; red lines mark each run's learning-rate drops"),
         )?;
     }
+    out.figs_end();
+    Ok(())
+}
+
+/// The optimizer paths of every run on one PCA plane (a joint PCA's), with
+/// start and end marked.
+fn paths_section(out: &mut Output, runs: &Runs, joint_pca: Option<&Path>) -> Result<()> {
+    out.section("paths", "Optimizer paths on one PCA plane");
+    let Some(dir) = joint_pca else {
+        out.missing(
+            "Paths of several runs need one plane: fit it to all of them.",
+            "landscape pca --joint RUN_A RUN_B --out DIR; landscape compare RUN_A RUN_B --pca DIR",
+        );
+        return Ok(());
+    };
+    let pca = PcaSummary::load_dir(dir)?;
+    let ids: Vec<&str> = runs.runs.iter().map(|r| r.manifest().run_id.as_str()).collect();
+    let ratio = |k: usize| pca.explained_variance_ratio.get(k).copied().unwrap_or(f64::NAN);
+    let mut series = Vec::new();
+    let mut missing = Vec::new();
+    for (k, (id, points)) in pca.paths_by_run().into_iter().enumerate() {
+        let i = ids.iter().position(|x| *x == id);
+        let label = i.map_or_else(|| format!("run {id}"), |i| runs.labels[i].clone());
+        let color = i.unwrap_or(runs.labels.len() + k);
+        let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.x(), p.y())).collect();
+        for (end, at) in [("start", xy.first()), ("end", xy.last())] {
+            if let Some(&p) = at {
+                series.push(Series {
+                    name: format!("{label} {end}"),
+                    points: vec![p],
+                    color,
+                    dashed: end == "start",
+                });
+            }
+        }
+        series.insert(
+            0,
+            Series {
+                name: label,
+                points: xy,
+                color,
+                dashed: false,
+            },
+        );
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if !pca.runs.iter().any(|r| r.run_id == *id) {
+            missing.push(runs.labels[i].clone());
+        }
+    }
+    let plot = LinePlot {
+        title: "Optimizer paths (joint PCA)".into(),
+        x_label: format!("PC1: {:.1} %", 100.0 * ratio(0)),
+        y_label: format!("PC2: {:.1} %", 100.0 * ratio(1)),
+        series,
+        ..Default::default()
+    };
+    out.figs_start();
+    out.plot(
+        &plot,
+        "paths_joint_pca",
+        &format!(
+            "Every run's snapshots projected on one plane fitted to all of them ({}), centred at the first run's final model{}",
+            dir.display(),
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!("; not in this PCA: {}", missing.join(", "))
+            }
+        ),
+    )?;
     out.figs_end();
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use tch_landscape::report::write_comparison;
+use tch_landscape::report::compare::write_comparison_with_pca;
 
 /// Put the same figures of several runs side by side, with identical colour scale, contour levels and axes.
 #[derive(Debug, clap::Args)]
@@ -16,13 +16,17 @@ pub struct Args {
     /// Output directory.
     #[arg(long, default_value = "compare")]
     out: PathBuf,
+    /// A joint trajectory PCA of the runs (`landscape pca --joint RUN_A RUN_B … --out DIR`):
+    /// their optimizer paths are drawn on its plane.
+    #[arg(long, value_name = "DIR")]
+    pca: Option<PathBuf>,
     #[command(flatten)]
     figures: crate::report::FigureArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = args.figures.options(None);
-    let index = write_comparison(&args.runs, &args.out, &opts)?;
+    let index = write_comparison_with_pca(&args.runs, &args.out, &opts, args.pca.as_deref())?;
     outln!("{}", index.display())?;
     Ok(())
 }
