@@ -73,6 +73,7 @@ pub fn write_comparison(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> R
         ));
     }
     let mut page = Output::create(out, "Loss landscape comparison")?;
+    page.set_scale(opts.scale);
     let runs = Runs::open(runs)?;
     runs_section(&mut page, &runs);
     training_section(&mut page, &runs)?;
@@ -242,6 +243,7 @@ fn contour_figures(out: &mut Output, s: &Shared) -> Result<()> {
             z_label: "loss".into(),
             path: Vec::new(),
             filled: true,
+            ..Default::default()
         };
         let stem = format!("{}_{}_{}", sanitize(name), sanitize(sp), i);
         out.plot(&plot, &stem, &caption)?;

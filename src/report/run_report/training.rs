@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::report::figures::{LinePlot, Series};
+use crate::report::figures::{accuracy_axis, LinePlot, Series};
 use crate::report::output::Output;
 use crate::store::metrics::MetricRow;
 
@@ -69,9 +69,11 @@ pub(super) fn section(out: &mut Output, rows: &[MetricRow], drops: &[u64]) -> Re
         } else {
             losses
         },
+        y2_range: accuracy_axis(&accs),
         y2: (!accs.is_empty()).then(|| ("accuracy (%)".to_string(), accs)),
         vlines: vlines.clone(),
         log_y: false,
+        ..Default::default()
     };
     out.plot(
         &curves,
