@@ -236,7 +236,7 @@ impl LinePlot {
             &area,
             &[local(a), local(b)],
             dash,
-            colour.mix(0.8).stroke_width(px.u(1.5)),
+            colour.mix(0.8).stroke_width(px.u(1.0)),
             px,
         )?;
         if label.is_empty() {

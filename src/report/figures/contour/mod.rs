@@ -329,16 +329,18 @@ impl ContourPlot {
         {
             let c = at(x, y);
             draw_marker(root, c, Shape::Star, RGBColor(230, 30, 30), px)?;
-            let label = (c.0 + px.i(10.0), c.1 - px.i(22.0));
+            let label = (c.0 + px.i(10.0), c.1 - px.i(24.0));
             root.draw(&Rectangle::new(
-                [label, (label.0 + px.i(20.0), label.1 + px.i(17.0))],
-                WHITE.mix(0.8).filled(),
+                [label, (label.0 + px.i(22.0), label.1 + px.i(18.0))],
+                WHITE.mix(0.85).filled(),
             ))
             .map_err(e)?;
-            let style = (FONT, px.f(14.0)).into_font().color(&BLACK);
+            let style = TextStyle::from((FONT, px.f(14.0)).into_font())
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Center));
             root.draw(&Text::new(
                 "θ*",
-                (label.0 + px.i(2.0), label.1 + px.i(1.0)),
+                (label.0 + px.i(11.0), label.1 + px.i(9.0)),
                 style,
             ))
             .map_err(e)?;
