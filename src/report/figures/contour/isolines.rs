@@ -170,7 +170,13 @@ impl Frame {
                         flush(&mut cur);
                         cur.push(a);
                     }
-                    cur.push(b);
+                    // A clipped end on a sample repeats it: no zero-length step.
+                    let repeat = cur
+                        .last()
+                        .is_some_and(|l| (l.0 - b.0).abs() <= tol && (l.1 - b.1).abs() <= tol);
+                    if !repeat {
+                        cur.push(b);
+                    }
                 }
                 None => flush(&mut cur),
             }
