@@ -379,3 +379,165 @@ fn cli_subcommands_work_and_fail_cleanly() {
     let help = landscape(&["report", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
 }
+
+/// The `<text>` elements of an SVG drawn by plotters: (x, y, content).
+fn svg_texts(svg: &str) -> Vec<(f64, f64, String)> {
+    let attr = |tag: &str, name: &str| -> f64 {
+        tag.split(&format!(" {name}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let (tag, rest) = t.split_once('>')?;
+            let content = rest.split("</text>").next()?;
+            Some((attr(tag, "x"), attr(tag, "y"), content.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The (width, height) of a PNG file, from its IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+    let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    (be(16), be(20))
+}
+
+/// The figures a researcher would put into a paper as they are: a small demo
+/// run (lr drop, PCA plane, curvature map) reported with `--scale 2
+/// --level-spacing linear`: PNGs at twice the pixel size, θ* on every
+/// surface figure, PC axes with their explained variance, the path's start,
+/// end and lr-drop markers in the legend, legends below the plot area, the
+/// curvature map under its own name, no negative zero anywhere; the page
+/// renders in Chromium.
+#[test]
+fn figures_are_ready_for_a_paper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tch_landscape::demo::DemoConfig {
+        train: tch_landscape::demo::TrainConfig {
+            epochs: 4,
+            lr_drops: vec![2],
+            ..Default::default()
+        },
+        grid_2d: 7,
+        grid_1d: 11,
+        grid_curvature: 3,
+        overwrite: false,
+    };
+    tch_landscape::demo::run(tmp.path(), &cfg, &mut |_, _, _| {}).unwrap();
+    let run = tmp.path().join("mlp-digits");
+    let out = tmp.path().join("paper");
+    let o = landscape(&[
+        "report",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--scale",
+        "2",
+        "--level-spacing",
+        "linear",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let mut svgs: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let p = entry.unwrap().path();
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("png") => assert_eq!(png_size(&p), (1440, 960), "{stem}.png"),
+            Some("svg") => svgs.push((stem, std::fs::read_to_string(&p).unwrap())),
+            _ => {}
+        }
+    }
+    assert!(svgs.len() >= 12, "{} figures", svgs.len());
+    let has = |stem: &str, f: &dyn Fn(&str) -> bool| {
+        let (_, svg) = svgs
+            .iter()
+            .find(|(s, _)| s == stem)
+            .unwrap_or_else(|| panic!("{stem}.svg missing"));
+        svg_texts(svg).iter().any(|t| f(&t.2))
+    };
+    for (stem, svg) in &svgs {
+        let texts = svg_texts(svg);
+        for (_, _, t) in &texts {
+            let t = t.replace('−', "-");
+            let negative_zero = t.strip_prefix('-').is_some_and(|r| {
+                !r.is_empty() && r.chars().all(|c| matches!(c, '0' | '.' | 'e' | '+' | '-'))
+            });
+            assert!(!negative_zero, "{stem}.svg prints {t:?}");
+        }
+        let surface =
+            stem.ends_with("_contour") || stem.ends_with("_heat") || stem.ends_with("_1d");
+        if surface {
+            assert!(
+                texts.iter().any(|t| t.2.contains("θ*")),
+                "{stem}: no θ* marker"
+            );
+        }
+    }
+    // PCA plane: the axes carry the components' explained variance.
+    for stem in ["pca-plane_train_contour", "pca_path"] {
+        for pc in ["PC1: ", "PC2: "] {
+            assert!(
+                has(stem, &|t| t.starts_with(pc) && t.ends_with(" %")),
+                "{stem}: no {pc}axis label"
+            );
+        }
+    }
+    for label in ["start θ₀", "end, final model", "lr drop"] {
+        assert!(
+            has("pca_path", &|t| t.starts_with(label)),
+            "pca_path: no {label}"
+        );
+    }
+    // Legends lie below the x axis's label, outside the plot area.
+    for (stem, legend, axis) in [
+        ("training_curves", "train_loss", "epoch"),
+        ("training_curves", "train_acc", "epoch"),
+        ("filter-1d_1d", "train loss", "α"),
+        ("weight_histogram", "snapshot 0 (epoch 0)", "weight value"),
+    ] {
+        let (_, svg) = svgs.iter().find(|(s, _)| s == stem).expect(stem);
+        let texts = svg_texts(svg);
+        let y = |label: &str| {
+            texts
+                .iter()
+                .find(|t| t.2 == label)
+                .unwrap_or_else(|| panic!("{stem}: no text {label:?}"))
+                .1
+        };
+        assert!(
+            y(legend) > y(axis),
+            "{stem}: legend {legend:?} above the x axis label"
+        );
+    }
+    // The curvature map under its own name, its grid and level crossings said.
+    let ratio: Vec<&String> = svgs
+        .iter()
+        .map(|(s, _)| s)
+        .filter(|s| s.ends_with("_ratio"))
+        .collect();
+    assert!(
+        !ratio.is_empty() && ratio.iter().all(|s| s.starts_with("curvature-")),
+        "{ratio:?}"
+    );
+    assert!(html.contains("|λmin/λmax| over α ∈ ["), "curvature caption");
+    assert!(html.contains("1 %") && html.contains("5 %"));
+    // The level spacing and range are stated.
+    assert!(
+        html.contains("contour levels linearly spaced from"),
+        "levels caption"
+    );
+    // And the page renders.
+    let (dom, errors) = chromium(&out.join("index.html"), None);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    assert!(
+        dom.contains("data-selfcheck=\"ok figures="),
+        "self-check failed: {}",
+        dom.lines().nth(1).unwrap_or("")
+    );
+}

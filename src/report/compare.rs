@@ -87,6 +87,7 @@ pub fn write_comparison_with_pca(
         ));
     }
     let mut page = Output::create(out, "Loss landscape comparison")?;
+    page.set_scale(opts.scale);
     let runs = Runs::open(runs)?;
     runs_section(&mut page, &runs);
     training_section(&mut page, &runs)?;
@@ -178,8 +179,17 @@ fn paths_section(out: &mut Output, runs: &Runs, joint_pca: Option<&Path>) -> Res
         return Ok(());
     };
     let pca = PcaSummary::load_dir(dir)?;
-    let ids: Vec<&str> = runs.runs.iter().map(|r| r.manifest().run_id.as_str()).collect();
-    let ratio = |k: usize| pca.explained_variance_ratio.get(k).copied().unwrap_or(f64::NAN);
+    let ids: Vec<&str> = runs
+        .runs
+        .iter()
+        .map(|r| r.manifest().run_id.as_str())
+        .collect();
+    let ratio = |k: usize| {
+        pca.explained_variance_ratio
+            .get(k)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     let mut series = Vec::new();
     let mut missing = Vec::new();
     for (k, (id, points)) in pca.paths_by_run().into_iter().enumerate() {
@@ -365,6 +375,7 @@ fn contour_figures(out: &mut Output, s: &Shared) -> Result<()> {
             z_label: "loss".into(),
             path: Vec::new(),
             filled: true,
+            ..Default::default()
         };
         let stem = format!("{}_{}_{}", sanitize(name), sanitize(sp), i);
         out.plot(&plot, &stem, &caption)?;

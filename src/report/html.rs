@@ -106,14 +106,16 @@ impl Page {
     }
 
     /// An interactive 3-D surface (plotly.js, inlined once per page): `z` is
-    /// row-major over `ys` × `xs`; non-finite values are left as gaps.
+    /// row-major over `ys` × `xs`; non-finite values are left as gaps. The
+    /// scene is framed to show the whole surface: the z axis spans the
+    /// finite values (plus 5 %), the box is flatter than a cube, the camera
+    /// looks from above at the box's middle, and the margins keep the axis
+    /// titles inside the figure.
     pub(crate) fn surface_3d(
         &mut self,
         title: &str,
-        xs: &[f64],
-        ys: &[f64],
-        z: &[f64],
-        z_label: &str,
+        (xs, ys, z): (&[f64], &[f64], &[f64]),
+        (x_label, y_label, z_label): (&str, &str, &str),
     ) {
         let id = format!("surface3d-{}", self.plots_3d);
         self.plots_3d += 1;
@@ -121,10 +123,49 @@ impl Page {
             .chunks(xs.len().max(1))
             .map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect())
             .collect();
+        let finite = || z.iter().copied().filter(|v| v.is_finite());
+        let (lo, hi) = (
+            finite().fold(f64::INFINITY, f64::min),
+            finite().fold(f64::NEG_INFINITY, f64::max),
+        );
+        let z_range = if lo < hi {
+            let d = (hi - lo) * 0.05;
+            serde_json::json!([lo - d, hi + d])
+        } else if lo == hi {
+            serde_json::json!([lo - 0.5, hi + 0.5])
+        } else {
+            serde_json::Value::Null
+        };
+        let span = |v: &[f64]| {
+            let f = || v.iter().copied().filter(|x| x.is_finite());
+            f().fold(f64::NEG_INFINITY, f64::max) - f().fold(f64::INFINITY, f64::min)
+        };
+        // x and y in proportion to their spans (within 1:3), z 0.7 of the larger.
+        let (sx, sy) = (span(xs), span(ys));
+        let (ax, ay) = if sx > 0.0 && sy > 0.0 && sx.is_finite() && sy.is_finite() {
+            let r = (sx / sy).clamp(1.0 / 3.0, 3.0);
+            if r >= 1.0 {
+                (1.0, 1.0 / r)
+            } else {
+                (r, 1.0)
+            }
+        } else {
+            (1.0, 1.0)
+        };
         let data = serde_json::json!([{ "type": "surface", "x": xs, "y": ys, "z": rows, "colorscale": "Viridis",
+            "colorbar": { "title": { "text": z_label }, "len": 0.75, "thickness": 16 },
             "contours": { "z": { "show": true, "usecolormap": true, "project": { "z": true } } } }]);
-        let layout = serde_json::json!({ "title": { "text": title }, "width": 720, "height": 560, "margin": { "l": 0, "r": 0, "t": 40, "b": 0 },
-            "scene": { "xaxis": { "title": { "text": "α" } }, "yaxis": { "title": { "text": "β" } }, "zaxis": { "title": { "text": z_label } } } });
+        let layout = serde_json::json!({ "title": { "text": title }, "width": 720, "height": 560, "autosize": false,
+            "margin": { "l": 10, "r": 10, "t": 50, "b": 10 },
+            "scene": {
+                "xaxis": { "title": { "text": x_label } },
+                "yaxis": { "title": { "text": y_label } },
+                "zaxis": { "title": { "text": z_label }, "range": z_range },
+                "aspectmode": "manual",
+                "aspectratio": { "x": ax, "y": ay, "z": 0.7 },
+                "camera": { "eye": { "x": 1.45, "y": -1.45, "z": 0.95 }, "center": { "x": 0, "y": 0, "z": -0.12 } },
+                "domain": { "x": [0.0, 0.92], "y": [0.0, 1.0] }
+            } });
         // JSON is embedded in a script element: escape '<' so no string can close it.
         let js = |v: &serde_json::Value| v.to_string().replace('<', "\\u003c");
         let _ = writeln!(

@@ -15,7 +15,7 @@ pub mod run_report;
 pub mod vtk;
 
 pub use compare::write_comparison;
-pub use options::ReportOptions;
+pub use options::{LevelSpacing, RatioScale, ReportOptions, SCALES};
 pub use run_report::write_report;
 pub use vtk::write_vtk;
 

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::report::figures::{render, write_file, Figure};
+use crate::report::figures::{render_scaled, write_file, Figure};
 use crate::report::html::Page;
 use crate::store::fsutil::DirLock;
 
@@ -15,6 +15,8 @@ use crate::store::fsutil::DirLock;
 pub(crate) struct Output {
     dir: PathBuf,
     page: Page,
+    /// PNG scale (1 to 3).
+    scale: u32,
     /// One writer per output directory, until the page is written.
     _lock: DirLock,
 }
@@ -27,12 +29,19 @@ impl Output {
             _lock: DirLock::create(dir)?,
             dir: dir.to_path_buf(),
             page: Page::new(title),
+            scale: 1,
         })
+    }
+
+    /// Sets the PNG scale of the figures added from now on (1 to 3; see
+    /// [`ReportOptions::scale`](crate::report::ReportOptions::scale)).
+    pub(crate) fn set_scale(&mut self, scale: u32) {
+        self.scale = scale;
     }
 
     /// Renders `fig` to `STEM.png` and `STEM.svg` and adds it to the page.
     pub(crate) fn plot(&mut self, fig: &impl Figure, stem: &str, caption: &str) -> Result<()> {
-        let svg = render(fig, &self.dir, stem)?;
+        let svg = render_scaled(fig, &self.dir, stem, self.scale)?;
         self.page.figure(&svg, stem, caption);
         Ok(())
     }

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use tch_landscape::report::{write_report, ReportOptions};
+use tch_landscape::report::{write_report, LevelSpacing, RatioScale, ReportOptions};
 
 /// Write RUN_DIR/report/index.html (self-contained) with every figure as PNG and SVG beside it.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  landscape report runs/demo/mlp-digits --log")]
+#[command(
+    after_help = "Example:\n  landscape report runs/demo/mlp-digits --log\n  landscape report runs/demo/mlp-digits --scale 2 --level-spacing linear --ratio-scale paper"
+)]
 pub struct Args {
     /// The run directory.
     run: PathBuf,
@@ -26,6 +28,30 @@ pub struct FigureArgs {
     /// Number of contour levels.
     #[arg(long, default_value_t = 12)]
     levels: usize,
+    /// Spacing of the contour levels: linear, quadratic (above the minimum)
+    /// or log (log-spaced above the minimum, 3 decades). Default: quadratic,
+    /// linear with --log. Each figure's caption states the spacing and range.
+    #[arg(long, value_name = "SPACING", value_parser = parse_spacing)]
+    level_spacing: Option<LevelSpacing>,
+    /// PNG size: 1, 2 or 3 times 720 × 480 pixels, fonts and lines scaled
+    /// alike (SVGs are unchanged).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3), conflicts_with = "dpi")]
+    scale: u32,
+    /// PNG resolution instead of --scale: 96, 192 or 288 dpi (= 96 × scale).
+    #[arg(long, value_parser = ["96", "192", "288"])]
+    dpi: Option<String>,
+    /// Colour scale of the curvature maps' |λmin/λmax|: data (each map's own
+    /// range) or paper (fixed 0–0.5).
+    #[arg(long, value_name = "SCALE", default_value = "data", value_parser = parse_ratio_scale)]
+    ratio_scale: RatioScale,
+}
+
+fn parse_spacing(s: &str) -> Result<LevelSpacing, String> {
+    s.parse().map_err(|e: tch_landscape::Error| e.to_string())
+}
+
+fn parse_ratio_scale(s: &str) -> Result<RatioScale, String> {
+    s.parse().map_err(|e: tch_landscape::Error| e.to_string())
 }
 
 impl FigureArgs {
@@ -35,6 +61,14 @@ impl FigureArgs {
             log_scale: self.log,
             levels: self.levels,
             out,
+            scale: match self.dpi.as_deref() {
+                Some("192") => 2,
+                Some("288") => 3,
+                Some(_) => 1,
+                None => self.scale,
+            },
+            level_spacing: self.level_spacing,
+            ratio_scale: self.ratio_scale,
         }
     }
 }

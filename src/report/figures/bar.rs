@@ -3,7 +3,10 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{e, no_data, palette, DrawResult, Figure, FONT};
+use super::{
+    draw_legend_strip, e, fmt_tick, legend_height, no_data, palette, Dash, DrawResult, Figure,
+    LegendEntry, Px, FONT,
+};
 
 /// A bar chart.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +21,8 @@ pub(crate) struct BarPlot {
     pub(crate) bars: Vec<(String, f64)>,
     /// An optional line over the bars (e.g. cumulative), same labels.
     pub(crate) line: Option<Vec<f64>>,
+    /// Legend labels of the bars and of the line; empty: no legend.
+    pub(crate) legend: Vec<String>,
 }
 
 impl BarPlot {
@@ -35,25 +40,45 @@ impl BarPlot {
 }
 
 impl Figure for BarPlot {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, px: Px) -> DrawResult {
         if self.bars.is_empty() {
-            return no_data(root, &self.title);
+            return no_data(root, &self.title, px);
         }
         let n = self.bars.len();
         root.fill(&WHITE).map_err(e)?;
+        let mut entries = Vec::new();
+        if let Some(l) = self.legend.first() {
+            entries.push(LegendEntry::patch(l, palette(0)));
+        }
+        if let (Some(l), Some(_)) = (self.legend.get(1), &self.line) {
+            entries.push(LegendEntry::line(
+                l,
+                palette(1),
+                Dash::Solid,
+                Some(super::Shape::Circle),
+            ));
+        }
+        let h = legend_height(root, &entries, px);
+        let (upper, strip) = root.split_vertically(root.dim_in_pixel().1 - h);
         let labels: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..self.y_max())
+        let y_max = self.y_max();
+        let mut chart = ChartBuilder::on(&upper)
+            .caption(&self.title, (FONT, px.f(20.0)))
+            .margin(px.u(12.0))
+            .x_label_area_size(px.u(42.0))
+            .y_label_area_size(px.u(64.0))
+            .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..y_max)
             .map_err(e)?;
         chart
             .configure_mesh()
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
-            .label_style((FONT, 13))
+            .label_style((FONT, px.f(13.0)))
+            .axis_desc_style((FONT, px.f(14.0)))
+            .y_label_formatter(&|v| fmt_tick(*v, y_max))
+            .set_all_tick_mark_size(px.i(5.0))
+            .axis_style(BLACK.stroke_width(px.u(1.0)))
+            .bold_line_style(RGBColor(225, 225, 225).stroke_width(px.u(1.0)))
             .x_labels(n.min(20))
             .x_label_formatter(&|x| {
                 let i = x.round();
@@ -63,7 +88,7 @@ impl Figure for BarPlot {
                     String::new()
                 }
             })
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(RGBColor(245, 245, 245).stroke_width(px.u(1.0)))
             .draw()
             .map_err(e)?;
         chart
@@ -77,11 +102,17 @@ impl Figure for BarPlot {
         if let Some(line) = &self.line {
             let points = || line.iter().enumerate().map(|(i, v)| (i as f64, *v));
             chart
-                .draw_series(LineSeries::new(points(), palette(1).stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points(),
+                    palette(1).stroke_width(px.u(2.0)),
+                ))
                 .map_err(e)?;
             chart
-                .draw_series(points().map(|p| Circle::new(p, 3, palette(1).filled())))
+                .draw_series(points().map(|p| Circle::new(p, px.i(3.5), palette(1).filled())))
                 .map_err(e)?;
+        }
+        if !entries.is_empty() {
+            draw_legend_strip(&strip, &entries, px)?;
         }
         Ok(())
     }

@@ -3,7 +3,10 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{draw_legend, e, finite_range, no_data, palette, DrawResult, Figure, FONT};
+use super::{
+    draw_legend_strip, e, finite_range, fmt_tick, legend_height, no_data, palette, DrawResult,
+    Figure, LegendEntry, Px, FONT,
+};
 
 /// Overlaid histograms of several value sets.
 #[derive(Debug, Clone, Default)]
@@ -32,10 +35,10 @@ fn fractions(values: &[f64], lo: f64, width: f64, bins: usize) -> Vec<f64> {
 }
 
 impl Figure for HistogramPlot {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, px: Px) -> DrawResult {
         let Some((lo, hi)) = finite_range(self.sets.iter().flat_map(|s| s.1.iter().copied()))
         else {
-            return no_data(root, &self.title);
+            return no_data(root, &self.title, px);
         };
         let bins = self.bins.max(1);
         let width = (hi - lo) / bins as f64;
@@ -45,36 +48,47 @@ impl Figure for HistogramPlot {
             .map(|(_, v)| fractions(v, lo, width, bins))
             .collect();
         let ymax = counts.iter().flatten().cloned().fold(0.0, f64::max) * 1.08;
+        let ymax = ymax.max(1e-12);
         root.fill(&WHITE).map_err(e)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(lo..hi, 0.0..ymax.max(1e-12))
+        let entries: Vec<LegendEntry> = self
+            .sets
+            .iter()
+            .enumerate()
+            .map(|(k, (name, _))| LegendEntry::patch(name, palette(k)))
+            .collect();
+        let h = legend_height(root, &entries, px);
+        let (upper, strip) = root.split_vertically(root.dim_in_pixel().1 - h);
+        let mut chart = ChartBuilder::on(&upper)
+            .caption(&self.title, (FONT, px.f(20.0)))
+            .margin(px.u(12.0))
+            .x_label_area_size(px.u(42.0))
+            .y_label_area_size(px.u(64.0))
+            .build_cartesian_2d(lo..hi, 0.0..ymax)
             .map_err(e)?;
         chart
             .configure_mesh()
             .x_desc(self.x_label.as_str())
             .y_desc("fraction of values")
-            .label_style((FONT, 13))
-            .light_line_style(RGBColor(235, 235, 235))
+            .label_style((FONT, px.f(13.0)))
+            .axis_desc_style((FONT, px.f(14.0)))
+            .x_label_formatter(&|v| fmt_tick(*v, hi - lo))
+            .y_label_formatter(&|v| fmt_tick(*v, ymax))
+            .set_all_tick_mark_size(px.i(5.0))
+            .axis_style(BLACK.stroke_width(px.u(1.0)))
+            .bold_line_style(RGBColor(225, 225, 225).stroke_width(px.u(1.0)))
+            .light_line_style(RGBColor(245, 245, 245).stroke_width(px.u(1.0)))
             .draw()
             .map_err(e)?;
-        for (k, ((name, _), c)) in self.sets.iter().zip(&counts).enumerate() {
+        for (k, c) in counts.iter().enumerate() {
             let color = palette(k);
             chart
                 .draw_series(c.iter().enumerate().map(|(b, &h)| {
                     let x0 = lo + b as f64 * width;
                     Rectangle::new([(x0, 0.0), (x0 + width, h)], color.mix(0.45).filled())
                 }))
-                .map_err(e)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.mix(0.6).filled())
-                });
+                .map_err(e)?;
         }
-        draw_legend(&mut chart, None)
+        draw_legend_strip(&strip, &entries, px)
     }
 }
 

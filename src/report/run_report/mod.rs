@@ -49,14 +49,15 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut out = Output::create(&dir, &format!("Loss landscape report: {name}"))?;
+    out.set_scale(opts.scale);
     overview::section(&mut out, &run);
     let metrics = Metrics::from_run(&run, &run.metrics()?, None);
     let drops = metrics.drops.epochs.clone();
     training::section(&mut out, &metrics)?;
     weights::section(&mut out, &run, &drops)?;
     let surfaces = list_surfaces(run_dir)?;
-    surfaces::section(&mut out, &surfaces, opts)?;
     let pca = read_pca(run_dir)?;
+    surfaces::section(&mut out, &surfaces, opts, pca.as_ref())?;
     pca::section(
         &mut out,
         pca::Inputs {
@@ -70,6 +71,7 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
         &mut out,
         &list_curvature_maps(run_dir)?,
         &list_point_hessians(run_dir)?,
+        opts,
     )?;
     sharpness::section(&mut out, &surfaces);
     out.finish()

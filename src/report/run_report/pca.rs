@@ -7,7 +7,7 @@ use crate::analysis::directions::DirectionKind;
 use crate::analysis::pca::PcaSummary;
 use crate::analysis::surface::SurfaceResult;
 use crate::error::Result;
-use crate::report::figures::{BarPlot, ContourPlot};
+use crate::report::figures::{BarPlot, ContourPlot, LevelSpacing, Marker, Shape, PALETTE};
 use crate::report::output::Output;
 use crate::report::ReportOptions;
 
@@ -88,6 +88,7 @@ fn variance_figure(out: &mut Output, p: &PcaSummary) -> Result<()> {
             .map(|(i, r)| (format!("PC{}", i + 1), r))
             .collect(),
         line: Some(p.cumulative_ratio.iter().take(10).copied().collect()),
+        legend: vec!["per component".into(), "cumulative".into()],
     };
     out.plot(
         &bars,
@@ -108,6 +109,46 @@ fn span(v: &[f64]) -> Vec<f64> {
     vec![lo - m, hi + m]
 }
 
+/// The start (θ₀), end (final model) and learning-rate-drop markers of the
+/// path, in drawing order: drops last, as rings, so a drop among many
+/// overlapping points (or on the end point) stays visible.
+fn path_markers(p: &PcaSummary, drops: &[u64]) -> Vec<Marker> {
+    let mut markers = Vec::new();
+    let (Some(first), Some(last)) = (p.path.first(), p.path.last()) else {
+        return markers;
+    };
+    markers.push(Marker {
+        x: first.x(),
+        y: first.y(),
+        shape: Shape::Triangle,
+        colour: PALETTE[2],
+        label: format!("start θ₀ (epoch {})", first.epoch),
+    });
+    markers.push(Marker {
+        x: last.x(),
+        y: last.y(),
+        shape: Shape::Square,
+        colour: PALETTE[0],
+        label: format!("end, final model (epoch {})", last.epoch),
+    });
+    let dropped: Vec<_> = p.path.iter().filter(|q| drops.contains(&q.epoch)).collect();
+    let epochs: Vec<String> = dropped.iter().map(|q| q.epoch.to_string()).collect();
+    let label = match epochs.len() {
+        1 => format!("lr drop (after epoch {})", epochs[0]),
+        _ => format!("lr drops (after epochs {})", epochs.join(", ")),
+    };
+    for q in dropped {
+        markers.push(Marker {
+            x: q.x(),
+            y: q.y(),
+            shape: Shape::Ring,
+            colour: PALETTE[3],
+            label: label.clone(),
+        });
+    }
+    markers
+}
+
 /// The projected path, over the loss on the PCA plane when computed.
 fn path_figure(
     out: &mut Output,
@@ -116,21 +157,20 @@ fn path_figure(
     plane: Option<&(String, SurfaceResult)>,
 ) -> Result<()> {
     let ratio = |i: usize| 100.0 * p.explained_variance_ratio.get(i).copied().unwrap_or(0.0);
-    let path: Vec<(f64, f64, bool)> = p
-        .path
-        .iter()
-        .map(|q| (q.x(), q.y(), inputs.drops.contains(&q.epoch)))
-        .collect();
+    let path: Vec<(f64, f64, bool)> = p.path.iter().map(|q| (q.x(), q.y(), false)).collect();
     let base = ContourPlot {
         x_label: format!("PC1: {:.1} %", ratio(0)),
         y_label: format!("PC2: {:.1} %", ratio(1)),
         path,
+        path_label: "optimizer path (one point per snapshot)".into(),
+        markers: path_markers(p, inputs.drops),
         ..Default::default()
     };
-    let fig = match plane {
+    let spacing = LevelSpacing::or_default(inputs.opts.level_spacing, inputs.opts.log_scale);
+    let (fig, levels) = match plane {
         Some((name, s)) => {
             let split = s.splits().first().cloned().unwrap_or_default();
-            ContourPlot {
+            let fig = ContourPlot {
                 title: format!("Optimizer path over {name} ({split} loss)"),
                 xs: s.spec.grid.x.values(),
                 ys: s.spec.grid.y.map(|a| a.values()).unwrap_or_default(),
@@ -139,20 +179,23 @@ fn path_figure(
                 z_label: "loss".into(),
                 ..base
             }
-            .auto_scale(inputs.opts.levels)
+            .auto_scale_spaced(inputs.opts.levels, Some(spacing));
+            let levels = format!("; {}", fig.describe_levels(spacing));
+            (fig, levels)
         }
         None => {
             let (xs, ys): (Vec<f64>, Vec<f64>) = base.path.iter().map(|q| (q.0, q.1)).unzip();
-            ContourPlot {
+            let fig = ContourPlot {
                 title: "Optimizer path".into(),
                 xs: span(&xs),
                 ys: span(&ys),
                 z: vec![f64::NAN; 4],
                 ..base
-            }
+            };
+            (fig, String::new())
         }
     };
-    out.plot(&fig, "pca_path", "Projected optimizer path, final model at the origin; red: snapshots where the learning rate dropped (paper Fig. 9)")
+    out.plot(&fig, "pca_path", &format!("Projected optimizer path (paper Fig. 9): triangle: start θ₀; square: final model (θ*, at the origin); red rings: snapshots after which the learning rate dropped{levels}"))
 }
 
 /// Per tensor: the ratio of the first two components of its own trajectory.

@@ -1,12 +1,17 @@
 //! The "Loss surfaces" section: per surface, a 1-D slice (loss and
 //! accuracy, paper Figs. 2a, 3) or, per split of a 2-D surface, contour
 //! lines and a heat map (Figs. 1, 5), plus an interactive 3-D view of the
-//! first split.
+//! first split. Every figure marks the reference point θ*
+//! ([`reference_point`]); the axes of surfaces on a PCA plane read
+//! "PC1: 85.0 %" ([`axis_labels`]).
 
 use crate::analysis::directions::{DirectionKind, DirectionsMeta};
+use crate::analysis::pca::PcaSummary;
 use crate::analysis::surface::SurfaceResult;
 use crate::error::Result;
-use crate::report::figures::{ContourPlot, LinePlot, Series};
+use crate::report::figures::{
+    accuracy_axis, ContourPlot, LevelSpacing, LinePlot, Series, ACCURACY_RANGE,
+};
 use crate::report::output::Output;
 use crate::report::{non_finite_note, sanitize, ReportOptions};
 
@@ -16,12 +21,53 @@ struct Drawn<'a> {
     stem: String,
     surface: &'a SurfaceResult,
     opts: &'a ReportOptions,
+    /// The run's trajectory PCA, for the axis labels of PCA planes.
+    pca: Option<&'a PcaSummary>,
+}
+
+/// The reference point of a surface in its grid coordinates (α, β; β is 0
+/// on a 1-D slice): θ*, or for an interpolation the trained end (stored
+/// with the result, [`SurfaceResult::reference`]).
+pub(crate) fn reference_point(s: &SurfaceResult) -> Option<(f64, f64)> {
+    let [x, y] = s.reference();
+    Some((x, y))
+}
+
+/// The explained variance ratios of a PCA plane's two directions: from the
+/// directions' metadata (`pca.explained_variance_ratio`), else from the
+/// run's `pca/pca.json`. `None` for other directions.
+pub(crate) fn pca_ratios(s: &SurfaceResult, pca: Option<&PcaSummary>) -> Option<Vec<f64>> {
+    let d = &s.spec.directions;
+    if d.kind != DirectionKind::Pca {
+        return None;
+    }
+    d.extra
+        .get("pca.explained_variance_ratio")
+        .and_then(|v| serde_json::from_str::<Vec<f64>>(v).ok())
+        .filter(|v| !v.is_empty())
+        .or_else(|| pca.map(|p| p.explained_variance_ratio.clone()))
+}
+
+/// The axis labels of a surface: "PC1: 85.0 %" and "PC2: 11.1 %" on a PCA
+/// plane, α and β otherwise.
+pub(crate) fn axis_labels(s: &SurfaceResult, pca: Option<&PcaSummary>) -> (String, String) {
+    match pca_ratios(s, pca) {
+        Some(r) => {
+            let pc = |i: usize| match r.get(i) {
+                Some(v) if v.is_finite() => format!("PC{}: {:.1} %", i + 1, 100.0 * v),
+                _ => format!("PC{}", i + 1),
+            };
+            (pc(0), pc(1))
+        }
+        None => ("α".into(), "β".into()),
+    }
 }
 
 pub(super) fn section(
     out: &mut Output,
     surfaces: &[(String, SurfaceResult)],
     opts: &ReportOptions,
+    pca: Option<&PcaSummary>,
 ) -> Result<()> {
     out.section("surfaces", "Loss surfaces");
     if surfaces.is_empty() {
@@ -36,6 +82,7 @@ pub(super) fn section(
             stem: sanitize(name),
             surface,
             opts,
+            pca,
         };
         out.figs_start();
         match surface.spec.grid.y {
@@ -89,22 +136,35 @@ fn slice_figure(out: &mut Output, s: &Drawn) -> Result<()> {
     let loss = series(&|sp| surface.loss(sp), "loss", false);
     let acc = series(&|sp| surface.accuracy(sp), "accuracy", true);
     let losses: Vec<f64> = splits.iter().flat_map(|sp| surface.loss(sp)).collect();
+    let reference = reference_point(surface);
+    let has_acc = !acc.is_empty();
+    let y2_range = accuracy_axis(&acc).or(Some(ACCURACY_RANGE));
     let plot = LinePlot {
         title: format!("{name}: 1-D slice"),
         x_label: if surface.spec.directions.kind == DirectionKind::Interpolation {
             "α  (θ = (1−α)θ₀ + αθ₁)".into()
         } else {
-            "α".into()
+            axis_labels(surface, s.pca).0
         },
         y_label: "loss".into(),
         series: loss,
-        y2: (!acc.is_empty()).then(|| ("accuracy (%)".to_string(), acc)),
+        y2: has_acc.then(|| ("accuracy (%)".to_string(), acc)),
         log_y: s.opts.log_scale,
-        vlines: Vec::new(),
+        y2_range,
+        guides: reference
+            .map(|r| (r.0, "θ*".to_string()))
+            .into_iter()
+            .collect(),
+        ..Default::default()
     };
     let caption = format!(
-        "{name}: {}; loss (solid) and accuracy (dashed) (paper Figs. 2a, 3){}",
+        "{name}: {}; loss (lines){}; dotted grey line: θ* (paper Figs. 2a, 3){}",
         describe(&surface.spec.directions),
+        if has_acc {
+            " and accuracy (lines with points, right axis, 0–100 %)"
+        } else {
+            ""
+        },
         non_finite_note(&losses)
     );
     out.plot(&plot, &format!("{}_1d", s.stem), &caption)
@@ -116,18 +176,22 @@ fn contour_figures(out: &mut Output, s: &Drawn, split: &str) -> Result<()> {
     let grid = &surface.spec.grid;
     let z = surface.loss(split);
     let note = non_finite_note(&z);
+    let (x_label, y_label) = axis_labels(surface, s.pca);
+    let spacing = LevelSpacing::or_default(s.opts.level_spacing, s.opts.log_scale);
     let plot = ContourPlot {
         title: format!("{name}: {split} loss"),
-        x_label: "α".into(),
-        y_label: "β".into(),
+        x_label,
+        y_label,
         xs: grid.x.values(),
         ys: grid.y.map(|a| a.values()).unwrap_or_default(),
         z,
         log: s.opts.log_scale,
         z_label: "loss".into(),
+        reference: reference_point(surface),
         ..Default::default()
     }
-    .auto_scale(s.opts.levels);
+    .auto_scale_spaced(s.opts.levels, Some(spacing));
+    let levels = plot.describe_levels(spacing);
     let stem = format!("{}_{}", s.stem, sanitize(split));
     let lines = ContourPlot {
         filled: false,
@@ -137,7 +201,9 @@ fn contour_figures(out: &mut Output, s: &Drawn, split: &str) -> Result<()> {
     out.plot(
         &lines,
         &format!("{stem}_contour"),
-        &format!("{name}: {split} loss contours, {kind} (paper Figs. 1, 5){note}"),
+        &format!(
+            "{name}: {split} loss contours, {kind}; {levels}; star: θ* (paper Figs. 1, 5){note}"
+        ),
     )?;
     let filled = ContourPlot {
         filled: true,
@@ -146,7 +212,7 @@ fn contour_figures(out: &mut Output, s: &Drawn, split: &str) -> Result<()> {
     out.plot(
         &filled,
         &format!("{stem}_heat"),
-        &format!("{name}: {split} loss heat map with contours{note}"),
+        &format!("{name}: {split} loss heat map with contours; {levels}; star: θ*{note}"),
     )
 }
 
@@ -163,11 +229,10 @@ fn view_3d(out: &mut Output, s: &Drawn) {
         .into_iter()
         .map(|v| if log { v.log10() } else { v })
         .collect();
+    let (x_label, y_label) = axis_labels(s.surface, s.pca);
     out.surface_3d(
         &format!("{}: {split} loss (3-D)", s.name),
-        &grid.x.values(),
-        &y.values(),
-        &z,
-        if log { "log10 loss" } else { "loss" },
+        (&grid.x.values(), &y.values(), &z),
+        (&x_label, &y_label, if log { "log10 loss" } else { "loss" }),
     );
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::report::figures::{LinePlot, Series};
+use crate::report::figures::{accuracy_axis, LinePlot, Series};
 use crate::report::metrics::{Metrics, Points};
 use crate::report::output::Output;
 
@@ -63,6 +63,7 @@ fn figures(
             x_label: x.into(),
             y_label: "loss".into(),
             series: losses,
+            y2_range: accuracy_axis(&accs),
             y2: (!accs.is_empty()).then(|| ("accuracy (%)".to_string(), accs)),
             vlines: vlines.clone(),
             log_y: false,

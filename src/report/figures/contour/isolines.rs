@@ -1,6 +1,13 @@
 //! Isolines of a gridded field by marching squares (the `contour` crate),
-//! cut where marching squares closes its rings along the grid's border, and
-//! the placement of one label per isoline.
+//! cut where marching squares closes its rings along the grid's border and
+//! clipped to the samples' frame, and the placement of one label per
+//! isoline.
+//!
+//! Marching squares treats the samples as cell centres and closes each ring
+//! half a cell outside the outermost samples. The pieces that run from the
+//! frame out to that border are not data: drawn unclipped (plotters does
+//! not clip paths to the plot area) they were the short stubs sticking out
+//! of every edge. They are clipped away here, at the frame of the samples.
 
 use crate::report::figures::e;
 
@@ -89,6 +96,96 @@ impl Border {
     }
 }
 
+/// The samples' frame `[x0, x1] × [y0, y1]`, where pieces are clipped.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+impl Frame {
+    fn of(xs: &[f64], ys: &[f64]) -> Frame {
+        Frame {
+            x0: xs[0].min(xs[xs.len() - 1]),
+            x1: xs[0].max(xs[xs.len() - 1]),
+            y0: ys[0].min(ys[ys.len() - 1]),
+            y1: ys[0].max(ys[ys.len() - 1]),
+        }
+    }
+
+    /// The part of the segment a–b inside the frame (Liang–Barsky), if any.
+    fn clip(&self, a: (f64, f64), b: (f64, f64)) -> Option<((f64, f64), (f64, f64))> {
+        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+        let (mut t0, mut t1) = (0.0f64, 1.0f64);
+        for (p, q) in [
+            (-dx, a.0 - self.x0),
+            (dx, self.x1 - a.0),
+            (-dy, a.1 - self.y0),
+            (dy, self.y1 - a.1),
+        ] {
+            if p == 0.0 {
+                if q < 0.0 {
+                    return None;
+                }
+            } else {
+                let r = q / p;
+                if p < 0.0 {
+                    t0 = t0.max(r);
+                } else {
+                    t1 = t1.min(r);
+                }
+            }
+        }
+        (t0 <= t1).then(|| {
+            let at = |t: f64| (a.0 + t * dx, a.1 + t * dy);
+            (at(t0), at(t1))
+        })
+    }
+
+    /// The pieces of the polyline `pts` inside the frame; pieces of no
+    /// length (a line touching the frame at a point) are dropped.
+    fn cut(&self, pts: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+        let tol = 1e-9 * ((self.x1 - self.x0) + (self.y1 - self.y0)).max(1e-12);
+        let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
+        let mut cur: Vec<(f64, f64)> = Vec::new();
+        let mut flush = |cur: &mut Vec<(f64, f64)>| {
+            let len: f64 = cur
+                .windows(2)
+                .map(|w| (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1))
+                .sum();
+            if cur.len() > 1 && len > tol {
+                pieces.push(std::mem::take(cur));
+            }
+            cur.clear();
+        };
+        for w in pts.windows(2) {
+            match self.clip(w[0], w[1]) {
+                Some((a, b)) => {
+                    let joined = cur
+                        .last()
+                        .is_some_and(|l| (l.0 - a.0).abs() <= tol && (l.1 - a.1).abs() <= tol);
+                    if !joined {
+                        flush(&mut cur);
+                        cur.push(a);
+                    }
+                    // A clipped end on a sample repeats it: no zero-length step.
+                    let repeat = cur
+                        .last()
+                        .is_some_and(|l| (l.0 - b.0).abs() <= tol && (l.1 - b.1).abs() <= tol);
+                    if !repeat {
+                        cur.push(b);
+                    }
+                }
+                None => flush(&mut cur),
+            }
+        }
+        flush(&mut cur);
+        pieces
+    }
+}
+
 /// The isolines of the row-major field `z` over `xs` × `ys` (two or more
 /// samples on each axis) at `levels`. Non-finite values count as far above
 /// every level, so lines go around them.
@@ -107,6 +204,7 @@ pub(super) fn isolines(
     // i.e. at k + 0.5 in its coordinates; shift by half a step so lines sit
     // on the data's coordinates.
     let border = Border::around(xs, ys);
+    let frame = Frame::of(xs, ys);
     let lines = contour::ContourBuilder::new(nx, ny, true)
         .x_origin(border.x0)
         .y_origin(border.y0)
@@ -124,7 +222,11 @@ pub(super) fn isolines(
                 .iter()
                 .flat_map(|ls| {
                     let pts: Vec<(f64, f64)> = ls.0.iter().map(|c| (c.x, c.y)).collect();
-                    border.split(&pts)
+                    border
+                        .split(&pts)
+                        .into_iter()
+                        .flat_map(|piece| frame.cut(&piece))
+                        .collect::<Vec<_>>()
                 })
                 .collect(),
         })
@@ -219,6 +321,44 @@ mod tests {
         for piece in &lines[0].pieces {
             assert!(piece.windows(2).all(|w| !border.holds(w[0], w[1])));
         }
+    }
+
+    /// Every point of every piece lies in the samples' frame, and no piece
+    /// is a stub: before the clipping, each edge of a tilted plane's grid had
+    /// pieces reaching half a cell out of the frame.
+    #[test]
+    fn no_piece_leaves_the_frame_or_is_a_stub() {
+        let (xs, ys) = (axis(7), axis(5));
+        let z = field(|x, y| x + 0.6 * y + 0.3 * x * y, &xs, &ys);
+        let levels: Vec<f64> = (-8..=8).map(|k| k as f64 * 0.2).collect();
+        let lines = isolines(&xs, &ys, &z, &levels).unwrap();
+        let mut n = 0;
+        for line in &lines {
+            for piece in &line.pieces {
+                n += 1;
+                for p in piece {
+                    assert!(
+                        p.0.abs() <= 1.0 + 1e-12 && p.1.abs() <= 1.0 + 1e-12,
+                        "level {}: {p:?} outside the frame",
+                        line.level
+                    );
+                }
+                let len: f64 = piece
+                    .windows(2)
+                    .map(|w| (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1))
+                    .sum();
+                assert!(len > 0.05, "level {}: a stub {piece:?}", line.level);
+            }
+        }
+        // Every level that crosses the field still has its line.
+        assert!(n >= 15, "{n} pieces");
+        // A clipped segment keeps its inner part.
+        let f = Frame::of(&xs, &ys);
+        assert_eq!(
+            f.clip((0.0, 0.0), (2.0, 0.0)),
+            Some(((0.0, 0.0), (1.0, 0.0)))
+        );
+        assert_eq!(f.clip((1.2, 0.0), (1.5, 0.0)), None);
     }
 
     #[test]
