@@ -104,7 +104,7 @@ fn main() -> Result<()> {
     let (l, c, h) = (i.loss("train"), &s.sharpness[0], &spectrum);
     println!(
         "train loss {:.3} at θ₀, {:.4} at θ*, rising by up to {:.2} on the plane; PC1 + PC2: {:.1} %; λmax {:.4}, λmin {:.4}; report: {}",
-        l[10], c.centre_loss, c.max_increase, 100.0 * pca.plane_ratio(), h.lambda_max, h.lambda_min, report.display()
+        l[10], c.reference_loss, c.max_increase, 100.0 * pca.plane_ratio(), h.lambda_max, h.lambda_min, report.display()
     );
     Ok(())
 }

@@ -49,9 +49,9 @@ fn report(name: &str, r: &SurfaceResult) {
     );
     for s in &r.sharpness {
         println!(
-            "  {:<5} L(θ*) = {:.4}  curvature x {:.3}{}  {} = {:.3}{}",
+            "  {:<5} L0 = {:.4}  curvature x {:.3}{}  {} = {:.3}{}",
             s.split,
-            s.centre_loss,
+            s.reference_loss,
             s.curvature_x.unwrap_or(f64::NAN),
             s.curvature_y
                 .map(|c| format!(", y {c:.3}"))

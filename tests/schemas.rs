@@ -819,7 +819,8 @@ fn theta0_metrics_are_snapshot_zero_rows() {
     assert!(err.to_string().contains("on_train_start"), "{err}");
     rec.finish().unwrap();
     let rows = Run::open(dir.path()).unwrap().metrics().unwrap();
-    let got: Vec<(Option<u32>, u64, Option<u64>, &str, f64)> = rows
+    type Row<'a> = (Option<u32>, u64, Option<u64>, &'a str, f64);
+    let got: Vec<Row> = rows
         .iter()
         .map(|r| (r.snapshot, r.epoch, r.step, r.name.as_str(), r.value))
         .collect();

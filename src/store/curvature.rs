@@ -466,8 +466,16 @@ pub(crate) fn read<S: StoredSpec>(dir: &Path) -> Result<(S, Vec<CurvaturePoint>)
             }
             points.push(CurvaturePoint {
                 index: i,
-                ix: ix.is_valid(r).then(|| ix.value(r)).unwrap_or(0) as usize,
-                iy: iy.is_valid(r).then(|| iy.value(r)).unwrap_or(0) as usize,
+                ix: if ix.is_valid(r) {
+                    ix.value(r) as usize
+                } else {
+                    0
+                },
+                iy: if iy.is_valid(r) {
+                    iy.value(r) as usize
+                } else {
+                    0
+                },
                 x: px,
                 y: py,
                 lambda_min: lmin.value(r),

@@ -447,8 +447,16 @@ fn batch_points(
             _ => out.push(PointValue {
                 point: GridPoint {
                     index: i,
-                    ix: ix.is_valid(r).then(|| ix.value(r)).unwrap_or(0) as usize,
-                    iy: iy.is_valid(r).then(|| iy.value(r)).unwrap_or(0) as usize,
+                    ix: if ix.is_valid(r) {
+                        ix.value(r) as usize
+                    } else {
+                        0
+                    },
+                    iy: if iy.is_valid(r) {
+                        iy.value(r) as usize
+                    } else {
+                        0
+                    },
                     x: x.value(r),
                     y: y.value(r),
                     on_grid: ix.is_valid(r),

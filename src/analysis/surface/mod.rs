@@ -52,8 +52,8 @@ pub use spec::{SurfaceResult, SurfaceSpec, MAX_SHARPNESS_EPSILON};
 
 // The file format's names and the record of one point, defined with the format.
 pub use crate::store::surface::{
-    points_schema, PointValue, DIRECTIONS_FILE, POINTS_DIR, RESULT_FILE, SHARPNESS_FILE, SPEC_FILE,
-    SURFACE_META_KEY,
+    points_schema, result_schema, PointValue, DIRECTIONS_FILE, POINTS_DIR, RESULT_FILE,
+    SHARPNESS_FILE, SPEC_FILE, SURFACE_META_KEY,
 };
 
 /// Where a built surface is evaluated with one model per process: this
