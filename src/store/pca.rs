@@ -889,8 +889,12 @@ mod tests {
         assert_eq!(ratio.values(), &[0.75, 0.25]);
         let m: serde_json::Value = t.json_meta(p, PCA_META_KEY, "a PCA table").unwrap();
         assert_eq!(m["rank"], 2);
-        let t = table::read_parquet(&files.path, &path_schema(), "a PCA path table").unwrap();
-        assert_eq!(t.batches[0].num_rows(), s.path.len());
+        let back = read_path_table(&files.path).unwrap();
+        assert_eq!(back.len(), s.path.len());
+        for (b, p) in back.iter().zip(&s.path) {
+            assert_eq!(b.coords[..], p.coords[..b.coords.len()]);
+            assert_eq!((b.snapshot, b.in_fit), (p.snapshot, p.in_fit));
+        }
         assert_eq!(PcaSummary::load(&files.summary).unwrap().run_id, "r");
         assert!(
             !files.directions_raw.exists(),

@@ -210,7 +210,7 @@ mod tests {
         let grid = Grid {
             x: Axis::new(-1.0..=1.0, 3),
             y: None,
-            reference: None,
+            reference: Some([0.0, 0.0]),
         };
         let v = CurvatureValues {
             lambda_min: -0.5,
