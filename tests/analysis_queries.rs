@@ -19,7 +19,7 @@ use common::*;
 
 #[test]
 fn analysis_md_queries_agree_in_duckdb_and_polars_on_the_demo() {
-    let py = python();
+    python(); // fails early, naming what to install, without the test Python
     let tmp = tempdir();
     let out = Command::new(env!("CARGO_BIN_EXE_landscape"))
         .args(["demo", "--out"])
@@ -32,28 +32,11 @@ fn analysis_md_queries_agree_in_duckdb_and_polars_on_the_demo() {
         String::from_utf8_lossy(&out.stderr)
     );
     let run_dir = tmp.path().join("mlp-digits");
-    let script = repo_root().join("tests/fixtures/analysis_queries.py");
     let doc = repo_root().join("docs/ANALYSIS.md");
-    let output = Command::new(&py)
-        .arg(&script)
-        .arg(&doc)
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{} {} failed ({}):\n{}\n(if a module is missing, run ./landscape-dev setup)",
-        py.display(),
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let facts: Value = python_json(
+        "analysis_queries.py",
+        &[doc.as_os_str(), run_dir.as_os_str()],
     );
-    let facts: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "Python printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
     // Every query of the doc ran, in both engines.
     assert_eq!(
         facts["queries"],

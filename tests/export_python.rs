@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use common::*;
@@ -29,7 +27,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[test]
 fn python_reads_the_export_and_snapshots() {
-    let py = python();
+    python(); // fails early, naming what to install, without the test Python
     let dir = tempdir();
     let run_dir = dir.path().join("run");
     let copies = record_bn_run(&run_dir, 3, 21);
@@ -75,26 +73,7 @@ fn python_reads_the_export_and_snapshots() {
     )
     .unwrap();
 
-    let script = repo_root().join("tests/fixtures/check_export.py");
-    let output = Command::new(&py)
-        .arg(&script)
-        .arg(&expected_path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{} {} failed ({}):\n{}\n(if a module is missing, run ./landscape-dev setup)",
-        py.display(),
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let got: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "Python printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
+    let got: Value = python_json("check_export.py", &[expected_path.as_os_str()]);
     eprintln!("python versions: {}", got["versions"]);
 
     // pyarrow: row counts, and columns exactly as documented in schemas/

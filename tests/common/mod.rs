@@ -345,3 +345,30 @@ pub fn demo_run(dir: &Path) {
     };
     tch_landscape::demo::train_digits(dir, &train, &cfg).unwrap();
 }
+
+/// Runs the Python script `tests/fixtures/NAME` with `args` under
+/// [`python()`] and returns the JSON it prints (a failure shows its stderr).
+#[allow(dead_code)]
+pub fn python_json(name: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let py = python();
+    let script = repo_root().join("tests/fixtures").join(name);
+    let output = std::process::Command::new(&py)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} {} failed ({}):\n{}\n(if a module is missing, run ./landscape-dev setup)",
+        py.display(),
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "Python printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}

@@ -105,21 +105,14 @@ pub(super) fn section(out: &mut Output, metrics: &Metrics) -> Result<()> {
         return Ok(());
     }
     let lr = metrics.lr.as_deref();
-    // A drop after epoch e is drawn between e and e + 1.
-    let epoch_drops: Vec<f64> = metrics
-        .drops
-        .epochs
-        .iter()
-        .map(|&e| e as f64 + 0.5)
-        .collect();
-    figures(out, &metrics.epoch, "epoch", &epoch_drops, lr)?;
-    let step_drops: Vec<f64> = metrics
-        .drops
-        .steps
-        .iter()
-        .map(|&s| s as f64 + 0.5)
-        .collect();
-    figures(out, &metrics.step, "step", &step_drops, lr)?;
+    // A drop after epoch (step) e is drawn between e and e + 1.
+    for (series, x, drops) in [
+        (&metrics.epoch, "epoch", &metrics.drops.epochs),
+        (&metrics.step, "step", &metrics.drops.steps),
+    ] {
+        let lines: Vec<f64> = drops.iter().map(|&e| e as f64 + 0.5).collect();
+        figures(out, series, x, &lines, lr)?;
+    }
     out.figs_end();
     Ok(())
 }
