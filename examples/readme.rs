@@ -82,7 +82,7 @@ fn curvature(data: &Digits, dirs: Directions) -> Result<()> {
     let spectrum = h.eigenvalues(&Lanczos::builder().tol(1e-3).build()?)?; // λmax and λmin
     let trace = h.trace(&Hutchinson::builder().probes(100).build()?)?;     // Hutchinson ± standard error
     let surface = Surface::builder(&dirs).grid(-0.5..=0.5, 3, -0.5..=0.5, 3).build()?;
-    let map = Curvature::builder(surface).build()?.evaluate(&vs, objective2, "runs/mlp/curvature/filter-2d")?;
+    let map = Curvature::builder(surface).build()?.evaluate(&vs, objective2, "runs/mlp/curvature/ratio-filter-2d")?;
     println!(
         "λmax {:.4}, λmin {:.4}, trace {:.2} ± {:.2}, |λmin/λmax| {:?}",
         spectrum.lambda_max,

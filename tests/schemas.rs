@@ -666,6 +666,26 @@ fn check_documented_file(path: &Path, e: &Value) {
                     .unwrap_or_else(|err| panic!("{what}: {err}"));
                 if name == "epochs" {
                     assert_epochs_schema_matches(b.schema(), &what);
+                } else if name == "pca_path" {
+                    // pc1 … pcK, K the components found (the document shows
+                    // K = 2): the other columns as documented.
+                    let k = b
+                        .schema()
+                        .fields()
+                        .iter()
+                        .filter(|f| f.name().starts_with("pc"))
+                        .count();
+                    assert!(k >= 1, "{what}: no component column");
+                    let want = tch_landscape::analysis::pca::path_schema_for(k);
+                    let names = |s: &Schema| -> Vec<String> {
+                        s.fields().iter().map(|f| f.name().clone()).collect()
+                    };
+                    assert_eq!(names(b.schema()), names(&want), "{what}");
+                    assert_schema_matches(
+                        &tch_landscape::analysis::pca::path_schema(),
+                        name,
+                        "path_schema()",
+                    );
                 } else {
                     assert_schema_matches(b.schema(), name, &what);
                 }
@@ -790,7 +810,7 @@ fn every_file_of_a_demo_run_is_documented() {
         "pca/pca.json",
         "surfaces/filter-2d/surface.parquet",
         "surfaces/filter-2d/sharpness.json",
-        "curvature/filter-2d/curvature.parquet",
+        "curvature/ratio-filter-2d/curvature.parquet",
         "report/index.html",
     ] {
         assert!(s.run_dir.join(sub).is_file(), "{sub}");

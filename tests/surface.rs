@@ -44,7 +44,8 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
         .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("ok"))
         .unwrap();
-    assert_eq!(r.points.len(), 12);
+    // 4 × 3 grid points and θ* (x has no 0 on an even axis).
+    assert_eq!(r.points.len(), 13);
     assert_eq!(
         snapshot_bits(&vs),
         before,
@@ -89,15 +90,15 @@ fn model_is_restored_bit_exactly_after_success_and_failure() {
         "parameters differ after a failed surface"
     );
     // The 4 points finished before the failure were saved: resuming
-    // computes only the other 8.
+    // computes only the other 9 (8 grid points and θ*).
     let r2 = Surface::builder(&dirs)
         .grid(-1.0..=1.0, 4, -1.0..=1.0, 3)
         .build()
         .unwrap()
         .evaluate(&vs, &mut eval, tmp.path().join("fail"))
         .unwrap();
-    assert_eq!(r2.points.len(), 12);
-    assert_eq!(r2.computed, 8);
+    assert_eq!(r2.points.len(), 13);
+    assert_eq!(r2.computed, 9);
     assert_eq!(r2.loss("train"), r.loss("train"));
 }
 
@@ -349,7 +350,8 @@ fn resumes_without_recomputing_and_gives_identical_results() {
     let resumed = built
         .evaluate(&vs, &mut eval, tmp.path().join("resumed"))
         .unwrap();
-    assert_eq!(resumed.computed, 20, "computed points again");
+    // 6 × 5 grid points and θ* (off the even x axis), less the 10 kept.
+    assert_eq!(resumed.computed, 21, "computed points again");
     assert!(resumed.complete);
     for split in ["train", "test"] {
         assert_eq!(full.loss(split), resumed.loss(split));
