@@ -57,9 +57,8 @@ pub(crate) fn lr_metric<'n>(
 }
 
 impl Metrics {
-    /// Splits `rows` of `run`: a row is per-epoch when it came with a
-    /// snapshot that was not a step snapshot (an epoch's end, θ₀), or with
-    /// neither a snapshot nor a step; per-step otherwise. `lr` names the
+    /// Splits `rows` of `run` by [`MetricRow::is_per_epoch`] (as the
+    /// export's `epochs.parquet` does). `lr` names the
     /// learning-rate metric (else the run's manifest, else [`LR_NAMES`]).
     pub(crate) fn from_run(run: &Run, rows: &[MetricRow], lr: Option<&str>) -> Metrics {
         let trigger = |i: u32| run.snapshot(i as usize).ok().map(|s| s.meta().trigger);
@@ -79,11 +78,7 @@ impl Metrics {
         let mut epoch: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
         let mut step: BTreeMap<String, BTreeMap<u64, (u64, f64)>> = BTreeMap::new();
         for r in rows {
-            let per_step = match (r.snapshot, r.step) {
-                (Some(i), Some(_)) => trigger(i) == Some(Trigger::StepEnd),
-                (Some(_), None) | (None, None) => false,
-                (None, Some(_)) => true,
-            };
+            let per_step = !r.is_per_epoch(r.snapshot.and_then(&trigger));
             match (per_step, r.step) {
                 (true, Some(s)) => {
                     step.entry(r.name.clone())

@@ -330,7 +330,7 @@ fn epochs_batch(
         let Some(&pos) = r.snapshot.and_then(|s| position.get(&s)) else {
             continue;
         };
-        if metas[pos].trigger == Trigger::StepEnd {
+        if !r.is_per_epoch(Some(metas[pos].trigger)) {
             continue;
         }
         let c = *column_of.entry(r.name.as_str()).or_insert_with(|| {

@@ -59,6 +59,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
 use crate::store::fsutil::is_temp_name;
+use crate::store::snapshot::Trigger;
 use crate::store::table::{column, read_ipc};
 use journal::read_journal;
 pub(crate) use log::MetricsLog;
@@ -102,6 +103,19 @@ pub struct MetricRow {
     pub value: f64,
     /// Wall time of the report, seconds since the Unix epoch.
     pub unix_time: f64,
+}
+
+impl MetricRow {
+    /// Whether the row was reported per epoch: with a snapshot that is not
+    /// a step snapshot (`trigger` is that snapshot's, `None` when it is not
+    /// in the run), or with neither a snapshot nor a step. Rows of
+    /// `on_step_end` are per step.
+    pub fn is_per_epoch(&self, trigger: Option<Trigger>) -> bool {
+        match self.snapshot {
+            Some(_) => trigger != Some(Trigger::StepEnd),
+            None => self.step.is_none(),
+        }
+    }
 }
 
 /// The Arrow schema of the metrics table (`schemas/metrics.json`).
