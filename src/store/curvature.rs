@@ -39,7 +39,7 @@ use crate::store::surface::{
     index_outside, spec_metadata, GridPoint, PointValue, SplitResult, StoredSpec, RESULT_FILE,
     SHARPNESS_FILE,
 };
-use crate::store::table::{column, read_parquet, write_parquet_batch};
+use crate::store::table::{column, read_current_or_older, read_parquet, write_parquet_batch};
 
 /// Split name of λmax in the surface rows of a curvature map.
 pub const SPLIT_LAMBDA_MAX: &str = "lambda_max";
@@ -403,14 +403,10 @@ fn write_table<S: StoredSpec>(dir: &Path, spec: &S, points: &[CurvaturePoint]) -
 /// point index outside the spec's grid).
 pub(crate) fn read<S: StoredSpec>(dir: &Path) -> Result<(S, Vec<CurvaturePoint>)> {
     let path = dir.join(CURVATURE_FILE);
-    let table = match read_parquet(&path, &curvature_schema(), WHAT) {
-        Ok(t) => t,
-        // Written before the solver figures: read the first eight columns.
-        Err(e) => match read_parquet(&path, &curvature_schema_v1(), WHAT) {
-            Ok(t) => t,
-            Err(_) => return Err(e),
-        },
-    };
+    // Written before the solver figures: the first eight columns.
+    let table = read_current_or_older(&curvature_schema(), &curvature_schema_v1(), |schema| {
+        read_parquet(&path, schema, WHAT)
+    })?;
     let value: serde_json::Value = table.json_meta(&path, CURVATURE_META_KEY, WHAT)?;
     schema_version(&path, &value, SCHEMA_VERSION)?;
     let spec: S = serde_json::from_value(value)

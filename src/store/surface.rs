@@ -35,7 +35,8 @@ use crate::store::fsutil::{
 use crate::store::manifest::schema_version;
 use crate::store::run::Verification;
 use crate::store::table::{
-    column, json_entry, read_ipc, read_ipc_checked, read_parquet, write_ipc, write_parquet_batch,
+    column, json_entry, read_current_or_older, read_ipc, read_ipc_checked, read_parquet, write_ipc,
+    write_parquet_batch,
 };
 
 /// Name of the specification file of a surface directory.
@@ -181,9 +182,9 @@ fn points_schema_v1() -> Schema {
 }
 
 /// Reads a file with the current schema `schema`, else as a version 1
-/// file; the error is the one against the current schema.
+/// file.
 fn read_either<T>(schema: &Schema, read: impl Fn(&Schema) -> Result<T>) -> Result<T> {
-    read(schema).or_else(|current| read(&points_schema_v1()).map_err(|_| current))
+    read_current_or_older(schema, &points_schema_v1(), read)
 }
 
 /// A surface directory (which need not exist yet).

@@ -583,6 +583,17 @@ fn field_names(schema: &Schema) -> Vec<&str> {
     schema.fields().iter().map(|f| f.name().as_str()).collect()
 }
 
+/// Reads a file with its current schema `current`, else with the schema
+/// `older` of an earlier version (still read); the error is the one
+/// against the current schema.
+pub(crate) fn read_current_or_older<T>(
+    current: &Schema,
+    older: &Schema,
+    read: impl Fn(&Schema) -> Result<T>,
+) -> Result<T> {
+    read(current).or_else(|e| read(older).map_err(|_| e))
+}
+
 /// Column `i` of `batch` as the array type `T`, or an error naming the file
 /// and the column (the schema was checked, so this fails only on a bug or a
 /// damaged file).
