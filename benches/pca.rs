@@ -287,7 +287,9 @@ fn child(dir: &Path) -> Result<()> {
     tch::set_num_threads(2);
     let t0 = Instant::now();
     let run = Run::open(dir)?;
-    let pca = TrajectoryPca::builder().build()?.fit(&run)?;
+    let threads = std::env::var("PCA_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let chunk = std::env::var("PCA_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(tch_landscape::analysis::pca::DEFAULT_CHUNK);
+    let pca = TrajectoryPca::builder().threads(threads).chunk(chunk).build()?.fit(&run)?;
     let seconds = t0.elapsed().as_secs_f64();
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kib = |key: &str| -> Result<u64> {

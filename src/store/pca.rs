@@ -234,6 +234,18 @@ pub struct PcaSummary {
     pub total_variance: f64,
     /// How component signs are fixed.
     pub sign_convention: String,
+    /// `path` or `components` (the rule of `sign_convention`; files written
+    /// before it existed: empty).
+    #[serde(default)]
+    pub signs: String,
+    /// Precision of the chunk products of the Gram matrix: `f32` or `f64`
+    /// (files written before it existed: empty, they used float64).
+    #[serde(default)]
+    pub gram_precision: String,
+    /// Passes the fit made over the snapshots (files written before it
+    /// existed: 0).
+    #[serde(default)]
+    pub passes: usize,
     /// How path coordinates are defined.
     pub coordinates: String,
     /// The path.
@@ -926,6 +938,9 @@ mod tests {
             cumulative_ratio: vec![1.0],
             total_variance: 2.0,
             sign_convention: String::new(),
+            signs: "path".into(),
+            gram_precision: "f32".into(),
+            passes: 1,
             coordinates: String::new(),
             path: vec![point(0, 1.0, 0.0), point(1, 0.0, 0.0)],
             tensors: vec![TensorPca {

@@ -392,6 +392,9 @@ impl Run {
             start: 0,
             global: 0,
             checks: Vec::new(),
+            released: 0,
+            pending_release: None,
+            scratch: Vec::new(),
             failed: false,
         })
     }
@@ -456,76 +459,171 @@ pub struct ChunkStream<'a> {
     global: usize,
     /// The incremental checksum of the current tensor, per snapshot.
     checks: Vec<Option<crc32fast::Hasher>>,
+    /// Elements of the current tensor whose pages were released.
+    released: usize,
+    /// Pages to release before the next chunk is read: (tensor, first
+    /// element, count), once the previous chunk's rows are no longer used.
+    pending_release: Option<(usize, usize, usize)>,
+    /// Float32 copies of the rows of float64 snapshots.
+    scratch: Vec<Vec<f32>>,
     failed: bool,
 }
 
+/// Values read from each snapshot between two releases of its mapped pages
+/// (1 MiB of float32): one `madvise` per MiB rather than per chunk (each
+/// call flushes TLBs on every core), at most this much (plus the
+/// fault-around) resident per snapshot.
+const RELEASE_VALUES: usize = 1 << 18;
+
+/// One element range of one tensor for every snapshot, borrowed: the rows
+/// of float32 snapshots are the mapped files' own memory (no copy), those of
+/// float64 snapshots converted copies. See [`ChunkStream::next_rows`].
+#[derive(Debug)]
+pub(crate) struct ChunkRows<'s> {
+    /// Manifest index of the tensor.
+    pub(crate) tensor: usize,
+    /// First element of the range inside the tensor.
+    pub(crate) start: usize,
+    /// Number of elements in the range.
+    pub(crate) len: usize,
+    /// First element of the range in the flat concatenation of the selected
+    /// tensors.
+    pub(crate) global_start: usize,
+    /// The values of each snapshot, `len` each.
+    pub(crate) rows: Vec<&'s [f32]>,
+}
+
 impl ChunkStream<'_> {
-    /// The next chunk, checking each snapshot's values as they pass.
-    fn next_chunk(&mut self) -> Option<Result<Chunk>> {
-        loop {
+    /// The next chunk's rows, checked (checksums as they pass, every value
+    /// finite), borrowed until the next call. Pages of the mapped files are
+    /// released in steps of [`RELEASE_VALUES`] once read.
+    pub(crate) fn next_rows(&mut self) -> Option<Result<ChunkRows<'_>>> {
+        if self.failed {
+            return None;
+        }
+        if let Some((k, from, n)) = self.pending_release.take() {
+            for snap in &self.run.snapshots {
+                snap.release_range(k, from, n);
+            }
+        }
+        let (k, start, len) = loop {
             let &k = self.tensors.get(self.cur)?;
-            let info = &self.run.manifest.tensors[k];
-            let numel = info.numel as usize;
+            let numel = self.run.manifest.tensors[k].numel as usize;
             if self.start >= numel {
                 self.cur += 1;
                 self.start = 0;
                 continue;
             }
-            let snapshots = &self.run.snapshots;
-            if self.start == 0 {
-                self.checks = snapshots.iter().map(|s| s.begin_check(k)).collect();
+            break (k, self.start, self.chunk.min(numel - self.start));
+        };
+        match self.check_rows(k, start, len) {
+            Ok(()) => {}
+            Err(e) => {
+                self.failed = true;
+                return Some(Err(e));
             }
-            let len = self.chunk.min(numel - self.start);
-            let mut data = vec![0f32; snapshots.len() * len];
-            for ((snap, row), check) in snapshots
-                .iter()
-                .zip(data.chunks_exact_mut(len))
-                .zip(&mut self.checks)
-            {
-                snap.copy_f32(k, self.start, row);
-                if let Some(h) = check.as_mut() {
-                    snap.check_values(k, self.start, len, h);
-                }
-                snap.release_range(k, self.start, len);
-                if let (_, Some((j, _))) = non_finite(row, f32::is_finite, f64::from) {
-                    // Damage that made a value NaN is reported as damage.
-                    if let Err(e) = snap.verify_tensor(k) {
-                        return Some(Err(e));
-                    }
-                    let at = self.start + j;
-                    let value = match (snap.f32_values(k), snap.f64_values(k)) {
-                        (Some(v), _) => v.get(at).map_or(f64::NAN, |&x| f64::from(x)),
-                        (_, Some(v)) => v.get(at).copied().unwrap_or(f64::NAN),
-                        _ => f64::NAN,
-                    };
-                    return Some(Err(Error::NonFinite {
-                        path: snap.path().to_path_buf(),
-                        tensor: info.name.clone(),
-                        index: at as u64,
-                        value,
-                    }));
-                }
-            }
-            if self.start + len == numel {
-                for (snap, check) in snapshots.iter().zip(&mut self.checks) {
-                    if let Some(h) = check.take() {
-                        if let Err(e) = snap.end_check(k, h) {
-                            return Some(Err(e));
-                        }
-                    }
-                }
-            }
-            let chunk = Chunk {
-                tensor: k,
-                start: self.start,
-                len,
-                global_start: self.global,
-                data,
-            };
-            self.start += len;
-            self.global += len;
-            return Some(Ok(chunk));
         }
+        let end = start + len;
+        if end == self.run.manifest.tensors[k].numel as usize
+            || end - self.released >= RELEASE_VALUES
+        {
+            self.pending_release = Some((k, self.released, end - self.released));
+            self.released = end;
+        }
+        let global_start = self.global;
+        self.start += len;
+        self.global += len;
+        let mut scratch = self.scratch.iter();
+        let rows = self
+            .run
+            .snapshots
+            .iter()
+            .map(|snap| match snap.f32_values(k) {
+                Some(v) => v.get(start..end).unwrap_or_default(),
+                None => scratch.next().map_or(&[][..], |v| v.as_slice()),
+            })
+            .collect();
+        Some(Ok(ChunkRows {
+            tensor: k,
+            start,
+            len,
+            global_start,
+            rows,
+        }))
+    }
+
+    /// Checks the range `[start, start+len)` of tensor `k` in every
+    /// snapshot (checksum, finite values; the checksum completed at the
+    /// tensor's end) and converts float64 rows into `scratch`.
+    fn check_rows(&mut self, k: usize, start: usize, len: usize) -> Result<()> {
+        let info = &self.run.manifest.tensors[k];
+        let snapshots = &self.run.snapshots;
+        if start == 0 {
+            self.checks = snapshots.iter().map(|s| s.begin_check(k)).collect();
+            self.released = 0;
+        }
+        let mut used = 0;
+        for (snap, check) in snapshots.iter().zip(&mut self.checks) {
+            if let Some(h) = check.as_mut() {
+                snap.check_values(k, start, len, h);
+            }
+            let bad = match snap.f32_values(k) {
+                Some(v) => non_finite(&v[start..start + len], f32::is_finite, f64::from).1,
+                None => {
+                    if self.scratch.len() <= used {
+                        self.scratch.push(Vec::new());
+                    }
+                    let row = &mut self.scratch[used];
+                    used += 1;
+                    row.resize(len, 0.0);
+                    snap.copy_f32(k, start, row);
+                    non_finite(row, f32::is_finite, f64::from).1
+                }
+            };
+            if let Some((j, _)) = bad {
+                // Damage that made a value NaN is reported as damage.
+                snap.verify_tensor(k)?;
+                let at = start + j;
+                let value = match (snap.f32_values(k), snap.f64_values(k)) {
+                    (Some(v), _) => v.get(at).map_or(f64::NAN, |&x| f64::from(x)),
+                    (_, Some(v)) => v.get(at).copied().unwrap_or(f64::NAN),
+                    _ => f64::NAN,
+                };
+                return Err(Error::NonFinite {
+                    path: snap.path().to_path_buf(),
+                    tensor: info.name.clone(),
+                    index: at as u64,
+                    value,
+                });
+            }
+        }
+        if start + len == info.numel as usize {
+            for (snap, check) in snapshots.iter().zip(&mut self.checks) {
+                if let Some(h) = check.take() {
+                    snap.end_check(k, h)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, copied.
+    fn next_chunk(&mut self) -> Option<Result<Chunk>> {
+        let rows = match self.next_rows()? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut data = Vec::with_capacity(rows.rows.len() * rows.len);
+        for r in &rows.rows {
+            data.extend_from_slice(r);
+        }
+        Some(Ok(Chunk {
+            tensor: rows.tensor,
+            start: rows.start,
+            len: rows.len,
+            global_start: rows.global_start,
+            data,
+        }))
     }
 }
 
@@ -533,11 +631,6 @@ impl Iterator for ChunkStream<'_> {
     type Item = Result<Chunk>;
 
     fn next(&mut self) -> Option<Result<Chunk>> {
-        if self.failed {
-            return None;
-        }
-        let item = self.next_chunk();
-        self.failed = matches!(item, Some(Err(_)));
-        item
+        self.next_chunk()
     }
 }

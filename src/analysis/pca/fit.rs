@@ -1,13 +1,71 @@
 //! The PCA itself, over any re-streamable source of chunks ([`Chunks`]):
-//! pass 1 (Gram matrices), the eigen-decomposition, the path coordinates,
-//! pass 2 (signs, residuals, shares). Pure arithmetic on the chunks: the
-//! run-specific parts (snapshot indices, tensor names) are added by
+//! one pass accumulates the Gram matrices, from which the spectrum, the
+//! path coordinates, the residuals and the per-tensor shares follow; a
+//! second pass only when the signs are fixed by the components
+//! ([`SignRule::Components`]) or the per-tensor Gram matrices would not fit
+//! their memory bound. Pure arithmetic on the chunks: the run-specific parts
+//! (snapshot indices, tensor names) are added by
 //! [`PcaResult`](super::PcaResult).
 
-use super::gram::{own_ratios, Gram, Spectrum};
+use nalgebra::DMatrix;
+
+use super::gram::{add_chunk, centre, own_ratios, GramPrecision, GramValue, Spectrum};
 use super::project::{project_pass, Projection};
-use super::stream::{Chunks, Trajectory};
+use super::stream::{Chunks, Deltas, Trajectory};
 use crate::error::{Error, Result};
+
+/// Memory the per-tensor Gram matrices may take (kept for the per-tensor
+/// shares, ‖pc_k|tensor‖² = u_kᵀ G_tensor u_k); above it the shares come
+/// from a second pass.
+const TENSOR_GRAMS_BUDGET: usize = 256 << 20;
+
+/// How the sign of each principal component is fixed (the eigenvectors are
+/// defined up to sign).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignRule {
+    /// The matrix row (snapshot) with the largest |centred coordinate| has a
+    /// positive coordinate: scikit-learn's `svd_flip(u_based_decision=True)`,
+    /// its PCA's rule before version 1.5 and so the rule of the paper's
+    /// reference code. Follows from the Gram matrix: one pass.
+    #[default]
+    Path,
+    /// The component's entry with the largest magnitude is positive:
+    /// `svd_flip(u_based_decision=False)`, scikit-learn's PCA from 1.5 on.
+    /// Needs the components: a second pass over the snapshots.
+    Components,
+}
+
+impl SignRule {
+    /// `path` or `components`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignRule::Path => "path",
+            SignRule::Components => "components",
+        }
+    }
+
+    /// The rule in words, as stored in `pca.json`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SignRule::Path => "largest |centred path coordinate| of each component positive (sklearn svd_flip, u_based_decision=True: sklearn < 1.5 and the paper's reference code)",
+            SignRule::Components => "largest |coordinate| of each component positive (sklearn svd_flip, u_based_decision=False)",
+        }
+    }
+}
+
+impl std::str::FromStr for SignRule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "path" => Ok(SignRule::Path),
+            "components" => Ok(SignRule::Components),
+            _ => Err(Error::invalid(
+                "--signs",
+                format!("expected path or components, got '{s}'"),
+            )),
+        }
+    }
+}
 
 /// Pass-1 figures of one selected tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,28 +99,44 @@ pub(crate) struct Fit {
     pub(crate) tensors: Vec<TensorFit>,
     /// Σ of the tensors' traces (= Σλ up to rounding).
     pub(crate) trace: f64,
+    /// Passes over the snapshots (1, or 2: see [`SignRule`]).
+    pub(crate) passes: usize,
+}
+
+/// How [`fit`] computes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FitOptions {
+    /// Precision of the chunk products.
+    pub(crate) precision: GramPrecision,
+    /// How the component signs are fixed.
+    pub(crate) signs: SignRule,
+}
+
+/// A selected tensor's uncentred Gram matrix, while and after it is summed.
+struct TensorGram {
+    tensor: usize,
+    gram: DMatrix<f64>,
 }
 
 /// The results of the Gram pass.
 struct Pass1 {
-    gram: Gram,
+    /// The uncentred Gram matrix Δ Δᵀ of all selected tensors.
+    gram: DMatrix<f64>,
     tensors: Vec<TensorFit>,
-    /// ‖Δᵢ‖².
-    norms2: Vec<f64>,
-    /// (Mc μ)ᵢ.
-    w: Vec<f64>,
+    /// Each tensor's centred Gram matrix (stream order), when within
+    /// [`TENSOR_GRAMS_BUDGET`].
+    tensor_grams: Option<Vec<DMatrix<f64>>>,
 }
 
 /// Fits the PCA of `traj` with up to `components` components (fewer when
-/// the trajectory's rank is lower, with a warning), Gram products on
-/// `threads` threads.
+/// the trajectory's rank is lower, with a warning).
 ///
 /// Errors: fewer than 3 snapshots (one centred row carries no variation),
 /// or snapshots before the final one that are all identical.
 pub(crate) fn fit<C: Chunks>(
     traj: &Trajectory<C>,
     components: usize,
-    threads: usize,
+    opts: FitOptions,
 ) -> Result<Fit> {
     let m = traj.m;
     if m < 2 {
@@ -76,9 +150,13 @@ pub(crate) fn fit<C: Chunks>(
             ),
         ));
     }
+    let keep = traj.selected.len().saturating_mul(m * m * 8) <= TENSOR_GRAMS_BUDGET;
     let pass1 = {
         let _s = tracing::debug_span!("pca gram pass").entered();
-        gram_pass(traj, threads)?
+        match opts.precision {
+            GramPrecision::Float32 => gram_pass::<f32, C>(traj, keep)?,
+            GramPrecision::Float64 => gram_pass::<f64, C>(traj, keep)?,
+        }
     };
     let trace: f64 = pass1.tensors.iter().map(|t| t.trace).sum();
     if trace.is_nan() || trace <= 0.0 {
@@ -90,7 +168,8 @@ pub(crate) fn fit<C: Chunks>(
             ),
         ));
     }
-    let spectrum = Spectrum::of(pass1.gram.to_full());
+    let centred = centre(&pass1.gram);
+    let mut spectrum = Spectrum::of_with(centred.gram, opts.precision.eps());
     // trace > 0, so λ₁ > 0 and rank ≥ 1.
     let ncomp = components.min(spectrum.rank);
     if ncomp < components {
@@ -100,17 +179,43 @@ pub(crate) fn fit<C: Chunks>(
             "the trajectory has fewer non-zero principal components than requested"
         );
     }
-    let (mut weights, mut row_coords) = path_coordinates(&spectrum, &pass1.w, ncomp);
-    let pass2 = {
-        let _s = tracing::debug_span!("pca projection pass").entered();
-        let proj = Projection {
-            weights: &weights,
-            coords: &row_coords,
-        };
-        project_pass(traj, proj, None)?
-    };
-    let largest: Vec<f64> = pass2.largest.iter().map(|&(_, v)| v).collect();
-    fix_signs(&mut weights, &mut row_coords, &largest);
+    if opts.signs == SignRule::Path {
+        fix_path_signs(&mut spectrum, ncomp);
+    }
+    let (mut weights, mut row_coords) = path_coordinates(&spectrum, &centred.w, ncomp);
+    let mut tensors = pass1.tensors;
+    let mut residual_rows = one_pass_residuals(&row_coords, &centred.norms2);
+    let mut passes = 1;
+    match pass1.tensor_grams {
+        Some(grams) if opts.signs == SignRule::Path => {
+            for (t, g) in tensors.iter_mut().zip(&grams) {
+                t.share = weights
+                    .iter()
+                    .map(|u| {
+                        let u = nalgebra::DVector::from_column_slice(u);
+                        (u.transpose() * g * &u)[(0, 0)].max(0.0)
+                    })
+                    .collect();
+            }
+        }
+        _ => {
+            let _s = tracing::debug_span!("pca projection pass").entered();
+            let proj = Projection {
+                weights: &weights,
+                coords: &row_coords,
+            };
+            let pass2 = project_pass(traj, proj, None)?;
+            passes = 2;
+            if opts.signs == SignRule::Components {
+                let largest: Vec<f64> = pass2.largest.iter().map(|&(_, v)| v).collect();
+                fix_signs(&mut weights, &mut row_coords, &largest);
+            }
+            residual_rows = residuals(&pass2.residual2, &centred.norms2);
+            for (t, share) in tensors.iter_mut().zip(pass2.shares) {
+                t.share = share;
+            }
+        }
+    }
     // Chunk rows outside the matrix: only the centre so far. The centre
     // (Δ = 0, a zero row with `include_final`) is at the origin exactly.
     let of = traj.matrix_row_of();
@@ -118,14 +223,9 @@ pub(crate) fn fit<C: Chunks>(
     let coords = (0..traj.n)
         .map(|j| row(j).map_or_else(|| vec![0.0; ncomp], |i| row_coords[i].clone()))
         .collect();
-    let residual_rows = residuals(&pass2.residual2, &pass1.norms2);
     let residuals = (0..traj.n)
         .map(|j| row(j).map_or(0.0, |i| residual_rows[i]))
         .collect();
-    let mut tensors = pass1.tensors;
-    for (t, share) in tensors.iter_mut().zip(pass2.shares) {
-        t.share = share;
-    }
     Ok(Fit {
         spectrum,
         dof: (m - 1) as f64,
@@ -135,43 +235,48 @@ pub(crate) fn fit<C: Chunks>(
         coords,
         tensors,
         trace,
+        passes,
     })
 }
 
-/// Pass 1: per-tensor Gram matrices, summed into the global one, and the
-/// row figures ‖Δᵢ‖², (Mc μ)ᵢ.
-fn gram_pass<C: Chunks>(traj: &Trajectory<C>, threads: usize) -> Result<Pass1> {
+/// The one pass: each chunk's Gram product XᵀX (libtorch), summed per
+/// tensor in float64; a tensor's own figures (trace, own ratios) once its
+/// last chunk is in, its matrix then added to the global one.
+fn gram_pass<T: GramValue, C: Chunks>(
+    traj: &Trajectory<C>,
+    keep_tensor_grams: bool,
+) -> Result<Pass1> {
     let m = traj.m;
-    let mut gram = Gram::new(m);
+    let mut gram = DMatrix::zeros(m, m);
     let mut tensors = Vec::with_capacity(traj.selected.len());
-    let (mut norms2, mut w) = (vec![0.0; m], vec![0.0; m]);
-    // A tensor's chunks arrive together: its Gram is decomposed (for its
-    // own ratios) and added to the global one as soon as it is complete.
-    let mut current: Option<(usize, Gram)> = None;
-    let mut finish = |(tensor, g): (usize, Gram), gram: &mut Gram| {
-        let (trace, own_ratio) = own_ratios(&g.to_full());
+    let mut kept = Vec::new();
+    let mut current: Option<TensorGram> = None;
+    let mut finish = |done: TensorGram, gram: &mut DMatrix<f64>| {
+        let c = centre(&done.gram);
+        let (trace, own_ratio) = own_ratios(&c.gram);
         tensors.push(TensorFit {
-            tensor,
+            tensor: done.tensor,
             trace,
             own_ratio,
             share: Vec::new(),
         });
-        gram.add_gram(&g);
+        *gram += &done.gram;
+        if keep_tensor_grams {
+            kept.push((done.tensor, c.gram));
+        }
     };
-    traj.for_each_centred(|c| {
-        if current.as_ref().is_none_or(|(t, _)| *t != c.tensor) {
-            if let Some(done) = current.replace((c.tensor, Gram::new(m))) {
+    traj.for_each_prepared(|d: &Deltas<T>| {
+        if current.as_ref().is_none_or(|t| t.tensor != d.tensor) {
+            let fresh = TensorGram {
+                tensor: d.tensor,
+                gram: DMatrix::zeros(m, m),
+            };
+            if let Some(done) = current.replace(fresh) {
                 finish(done, &mut gram);
             }
         }
-        for (col, &u) in c.xt.chunks_exact(m).zip(&c.mu) {
-            for ((x, d2), w) in col.iter().zip(norms2.iter_mut()).zip(w.iter_mut()) {
-                *d2 += (x + u) * (x + u);
-                *w += x * u;
-            }
-        }
-        if let Some((_, g)) = current.as_mut() {
-            g.add(&c.xt, c.len, threads);
+        if let Some(t) = current.as_mut() {
+            add_chunk(&mut t.gram, &d.xt, d.len)?;
         }
         Ok(())
     })?;
@@ -187,15 +292,46 @@ fn gram_pass<C: Chunks>(traj: &Trajectory<C>, threads: usize) -> Result<Pass1> {
                 own_ratio: [0.0; 2],
                 share: Vec::new(),
             });
+            if keep_tensor_grams {
+                kept.push((s.tensor, DMatrix::zeros(m, m)));
+            }
         }
     }
     tensors.sort_by_key(|t| t.tensor);
+    kept.sort_by_key(|(t, _)| *t);
     Ok(Pass1 {
         gram,
         tensors,
-        norms2,
-        w,
+        tensor_grams: keep_tensor_grams.then(|| kept.into_iter().map(|(_, g)| g).collect()),
     })
+}
+
+/// Fixes the sign of each of the first `ncomp` eigenvectors so that its
+/// entry of largest magnitude (the first one on ties) is positive: the
+/// centred path coordinate √λ·v_ki of largest magnitude is positive.
+fn fix_path_signs(sp: &mut Spectrum, ncomp: usize) {
+    for k in 0..ncomp {
+        let mut col = sp.vectors.column_mut(k);
+        let big = col
+            .iter()
+            .copied()
+            .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+        if big < 0.0 {
+            col.iter_mut().for_each(|x| *x = -*x);
+        }
+    }
+}
+
+/// ‖Δᵢ − PΔᵢ‖ / ‖Δᵢ‖ per matrix row from the Gram figures: P projects on
+/// the first two (orthonormal) components, so ‖Δᵢ − PΔᵢ‖² = ‖Δᵢ‖² −
+/// Σₖ₍<₂₎ ⟨Δᵢ, pc_k⟩² (0 when Δᵢ = 0).
+fn one_pass_residuals(coords: &[Vec<f64>], norms2: &[f64]) -> Vec<f64> {
+    let r2: Vec<f64> = coords
+        .iter()
+        .zip(norms2)
+        .map(|(c, &d2)| (d2 - c.iter().take(2).map(|x| x * x).sum::<f64>()).max(0.0))
+        .collect();
+    residuals(&r2, norms2)
 }
 
 /// The weights u_k = v_k / √λ_k of the first `ncomp` components and the
@@ -252,6 +388,17 @@ mod tests {
     use super::super::stream::Selected;
     use super::*;
     use crate::store::run::Chunk;
+
+    /// Float64 products, signs from the path: one pass.
+    const EXACT: FitOptions = FitOptions {
+        precision: GramPrecision::Float64,
+        signs: SignRule::Path,
+    };
+    /// Float64 products, signs from the components: two passes.
+    const EXACT_COMPONENTS: FitOptions = FitOptions {
+        precision: GramPrecision::Float64,
+        signs: SignRule::Components,
+    };
 
     /// A trajectory over tensors of the given sizes from `rows[s]` (all
     /// tensors of snapshot s, concatenated), streamed `chunk` values at a
@@ -314,7 +461,7 @@ mod tests {
             })
             .collect();
         let traj = trajectory(&rows, &[2, 3], 2);
-        let f = fit(&traj, 2, 1).unwrap();
+        let f = fit(&traj, 2, EXACT_COMPONENTS).unwrap();
         assert_eq!((f.spectrum.rank, f.weights.len()), (1, 1));
         let norm_u = u.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
         for (i, row) in f.coords.iter().enumerate() {
@@ -356,7 +503,7 @@ mod tests {
         let (n, sizes) = (9, [40usize, 0, 27, 13]);
         let rows = random_rows(n, sizes.iter().sum(), 11);
         let traj = trajectory(&rows, &sizes, 16);
-        let f = fit(&traj, 3, 2).unwrap();
+        let f = fit(&traj, 3, EXACT_COMPONENTS).unwrap();
         let d = deltas(&rows);
         let m = d.nrows();
         let mean = d.row_mean();
@@ -429,26 +576,59 @@ mod tests {
     }
 
     #[test]
-    fn chunking_and_threads_change_only_the_rounding() {
+    fn chunking_and_precision_change_only_the_rounding() {
         let rows = random_rows(7, 300, 5);
-        let a = fit(&trajectory(&rows, &[100, 200], 300), 2, 1).unwrap();
-        let b = fit(&trajectory(&rows, &[100, 200], 7), 2, 1).unwrap();
-        let c = fit(&trajectory(&rows, &[100, 200], 7), 2, 4).unwrap();
-        assert_eq!(b.coords, c.coords, "threads changed a bit");
-        assert_eq!(b.spectrum.lambda, c.spectrum.lambda);
+        let a = fit(&trajectory(&rows, &[100, 200], 300), 2, EXACT).unwrap();
+        let b = fit(&trajectory(&rows, &[100, 200], 7), 2, EXACT).unwrap();
         for (x, y) in a.coords.iter().flatten().zip(b.coords.iter().flatten()) {
             assert_relative_eq!(x, y, max_relative = 1e-10, epsilon = 1e-12);
+        }
+        // Float32 products: the snapshots' own precision.
+        let c = fit(&trajectory(&rows, &[100, 200], 7), 2, FitOptions::default()).unwrap();
+        for (x, y) in a.coords.iter().flatten().zip(c.coords.iter().flatten()) {
+            assert_relative_eq!(x, y, max_relative = 1e-5, epsilon = 1e-5);
+        }
+        for (x, y) in a.spectrum.lambda.iter().zip(&c.spectrum.lambda).take(a.spectrum.rank) {
+            assert_relative_eq!(x, y, max_relative = 1e-5);
+        }
+        assert_eq!((a.passes, c.passes), (1, 1));
+    }
+
+    #[test]
+    fn path_signs_make_the_largest_centred_coordinate_positive_in_one_pass() {
+        let (n, sizes) = (9, [40usize, 27]);
+        let rows = random_rows(n, sizes.iter().sum(), 3);
+        let traj = trajectory(&rows, &sizes, 16);
+        let by_path = fit(&traj, 3, EXACT).unwrap();
+        let by_comp = fit(&traj, 3, EXACT_COMPONENTS).unwrap();
+        assert_eq!((by_path.passes, by_comp.passes), (1, 2));
+        for k in 0..3 {
+            let v = by_path.spectrum.vectors.column(k);
+            let big = v.iter().copied().fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+            assert!(big > 0.0, "PC{}: largest centred coordinate negative", k + 1);
+            // The same component up to sign: coordinates, residuals and
+            // shares of the one pass equal those of the projection pass.
+            let s = by_path.weights[k][0].signum() * by_comp.weights[k][0].signum();
+            for (a, b) in by_path.coords.iter().zip(&by_comp.coords) {
+                assert_abs_diff_eq!(a[k], s * b[k], epsilon = 1e-9);
+            }
+            for (a, b) in by_path.tensors.iter().zip(&by_comp.tensors) {
+                assert_relative_eq!(a.share[k], b.share[k], max_relative = 1e-9, epsilon = 1e-12);
+            }
+        }
+        for (a, b) in by_path.residuals.iter().zip(&by_comp.residuals) {
+            assert_abs_diff_eq!(a, b, epsilon = 1e-7);
         }
     }
 
     #[test]
     fn degenerate_trajectories_are_errors() {
         let rows = random_rows(2, 5, 1);
-        let e = fit(&trajectory(&rows, &[5], 5), 2, 1).unwrap_err();
+        let e = fit(&trajectory(&rows, &[5], 5), 2, EXACT).unwrap_err();
         assert!(e.to_string().contains("at least 3 snapshots"), "{e}");
         let mut same = vec![vec![1.0f32; 5]; 4];
         same.push(vec![2.0; 5]);
-        let e = fit(&trajectory(&same, &[5], 5), 2, 1).unwrap_err();
+        let e = fit(&trajectory(&same, &[5], 5), 2, EXACT).unwrap_err();
         assert!(e.to_string().contains("identical"), "{e}");
     }
 

@@ -1,116 +1,142 @@
-//! The Gram matrix G = Mc Mcᵀ of the centred trajectory, accumulated
-//! block-wise in float64, and its eigen-decomposition G = V Λ Vᵀ.
+//! The Gram matrix of the trajectory, accumulated chunk by chunk with
+//! libtorch's matrix product (the BLAS it ships), centred afterwards, and its
+//! eigen-decomposition G = V Λ Vᵀ.
 
-use nalgebra::{DMatrix, DMatrixView, SymmetricEigen};
+use nalgebra::{DMatrix, SymmetricEigen};
+use tch::{Device, Kind, Tensor};
 
-/// Rows of the Gram matrix per block: block pairs are the unit of work.
-const BLOCK: usize = 32;
-/// Below this many multiply-adds a chunk's Gram update stays on one thread.
-const PARALLEL_MIN_FMAS: usize = 1 << 21;
+use crate::error::{Error, Result};
 
-/// One block pair (I, J ≤ I) of a [`Gram`] matrix.
-type BlockPair = (usize, usize, DMatrix<f64>);
-
-/// The lower block triangle of an m×m Gram matrix, accumulated in float64:
-/// block pairs (I, J ≤ I) of at most [`BLOCK`] rows are the unit of work,
-/// each always computed by one gemm, so the sums do not depend on the
-/// number of threads.
-#[derive(Debug, Clone)]
-pub(crate) struct Gram {
-    m: usize,
-    bounds: Vec<usize>,
-    pairs: Vec<BlockPair>,
+/// How each chunk's Gram product XᵀX is computed; the sums over chunks are
+/// float64 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GramPrecision {
+    /// Products in float32 (the snapshots' own precision) at the BLAS's full
+    /// speed; relative error of the Gram entries about 1e-6, so components
+    /// explaining less than ~1e-5 of the variance lose digits.
+    #[default]
+    Float32,
+    /// Products in float64: exact to ~1e-12, about twice the time.
+    Float64,
 }
 
-impl Gram {
-    /// A zero m×m Gram matrix.
-    pub(crate) fn new(m: usize) -> Gram {
-        let nb = m.div_ceil(BLOCK).max(1);
-        let bounds: Vec<usize> = (0..=nb).map(|b| b * m / nb).collect();
-        let mut pairs = Vec::with_capacity(nb * (nb + 1) / 2);
-        for i in 0..nb {
-            for j in 0..=i {
-                let shape = (bounds[i + 1] - bounds[i], bounds[j + 1] - bounds[j]);
-                pairs.push((i, j, DMatrix::zeros(shape.0, shape.1)));
-            }
-        }
-        Gram { m, bounds, pairs }
-    }
-
-    /// G += X Xᵀ for the m×len matrix X stored element-major:
-    /// `xt[t·m + i]` = Xᵢₜ (see [`Centred`](super::stream::Centred)).
-    pub(crate) fn add(&mut self, xt: &[f64], len: usize, threads: usize) {
-        self.add_with(xt, len, threads, PARALLEL_MIN_FMAS);
-    }
-
-    /// [`Gram::add`], using threads from `parallel_min` multiply-adds on.
-    fn add_with(&mut self, xt: &[f64], len: usize, threads: usize, parallel_min: usize) {
-        let m = self.m;
-        if len == 0 {
-            return;
-        }
-        let bounds = &self.bounds;
-        let work = move |pair: &mut BlockPair| {
-            let (i0, i1) = (bounds[pair.0], bounds[pair.0 + 1]);
-            let (j0, j1) = (bounds[pair.1], bounds[pair.1 + 1]);
-            // X's rows i0..i1 (a) times X's rows j0..j1 transposed (b).
-            // `a` must have unit row stride: nalgebra 0.35's fallback for
-            // dimensions ≤ 5 reads past the columns of `a` otherwise.
-            let a = DMatrixView::from_slice_with_strides(
-                &xt[i0..(len - 1) * m + i1],
-                i1 - i0,
-                len,
-                1,
-                m,
-            );
-            let b = DMatrixView::from_slice_with_strides(
-                &xt[j0..(len - 1) * m + j1],
-                len,
-                j1 - j0,
-                m,
-                1,
-            );
-            pair.2.gemm(1.0, &a, &b, 1.0);
-        };
-        let threads = threads.min(self.pairs.len());
-        if threads <= 1 || m * m * len < parallel_min {
-            self.pairs.iter_mut().for_each(work);
-            return;
-        }
-        let mut lists: Vec<Vec<&mut BlockPair>> = (0..threads).map(|_| Vec::new()).collect();
-        for (p, pair) in self.pairs.iter_mut().enumerate() {
-            lists[p % threads].push(pair);
-        }
-        std::thread::scope(|s| {
-            let mut lists = lists.into_iter();
-            let mine = lists.next().unwrap_or_default();
-            for list in lists {
-                s.spawn(move || list.into_iter().for_each(work));
-            }
-            mine.into_iter().for_each(work);
-        });
-    }
-
-    /// G += other (same size).
-    pub(crate) fn add_gram(&mut self, other: &Gram) {
-        for (a, b) in self.pairs.iter_mut().zip(&other.pairs) {
-            a.2 += &b.2;
+impl GramPrecision {
+    /// The relative error of the Gram entries, for the rank: float32
+    /// products carry the snapshots' own rounding (noise eigenvalues near
+    /// 1e-9 of the total were measured on W3), float64 ones ~16 ulp.
+    pub(crate) fn eps(self) -> f64 {
+        match self {
+            GramPrecision::Float32 => f64::from(f32::EPSILON),
+            GramPrecision::Float64 => f64::EPSILON * 16.0,
         }
     }
 
-    /// The full symmetric matrix.
-    pub(crate) fn to_full(&self) -> DMatrix<f64> {
-        let mut g = DMatrix::zeros(self.m, self.m);
-        for (i, j, block) in &self.pairs {
-            let (i0, j0) = (self.bounds[*i], self.bounds[*j]);
-            for r in 0..block.nrows() {
-                for c in 0..block.ncols() {
-                    g[(i0 + r, j0 + c)] = block[(r, c)];
-                    g[(j0 + c, i0 + r)] = block[(r, c)];
-                }
-            }
+    /// `f32` or `f64`, as stored in `pca.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GramPrecision::Float32 => "f32",
+            GramPrecision::Float64 => "f64",
         }
-        g
+    }
+}
+
+impl std::str::FromStr for GramPrecision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" | "float32" => Ok(GramPrecision::Float32),
+            "f64" | "float64" => Ok(GramPrecision::Float64),
+            _ => Err(Error::invalid(
+                "--precision",
+                format!("expected f32 or f64, got '{s}'"),
+            )),
+        }
+    }
+}
+
+/// G += XᵀX for the len×m matrix X stored row-major in `xt` (`xt[t·m + i]`
+/// = Xₜᵢ: element-major, see [`Deltas`](super::stream::Deltas)), by one
+/// libtorch matrix product in `T` on the current intra-op threads.
+pub(crate) fn add_chunk<T: GramValue>(g: &mut DMatrix<f64>, xt: &[T], len: usize) -> Result<()> {
+    let m = g.nrows();
+    if len == 0 || m == 0 {
+        return Ok(());
+    }
+    if xt.len() != len * m {
+        return Err(Error::invalid(
+            "pca",
+            format!("a chunk holds {} values, expected {len} × {m}", xt.len()),
+        ));
+    }
+    let torch = |e| Error::torch("the Gram product of a trajectory chunk", e);
+    // SAFETY: `xt` holds len·m initialised values of `T::KIND` and outlives
+    // `x`, which is only read (by `mm`) and dropped before this function
+    // returns; nothing writes to it or keeps a reference to it.
+    let x = unsafe {
+        Tensor::f_from_blob(
+            xt.as_ptr().cast::<u8>(),
+            &[len as i64, m as i64],
+            &[m as i64, 1],
+            T::KIND,
+            Device::Cpu,
+        )
+    }
+    .map_err(torch)?;
+    let prod = x
+        .f_tr()
+        .and_then(|xt| xt.f_mm(&x))
+        .and_then(|p| p.f_to_kind(Kind::Double))
+        .map_err(torch)?;
+    drop(x);
+    let values = Vec::<f64>::try_from(&prod.reshape([-1])).map_err(torch)?;
+    // Row-major m×m into nalgebra's column-major storage: G is symmetric,
+    // so each entry lands on its mirror, which `centre` averages away.
+    for (a, b) in g.as_mut_slice().iter_mut().zip(&values) {
+        *a += b;
+    }
+    Ok(())
+}
+
+/// An element type the chunk products are computed in.
+pub(crate) trait GramValue: super::stream::DeltaValue {
+    /// Its libtorch kind.
+    const KIND: Kind;
+}
+
+impl GramValue for f32 {
+    const KIND: Kind = Kind::Float;
+}
+
+impl GramValue for f64 {
+    const KIND: Kind = Kind::Double;
+}
+
+/// The figures of the uncentred Gram matrix G = Δ Δᵀ of m rows that the
+/// PCA needs: the centred Gram Gc = Mc Mcᵀ (Mc = Δ − 1μᵀ, μ the row mean),
+/// the squared row norms ‖Δᵢ‖² and w = Mc μ.
+pub(crate) struct Centred {
+    /// (I − 11ᵀ/m) G (I − 11ᵀ/m), symmetrised.
+    pub(crate) gram: DMatrix<f64>,
+    /// ‖Δᵢ‖² (the diagonal of G).
+    pub(crate) norms2: Vec<f64>,
+    /// (Mc μ)ᵢ = (G1)ᵢ/m − 1ᵀG1/m².
+    pub(crate) w: Vec<f64>,
+}
+
+/// Centres the uncentred Gram matrix `g` (see [`Centred`]).
+pub(crate) fn centre(g: &DMatrix<f64>) -> Centred {
+    let m = g.nrows();
+    let mf = m as f64;
+    let sym = (g + g.transpose()) * 0.5;
+    let s: Vec<f64> = (0..m).map(|i| sym.row(i).sum()).collect();
+    let total: f64 = s.iter().sum();
+    let gram = DMatrix::from_fn(m, m, |i, j| {
+        sym[(i, j)] - s[i] / mf - s[j] / mf + total / (mf * mf)
+    });
+    Centred {
+        gram,
+        norms2: (0..m).map(|i| sym[(i, i)]).collect(),
+        w: s.iter().map(|si| si / mf - total / (mf * mf)).collect(),
     }
 }
 
@@ -127,8 +153,16 @@ pub(crate) struct Spectrum {
 }
 
 impl Spectrum {
-    /// Decomposes the symmetric `g` with nalgebra's `SymmetricEigen`.
+    /// Decomposes the symmetric `g` with nalgebra's `SymmetricEigen`
+    /// (entries exact to float64 rounding).
+    #[cfg(test)]
     pub(crate) fn of(g: DMatrix<f64>) -> Spectrum {
+        Spectrum::of_with(g, f64::EPSILON * 16.0)
+    }
+
+    /// Decomposes the symmetric `g`, whose entries carry a relative error of
+    /// about `eps`: eigenvalues below λ₁·m·eps are noise, not rank.
+    pub(crate) fn of_with(g: DMatrix<f64>, eps: f64) -> Spectrum {
         let m = g.nrows();
         let eig = SymmetricEigen::new(g);
         let mut order: Vec<usize> = (0..m).collect();
@@ -139,8 +173,8 @@ impl Spectrum {
         });
         let lambda: Vec<f64> = order.iter().map(|&i| eig.eigenvalues[i].max(0.0)).collect();
         let vectors = DMatrix::from_fn(m, m, |r, c| eig.eigenvectors[(r, order[c])]);
-        // Eigenvalues of G are exact to about ε·‖G‖; smaller ones are zero.
-        let tol = lambda.first().copied().unwrap_or(0.0) * m as f64 * f64::EPSILON * 16.0;
+        // Eigenvalues of G are exact to about eps·‖G‖; smaller ones are zero.
+        let tol = lambda.first().copied().unwrap_or(0.0) * m as f64 * eps;
         let rank = lambda.iter().take_while(|&&l| l > tol).count();
         Spectrum {
             lambda,
@@ -205,43 +239,62 @@ mod tests {
 
     use super::*;
 
-    fn gram_naive(xt: &[f64], m: usize, len: usize) -> DMatrix<f64> {
-        DMatrix::from_fn(m, m, |i, j| {
-            (0..len).map(|t| xt[t * m + i] * xt[t * m + j]).sum()
-        })
+    /// Δ as element-major float32 (`xt[t·m + i]`) from rows.
+    fn element_major(rows: &[Vec<f32>]) -> Vec<f32> {
+        let len = rows[0].len();
+        (0..len)
+            .flat_map(|t| rows.iter().map(move |r| r[t]))
+            .collect()
+    }
+
+    fn rows(m: usize, len: usize) -> Vec<Vec<f32>> {
+        (0..m)
+            .map(|i| {
+                (0..len)
+                    .map(|t| (((i * len + t) * 7919 % 1013) as f32 / 1013.0) - 0.5)
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
-    fn blocked_gram_matches_naive_and_ignores_threads() {
-        for (m, len) in [(2, 257), (5, 3), (33, 1), (70, 257)] {
-            let x: Vec<f64> = (0..m * len)
-                .map(|i| ((i * 7919 % 1013) as f64 / 1013.0) - 0.5)
-                .collect();
-            let (mut one, mut many) = (Gram::new(m), Gram::new(m));
-            one.add(&x, len, 1);
-            // Force the threaded path even for small sizes.
-            many.add_with(&x, len, 3, 0);
-            let naive = gram_naive(&x, m, len);
-            let (a, b) = (one.to_full(), many.to_full());
-            assert_eq!(a, b, "m = {m}: thread count changed the sums");
-            assert!(
-                (a - &naive).abs().max() <= 1e-12 * naive.abs().max(),
-                "m = {m}"
-            );
+    fn chunk_products_match_the_naive_gram_in_both_precisions() {
+        for (m, len) in [(1, 5), (2, 257), (5, 3), (33, 1), (70, 257)] {
+            let r = rows(m, len);
+            let naive = DMatrix::from_fn(m, m, |i, j| {
+                (0..len).map(|t| r[i][t] as f64 * r[j][t] as f64).sum::<f64>()
+            });
+            let xt = element_major(&r);
+            let xt64: Vec<f64> = xt.iter().map(|&x| f64::from(x)).collect();
+            // Two chunks: the split at `len / 2` adds up.
+            let half = len / 2;
+            let (mut g32, mut g64) = (DMatrix::zeros(m, m), DMatrix::zeros(m, m));
+            add_chunk(&mut g32, &xt[..half * m], half).unwrap();
+            add_chunk(&mut g32, &xt[half * m..], len - half).unwrap();
+            add_chunk(&mut g64, &xt64[..half * m], half).unwrap();
+            add_chunk(&mut g64, &xt64[half * m..], len - half).unwrap();
+            let scale = naive.abs().max();
+            assert!((&g64 - &naive).abs().max() <= 1e-12 * scale, "m = {m}, f64");
+            assert!((&g32 - &naive).abs().max() <= 1e-5 * scale, "m = {m}, f32");
         }
+        let mut g = DMatrix::zeros(3, 3);
+        assert!(add_chunk(&mut g, &[0f32; 5], 2).is_err());
     }
 
     #[test]
-    fn gram_of_two_halves_adds_up() {
-        let (m, len) = (40, 9);
-        let x: Vec<f64> = (0..m * len).map(|i| (i as f64 * 0.37).sin()).collect();
-        let (head, tail) = x.split_at(m * 4);
-        let (mut a, mut b) = (Gram::new(m), Gram::new(m));
-        a.add(head, 4, 1);
-        b.add(tail, len - 4, 1);
-        a.add_gram(&b);
-        let naive = gram_naive(&x, m, len);
-        assert_relative_eq!(a.to_full(), naive, max_relative = 1e-12);
+    fn centring_the_gram_matches_centring_the_rows() {
+        let (m, len) = (6, 40);
+        let r = rows(m, len);
+        let d = DMatrix::from_fn(m, len, |i, t| r[i][t] as f64 + i as f64);
+        let mu = d.row_mean();
+        let mc = DMatrix::from_fn(m, len, |i, t| d[(i, t)] - mu[t]);
+        let c = centre(&(&d * d.transpose()));
+        assert_relative_eq!(c.gram, &mc * mc.transpose(), epsilon = 1e-9);
+        for i in 0..m {
+            assert_relative_eq!(c.norms2[i], d.row(i).norm_squared(), max_relative = 1e-12);
+            let w: f64 = mc.row(i).iter().zip(mu.iter()).map(|(a, b)| a * b).sum();
+            assert_relative_eq!(c.w[i], w, epsilon = 1e-9);
+        }
     }
 
     #[test]

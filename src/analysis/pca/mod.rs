@@ -8,46 +8,58 @@
 //! reference ignores 1-D tensors). As in scikit-learn's `PCA`, the rows are
 //! mean-centred (Mc = M − 1μᵀ) and
 //!
-//! - **pass 1** streams the run chunk by chunk ([`Run::stream`]) and
-//!   accumulates the (n−1)×(n−1) Gram matrix G = Mc Mcᵀ in float64, one per
-//!   tensor (for the per-layer figures) summed into the global one;
-//! - G = V Λ Vᵀ is decomposed with nalgebra's `SymmetricEigen`, eigenvalues
-//!   sorted in descending order;
-//! - **pass 2** streams the run again and forms pc_k = Mcᵀ v_k / √λ_k (unit
-//!   norm) chunk by chunk, to fix each component's sign and compute each
-//!   snapshot's distance to the PC1/PC2 plane.
+//! - **one pass** streams the run chunk by chunk ([`Run::stream`]): a
+//!   reader thread writes each chunk as the float32 matrix Δ (snapshot
+//!   fastest) while libtorch's matrix product (its BLAS) adds the chunk's
+//!   XᵀX to the tensor's uncentred Gram matrix Δ Δᵀ, summed in float64;
+//! - the centring is algebra on the m×m matrix (Gc = (I − 11ᵀ/m) G (I −
+//!   11ᵀ/m)); Gc = V Λ Vᵀ is decomposed with nalgebra's `SymmetricEigen`,
+//!   eigenvalues sorted in descending order;
+//! - everything else follows from the Gram matrices: the explained
+//!   variances, the path coordinates ⟨Δᵢ, pc_k⟩ (from V, Λ and the row sums
+//!   of G), the residuals (‖Δᵢ‖² is G's diagonal) and each tensor's share of
+//!   every component (u_kᵀ G_tensor u_k, the per-tensor matrices kept within
+//!   256 MiB);
+//! - a **second pass** forms pc_k = Mcᵀ v_k / √λ_k chunk by chunk only when
+//!   it is needed: for the components themselves ([`PcaResult::components`],
+//!   [`PcaResult::directions`]: a PCA-plane surface), for
+//!   [`SignRule::Components`], or when the per-tensor matrices exceed their
+//!   bound.
 //!
 //! Memory is O(n² + n·chunk) whatever the parameter count P: no pass ever
-//! holds a whole snapshot (a tensor's own Gram matrix is dropped once its
-//! last chunk is in). A second thread reads and centres the next chunk while
-//! the current one is multiplied. Only [`PcaResult::components`] and
-//! [`PcaResult::directions`] materialise components (P floats each), because
-//! a surface needs them anyway. Values are read as float32 ([`Run::stream`]),
-//! also from float64 runs; all arithmetic is float64.
-//!
+//! holds a whole snapshot. Values are read as float32 ([`Run::stream`]),
+//! also from float64 runs; the chunk products are float32 by default
+//! ([`GramPrecision::Float32`]: relative error of the Gram entries ~1e-6, the
+//! snapshots' own precision) or float64 on request, every sum over chunks
+//! float64.
+
 //! Conventions, chosen to match scikit-learn (the reference code uses
 //! `sklearn.decomposition.PCA(2)`):
 //! - explained variance λ_k / (n−2) (n−1 rows, one degree of freedom), ratio
 //!   λ_k / Σλ;
-//! - signs follow `svd_flip(u_based_decision=False)`: the coordinate of a
-//!   component with the largest absolute value (first one on ties) is
-//!   positive;
+//! - signs follow [`SignRule::Path`] by default
+//!   (`svd_flip(u_based_decision=True)`, scikit-learn's PCA before 1.5 and
+//!   the reference code's): the snapshot with the largest |centred
+//!   coordinate| on a component has a positive one (first on ties);
+//!   [`SignRule::Components`] makes the component's largest |entry| positive
+//!   instead (scikit-learn ≥ 1.5), at the cost of a second pass;
 //! - the path coordinates are those of the reference plot, *not*
 //!   mean-centred: xᵢ = ⟨θᵢ − θ₍ₙ₋₁₎, pc1⟩, yᵢ = ⟨θᵢ − θ₍ₙ₋₁₎, pc2⟩, so the
 //!   final model sits at the origin.
 //!
-//! Results are deterministic: every Gram entry is accumulated in the same
-//! order whatever the thread count; changing the chunk size changes only the
-//! float64 rounding (agreement to ~1e-12 relative).
+//! Results are deterministic for a given chunk size, precision and thread
+//! count; changing them changes only the rounding (float32 products: ~1e-6
+//! relative; float64: ~1e-12).
 //!
 //! Components whose eigenvalue is zero to working precision (snapshots on a
 //! line give one component) are not returned: asking for k components of a
 //! trajectory of rank r < k gives r, with a warning, never NaN.
 //!
-//! The code: `stream` (the selected tensors as re-streamable chunks, centred
-//! on a reader thread), `gram` (the blocked Gram matrix and its
-//! eigen-decomposition), `fit` (both passes over any chunk source, unit-tested
-//! on chunks in memory), `project` (pass 2 and the components), `result`
+//! The code: `stream` (the selected tensors as re-streamable chunks,
+//! prepared on a reader thread), `gram` (the chunk products, the centring and
+//! the eigen-decomposition), `fit` (the pass, the figures and the optional
+//! second pass over any chunk source, unit-tested on chunks in memory),
+//! `project` (pass 2 and the components), `result`
 //! ([`PcaResult`], the PCA plane as directions, [`PcaResult::save`]) and
 //! `plane_check`. The file formats, and the plain records they hold
 //! ([`PathPoint`], [`TensorPca`], [`PlaneCheckRow`], [`PcaSummary`] with
@@ -82,11 +94,13 @@ pub use crate::store::pca::{
     DIRECTIONS_FILTER_FILE, DIRECTIONS_RAW_FILE, PATH_FILE, PCA_META_KEY, PLANE_CHECK_FILE,
     SUMMARY_FILE, TENSORS_FILE, VARIANCE_FILE,
 };
+pub use fit::SignRule;
+pub use gram::GramPrecision;
 pub use plane_check::{plane_check, PlaneCheck};
 pub use result::PcaResult;
 
 /// Default number of values per tensor chunk streamed from each snapshot.
-pub const DEFAULT_CHUNK: usize = 16_384;
+pub const DEFAULT_CHUNK: usize = 4_096;
 /// Default number of principal components.
 pub const DEFAULT_COMPONENTS: usize = 2;
 
@@ -99,9 +113,25 @@ pub struct PcaBuilder {
     selection: Selection,
     threads: Option<usize>,
     include_final: bool,
+    precision: GramPrecision,
+    signs: SignRule,
 }
 
 impl PcaBuilder {
+    /// Precision of the chunk products (default
+    /// [`GramPrecision::Float32`]; sums are float64 either way).
+    pub fn precision(mut self, p: GramPrecision) -> Self {
+        self.precision = p;
+        self
+    }
+
+    /// How component signs are fixed (default [`SignRule::Path`]: one pass;
+    /// [`SignRule::Components`] reads the snapshots twice).
+    pub fn signs(mut self, rule: SignRule) -> Self {
+        self.signs = rule;
+        self
+    }
+
     /// Makes the centre (the final model) an all-zero row of the matrix
     /// before the rows are mean-centred, as the paper's reference code does
     /// (its loop over epochs includes the last one); default false, the
@@ -135,8 +165,9 @@ impl PcaBuilder {
         self
     }
 
-    /// Threads for the Gram products (default: available cores, at most 8).
-    /// The result does not depend on it.
+    /// libtorch intra-op threads for the Gram products while the PCA runs
+    /// (default: available cores, at most 8; the previous setting is
+    /// restored afterwards). The result depends on it only in the rounding.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -169,6 +200,8 @@ impl PcaBuilder {
             selection: self.selection,
             threads,
             include_final: self.include_final,
+            precision: self.precision,
+            signs: self.signs,
         })
     }
 }
@@ -181,6 +214,8 @@ pub struct TrajectoryPca {
     selection: Selection,
     threads: usize,
     include_final: bool,
+    precision: GramPrecision,
+    signs: SignRule,
 }
 
 impl TrajectoryPca {
@@ -193,6 +228,8 @@ impl TrajectoryPca {
             selection: Selection::Weights,
             threads: None,
             include_final: false,
+            precision: GramPrecision::default(),
+            signs: SignRule::default(),
         }
     }
 
@@ -216,7 +253,31 @@ impl TrajectoryPca {
         self.include_final
     }
 
-    /// Computes the PCA of `run`'s trajectory (two streaming passes).
+    /// Precision of the chunk products.
+    pub fn precision(&self) -> GramPrecision {
+        self.precision
+    }
+
+    /// How component signs are fixed.
+    pub fn signs(&self) -> SignRule {
+        self.signs
+    }
+
+    /// Fits `traj` on this PCA's libtorch threads (restored afterwards).
+    fn run_fit<C: stream::Chunks>(&self, traj: &stream::Trajectory<C>) -> Result<fit::Fit> {
+        let before = tch::get_num_threads();
+        tch::set_num_threads(self.threads as i32);
+        let opts = fit::FitOptions {
+            precision: self.precision,
+            signs: self.signs,
+        };
+        let fit = fit::fit(traj, self.components, opts);
+        tch::set_num_threads(before);
+        fit
+    }
+
+    /// Computes the PCA of `run`'s trajectory (one streaming pass; two with
+    /// [`SignRule::Components`]).
     ///
     /// Errors: fewer than 3 snapshots (one centred row carries no
     /// variation), an empty or unknown selection, or snapshots before the
@@ -228,7 +289,7 @@ impl TrajectoryPca {
         let mut traj =
             stream::Trajectory::of_run(run, &self.selection, self.chunk, self.include_final)?;
         traj.name = format!("run {} at {}", run.manifest().run_id, run.dir().display());
-        let fit = fit::fit(&traj, self.components, self.threads)?;
+        let fit = self.run_fit(&traj)?;
         let result = PcaResult::assemble(&[run], self, fit, t0.elapsed().as_secs_f64());
         tracing::info!(
             snapshots = run.len(),
@@ -242,7 +303,7 @@ impl TrajectoryPca {
     }
 
     /// One PCA plane fitted to the trajectories of several runs together
-    /// (two streaming passes over all of them at once, memory as for one
+    /// (one streaming pass over all of them at once, memory as for one
     /// run of all their snapshots): centre = the final snapshot of the
     /// FIRST run, rows = every snapshot of every run minus the centre (the
     /// centre itself too with [`PcaBuilder::include_final`]). The path holds
@@ -274,7 +335,7 @@ impl TrajectoryPca {
         }
         let traj =
             stream::Trajectory::of_runs(runs, &self.selection, self.chunk, self.include_final)?;
-        let fit = fit::fit(&traj, self.components, self.threads)?;
+        let fit = self.run_fit(&traj)?;
         let result = PcaResult::assemble(runs, self, fit, t0.elapsed().as_secs_f64());
         tracing::info!(
             runs = runs.len(),

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tch::Tensor;
 
-use super::fit::Fit;
+use super::fit::{Fit, SignRule};
+use super::gram::GramPrecision;
 use super::project::{components, Projection};
 use super::stream::{JointChunks, Trajectory};
 use super::TrajectoryPca;
@@ -56,8 +57,15 @@ pub struct PcaResult {
     pub path: Vec<PathPoint>,
     /// Per-tensor figures, in manifest order.
     pub tensors: Vec<TensorPca>,
-    /// Wall time of the two passes and the decomposition, in seconds.
+    /// Wall time of the pass(es) and the decomposition, in seconds.
     pub seconds: f64,
+    /// How the component signs were fixed.
+    pub signs: SignRule,
+    /// Precision of the chunk products.
+    pub precision: GramPrecision,
+    /// Passes over the snapshots the fit made (1; 2 with
+    /// [`SignRule::Components`] or very many tensors).
+    pub passes: usize,
     /// u_k = v_k / √λ_k (sign fixed), so pc_k = Mcᵀ u_k.
     weights: Vec<Vec<f64>>,
 }
@@ -131,6 +139,9 @@ impl PcaResult {
             path,
             tensors,
             seconds,
+            signs: pca.signs(),
+            precision: pca.precision(),
+            passes: fit.passes,
             weights: fit.weights,
         }
     }
@@ -161,8 +172,20 @@ impl PcaResult {
     /// `runs` are the runs it was fitted to, in the same order. The
     /// directions are centred on the first run's final snapshot.
     pub fn save_joint(&self, runs: &[&Run], out: &Path) -> Result<PcaFiles> {
+        self.save_joint_with(runs, out, true)
+    }
+
+    /// [`PcaResult::save_joint`], the directions only when `directions`
+    /// (they take one more pass over the snapshots); without them, direction
+    /// files of an earlier PCA in `out` are removed, so none can be mistaken
+    /// for this one's.
+    pub fn save_joint_with(&self, runs: &[&Run], out: &Path, directions: bool) -> Result<PcaFiles> {
         let _lock = DirLock::create(out)?;
-        let comps = self.components_of(runs)?;
+        let comps = if directions {
+            Some(self.components_of(runs)?)
+        } else {
+            None
+        };
         let fitted = self
             .runs
             .iter()
@@ -178,10 +201,24 @@ impl PcaResult {
             summary: &self.summary(),
         };
         let files = pca::write(out, tables)?;
-        self.directions_from(runs, &comps, false)?
-            .save(&files.directions_raw)?;
-        self.directions_from(runs, &comps, true)?
-            .save(&files.directions_filter)?;
+        match comps {
+            Some(comps) => {
+                self.directions_from(runs, &comps, false)?
+                    .save(&files.directions_raw)?;
+                self.directions_from(runs, &comps, true)?
+                    .save(&files.directions_filter)?;
+            }
+            None => {
+                for stale in [&files.directions_raw, &files.directions_filter] {
+                    match std::fs::remove_file(stale) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(Error::io("removing the earlier PCA's", stale, e))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
         Ok(files)
     }
 
@@ -395,7 +432,10 @@ impl PcaResult {
             plane_ratio: self.plane_ratio(),
             cumulative_ratio: self.cumulative_ratio.clone(),
             total_variance: self.total_variance,
-            sign_convention: "largest |coordinate| of each component positive (sklearn svd_flip, u_based_decision=False)".into(),
+            sign_convention: self.signs.describe().into(),
+            signs: self.signs.as_str().into(),
+            gram_precision: self.precision.as_str().into(),
+            passes: self.passes,
             coordinates: format!(
                 "pc_k of snapshot i = <theta_i - theta_centre, pc_k> (not mean-centred), theta_centre = the final snapshot of run {}; matrix rows: theta_i - theta_centre for every snapshot{}, mean-centred",
                 self.run_id,

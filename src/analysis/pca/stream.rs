@@ -4,7 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::store::manifest::Manifest;
-use crate::store::run::{Chunk, Run, Selection};
+use crate::store::run::{ChunkRows, Run, Selection};
+#[cfg(test)]
+use crate::store::run::Chunk;
 
 /// A selected tensor and its place in the flat concatenation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,18 +42,28 @@ pub(crate) fn selected_tensors(
 }
 
 /// Chunks of a trajectory that can be streamed more than once: every call
-/// of [`pass`](Chunks::pass) starts a new pass over the same values, tensor
-/// by tensor in manifest order.
+/// of [`each`](Chunks::each) is a new pass over the same values, tensor by
+/// tensor in manifest order.
 pub(crate) trait Chunks: Sync {
-    /// A new pass over the chunks.
-    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>>;
+    /// One pass: `f` sees the rows of every chunk in turn (borrowed for the
+    /// call); its first error ends the pass.
+    fn each(&self, f: &mut dyn FnMut(&ChunkRows<'_>) -> Result<()>) -> Result<()>;
 }
 
 /// Chunks held in memory (unit tests).
 #[cfg(test)]
 impl Chunks for Vec<Chunk> {
-    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>> {
-        Ok(Box::new(self.iter().cloned().map(Ok)))
+    fn each(&self, f: &mut dyn FnMut(&ChunkRows<'_>) -> Result<()>) -> Result<()> {
+        for c in self {
+            f(&ChunkRows {
+                tensor: c.tensor,
+                start: c.start,
+                len: c.len,
+                global_start: c.global_start,
+                rows: c.data.chunks(c.len.max(1)).collect(),
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -65,36 +77,34 @@ pub(crate) struct JointChunks<'a> {
 }
 
 impl Chunks for JointChunks<'_> {
-    fn pass(&self) -> Result<Box<dyn Iterator<Item = Result<Chunk>> + Send + '_>> {
+    fn each(&self, f: &mut dyn FnMut(&ChunkRows<'_>) -> Result<()>) -> Result<()> {
         let mut streams = self
             .runs
             .iter()
             .map(|r| r.stream(&self.selection, self.chunk))
             .collect::<Result<Vec<_>>>()?;
-        let runs = self.runs.clone();
-        Ok(Box::new(std::iter::from_fn(move || {
-            let (first, rest) = streams.split_first_mut()?;
-            let mut c = match first.next()? {
-                Ok(c) => c,
-                Err(e) => return Some(Err(e)),
+        loop {
+            let mut parts = streams.iter_mut().map(|s| s.next_rows());
+            let mut c = match parts.next().flatten() {
+                None => return Ok(()),
+                Some(c) => c?,
             };
-            for (s, run) in rest.iter_mut().zip(&runs[1..]) {
-                let other = match s.next() {
-                    Some(Ok(o)) => o,
-                    Some(Err(e)) => return Some(Err(e)),
+            for (part, run) in parts.zip(&self.runs[1..]) {
+                let other = match part {
+                    Some(o) => o?,
                     None => {
-                        return Some(Err(Error::invalid(
+                        return Err(Error::invalid(
                             "pca --joint",
                             format!(
                                 "run {} at {} ended before the first run's tensors did",
                                 run.manifest().run_id,
                                 run.dir().display()
                             ),
-                        )))
+                        ))
                     }
                 };
                 if (other.global_start, other.len) != (c.global_start, c.len) {
-                    return Some(Err(Error::invalid(
+                    return Err(Error::invalid(
                         "pca --joint",
                         format!(
                             "run {} at {} streams values {}..{} where the first run streams {}..{}: the runs' tensors differ",
@@ -105,12 +115,12 @@ impl Chunks for JointChunks<'_> {
                             c.global_start,
                             c.global_start + c.len
                         ),
-                    )));
+                    ));
                 }
-                c.data.extend_from_slice(&other.data);
+                c.rows.extend(other.rows);
             }
-            Some(Ok(c))
-        })))
+            f(&c)?;
+        }
     }
 }
 
@@ -287,27 +297,35 @@ pub(crate) struct Centred {
 }
 
 impl<C: Chunks> Trajectory<C> {
-    /// Streams the selected tensors, centred, through `f`. A second thread
-    /// reads and centres (transposes) the next chunk while `f` works on the
-    /// current one; buffers are recycled, so memory stays at a few chunks.
-    pub(crate) fn for_each_centred(&self, mut f: impl FnMut(&Centred) -> Result<()>) -> Result<()> {
+    /// Streams the selected tensors, centred, through `f` (see
+    /// [`for_each_prepared`](Self::for_each_prepared)).
+    pub(crate) fn for_each_centred(&self, f: impl FnMut(&Centred) -> Result<()>) -> Result<()> {
+        self.for_each_prepared(f)
+    }
+
+    /// Streams the selected tensors through `f`, each chunk prepared as a
+    /// `B` ([`Centred`], [`Deltas`]). A second thread reads and prepares
+    /// the next chunk while `f` works on the current one; buffers are
+    /// recycled, so memory stays at a few chunks.
+    pub(crate) fn for_each_prepared<B: Prepared>(
+        &self,
+        mut f: impl FnMut(&B) -> Result<()>,
+    ) -> Result<()> {
         let (m, n, centre, rows) = (self.m, self.n, self.centre, self.rows.as_slice());
-        let stream = self.chunks.pass()?;
+        let chunks = &self.chunks;
         std::thread::scope(|s| {
-            let (tx, rx) = crossbeam_channel::bounded::<Centred>(1);
-            let (back_tx, back_rx) = crossbeam_channel::unbounded::<Centred>();
+            let (tx, rx) = crossbeam_channel::bounded::<B>(1);
+            let (back_tx, back_rx) = crossbeam_channel::unbounded::<B>();
             let reader = std::thread::Builder::new()
                 .name("landscape-pca-reader".into())
                 .spawn_scoped(s, move || -> Result<()> {
-                    for c in stream {
-                        let c = c?;
+                    chunks.each(&mut |c| {
                         let mut buf = back_rx.try_recv().unwrap_or_default();
-                        centre_chunk(&c, Rows { m, n, centre, rows }, &mut buf)?;
-                        if tx.send(buf).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(())
+                        buf.prepare(c, Rows { m, n, centre, rows })?;
+                        // The consumer stopped (its error is the one returned).
+                        tx.send(buf)
+                            .map_err(|_| Error::invalid("pca", "the consumer stopped"))
+                    })
                 })
                 .map_err(|e| Error::WorkerPanicked {
                     worker: "the snapshot reader thread".into(),
@@ -331,13 +349,125 @@ impl<C: Chunks> Trajectory<C> {
     }
 }
 
+/// A chunk as the reader thread prepares it for the consumer.
+pub(crate) trait Prepared: Default + Send {
+    /// Overwrites `self` with chunk `c`, whose rows are described by `r`.
+    fn prepare(&mut self, c: &ChunkRows<'_>, r: Rows<'_>) -> Result<()>;
+}
+
+impl Prepared for Centred {
+    fn prepare(&mut self, c: &ChunkRows<'_>, r: Rows<'_>) -> Result<()> {
+        centre_chunk(c, r, self)
+    }
+}
+
+/// An element type of [`Deltas`]: float32 (the default products) or
+/// float64 (exact products).
+pub(crate) trait DeltaValue: Copy + Default + Send + 'static {
+    /// v − f, computed in this type.
+    fn delta(v: f32, f: f32) -> Self;
+}
+
+impl DeltaValue for f32 {
+    fn delta(v: f32, f: f32) -> f32 {
+        v - f
+    }
+}
+
+impl DeltaValue for f64 {
+    fn delta(v: f32, f: f32) -> f64 {
+        f64::from(v) - f64::from(f)
+    }
+}
+
+/// One chunk of the trajectory matrix, uncentred, as [`delta_chunk`]
+/// writes it: what the one-pass Gram accumulation multiplies.
+#[derive(Default)]
+pub(crate) struct Deltas<T> {
+    /// Manifest index of the tensor.
+    pub(crate) tensor: usize,
+    /// First element in the flat concatenation of the selected tensors.
+    pub(crate) global_start: usize,
+    /// Number of elements.
+    pub(crate) len: usize,
+    /// `xt[t·m + i]` = Δᵢₜ = θ₍rows[i]₎ₜ − θ₍centre₎ₜ.
+    pub(crate) xt: Vec<T>,
+}
+
+impl<T: DeltaValue> Prepared for Deltas<T> {
+    fn prepare(&mut self, c: &ChunkRows<'_>, r: Rows<'_>) -> Result<()> {
+        delta_chunk(c, r, self)
+    }
+}
+
 /// Which rows of a chunk form the matrix, for [`centre_chunk`].
 #[derive(Clone, Copy)]
-struct Rows<'a> {
+pub(crate) struct Rows<'a> {
     m: usize,
     n: usize,
     centre: usize,
     rows: &'a [usize],
+}
+
+/// An error when chunk `c` does not hold the n rows `r` describes.
+fn check_chunk(c: &ChunkRows<'_>, r: Rows<'_>) -> Result<()> {
+    let len = c.len;
+    if c.rows.len() != r.n
+        || c.rows.iter().any(|x| x.len() != len)
+        || r.rows.len() != r.m
+        || r.centre >= r.n
+    {
+        return Err(Error::invalid(
+            "pca",
+            format!(
+                "a chunk of tensor #{} holds {} values, expected {} snapshots × {len}",
+                c.tensor,
+                c.rows.iter().map(|x| x.len()).sum::<usize>(),
+                r.n
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes chunk `c` into `out` as `xt[t·m + i]` = Δᵢₜ = θ₍rows[i]₎ₜ −
+/// θ₍centre₎ₜ (computed in `T`), element-major ("snapshot fastest", the layout
+/// libtorch's matrix product reads fastest). An error when the chunk does
+/// not hold n rows.
+fn delta_chunk<T: DeltaValue>(c: &ChunkRows<'_>, r: Rows<'_>, out: &mut Deltas<T>) -> Result<()> {
+    check_chunk(c, r)?;
+    let (m, len) = (r.m, c.len);
+    (out.tensor, out.global_start, out.len) = (c.tensor, c.global_start, len);
+    let xt = &mut out.xt;
+    // Every entry is overwritten: resizing without clearing skips a memset.
+    xt.resize(m * len, T::default());
+    let fin = c.rows[r.centre];
+    // Transposed through 16 × 64 tiles, as in `centre_chunk`.
+    const TB: usize = 64;
+    const TI: usize = 16;
+    let mut tile = [[T::default(); TI]; TB];
+    for (b, block) in xt.chunks_mut(TB * m).enumerate() {
+        let t0 = b * TB;
+        let nb = block.len() / m;
+        let fin = &fin[t0..t0 + nb];
+        for i0 in (0..m).step_by(TI) {
+            let ni = TI.min(m - i0);
+            for ii in 0..ni {
+                let row = &c.rows[r.rows[i0 + ii]][t0..t0 + nb];
+                for ((&v, &f), t) in row.iter().zip(fin).zip(tile.iter_mut()) {
+                    t[ii] = T::delta(v, f);
+                }
+            }
+            for (col, t) in block.chunks_exact_mut(m).zip(&tile) {
+                // A whole tile row as one fixed-size copy (no memcpy call).
+                match <&mut [T; TI]>::try_from(&mut col[i0..i0 + ni]) {
+                    Ok(dst) => *dst = *t,
+                    Err(_) => col[i0..i0 + ni].copy_from_slice(&t[..ni]),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Centres one chunk into `out`: `xt[t·m + i]` = Mcᵢₜ = Δᵢₜ − μₜ with
@@ -345,26 +475,16 @@ struct Rows<'a> {
 /// Element-major ("snapshot fastest"): every later loop and both gemm
 /// operands read it with unit stride. An error when the chunk does not hold
 /// n rows.
-fn centre_chunk(c: &Chunk, r: Rows<'_>, out: &mut Centred) -> Result<()> {
+fn centre_chunk(c: &ChunkRows<'_>, r: Rows<'_>, out: &mut Centred) -> Result<()> {
+    check_chunk(c, r)?;
     let (m, len) = (r.m, c.len);
-    if c.data.len() != r.n * len || r.rows.len() != m || r.centre >= r.n {
-        return Err(Error::invalid(
-            "pca",
-            format!(
-                "a chunk of tensor #{} holds {} values, expected {} snapshots × {len}",
-                c.tensor,
-                c.data.len(),
-                r.n
-            ),
-        ));
-    }
     (out.tensor, out.global_start, out.len) = (c.tensor, c.global_start, len);
     let (xt, mu) = (&mut out.xt, &mut out.mu);
     // Every entry is overwritten: resizing without clearing skips a memset.
     xt.resize(m * len, 0.0);
     mu.resize(len, 0.0);
     let inv = 1.0 / m as f64;
-    let fin = c.row(r.centre);
+    let fin = c.rows[r.centre];
     // Transposed through 8 × 64 tiles: contiguous reads of 64 values (four
     // cache lines of f32) from 8 rows, contiguous writes of 8 values.
     const TB: usize = 64;
@@ -377,7 +497,7 @@ fn centre_chunk(c: &Chunk, r: Rows<'_>, out: &mut Centred) -> Result<()> {
         for i0 in (0..m).step_by(TI) {
             let ni = TI.min(m - i0);
             for ii in 0..ni {
-                let row = &c.row(r.rows[i0 + ii])[t0..t0 + nb];
+                let row = &c.rows[r.rows[i0 + ii]][t0..t0 + nb];
                 for ((&v, &f), t) in row.iter().zip(fin).zip(tile.iter_mut()) {
                     t[ii] = v as f64 - f as f64;
                 }

@@ -3,15 +3,18 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tch_landscape::analysis::pca::{TrajectoryPca, DEFAULT_CHUNK, DEFAULT_COMPONENTS};
+use tch_landscape::analysis::pca::{
+    GramPrecision, SignRule, TrajectoryPca, DEFAULT_CHUNK, DEFAULT_COMPONENTS,
+};
 use tch_landscape::{Run, Selection};
 
 /// Principal components of a run's trajectory: explained variance, the path
 /// in PC1/PC2 coordinates, per-tensor figures, and the PCA plane as
 /// directions (raw and filter-normalized) for surfaces on the PCA plane.
 ///
-/// Streams the snapshots twice in bounded memory (the (n−1)² Gram matrix and
-/// a few chunks), whatever the model size.
+/// Streams the snapshots once for the figures and the path (the (n−1)² Gram
+/// matrix and a few chunks in memory, whatever the model size), and once more
+/// for the directions (skip with --no-directions).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  landscape pca runs/demo/mlp-digits --out /tmp/pca\n  duckdb -c \"select * from '/tmp/pca/pca-path.parquet'\"\n  landscape pca --joint runs/a runs/b --out /tmp/joint   # one plane for both paths\n\nWrites pca-variance.parquet, pca-path.parquet, pca-tensors.parquet, pca.json,\ndirections-raw.parquet and directions-filter.parquet."
@@ -52,6 +55,27 @@ pub struct Args {
     /// Exactly this tensor (repeatable; instead of --select).
     #[arg(long)]
     tensor: Vec<String>,
+    /// Precision of the Gram matrix's chunk products: f32 (the snapshots'
+    /// own precision, full BLAS speed) or f64 (exact to ~1e-12, about twice
+    /// the time). Sums are float64 either way.
+    #[arg(long, default_value = "f32")]
+    precision: GramPrecision,
+    /// How component signs are fixed: path (the snapshot with the largest
+    /// |centred coordinate| is positive: scikit-learn < 1.5 and the paper's
+    /// reference code; one pass) or components (the component's largest
+    /// |entry| is positive: scikit-learn ≥ 1.5; one more pass).
+    #[arg(long, default_value = "path")]
+    signs: SignRule,
+    /// Do not write the PCA plane as directions (directions-*.parquet, for
+    /// `landscape surface --directions pca`): saves the second pass over the
+    /// snapshots.
+    #[arg(long)]
+    no_directions: bool,
+    /// libtorch threads for the Gram products (default 1: the reader
+    /// thread takes another core, and idle BLAS threads spinning beside it
+    /// cost more than a second thread gains on two cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// The `--select` values.
@@ -77,6 +101,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .chunk(args.chunk)
         .selection(selection)
         .include_final(args.include_final)
+        .precision(args.precision)
+        .signs(args.signs)
+        .threads(args.threads)
         .build()?;
     let (pca, files, out) = if args.joint {
         if args.runs.len() < 2 {
@@ -99,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let pca = builder
             .fit_joint(&refs)
             .context("joint trajectory PCA failed")?;
-        let files = pca.save_joint(&refs, &out)?;
+        let files = pca.save_joint_with(&refs, &out, !args.no_directions)?;
         (pca, files, out)
     } else {
         let [dir] = args.runs.as_slice() else {
@@ -111,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let run = Run::open(dir)?;
         let pca = builder.fit(&run).context("trajectory PCA failed")?;
         let out = args.out.clone().unwrap_or_else(|| dir.join("pca"));
-        let files = pca.save(&run, &out)?;
+        let files = pca.save_joint_with(&[&run], &out, !args.no_directions)?;
         (pca, files, out)
     };
     outln!(
