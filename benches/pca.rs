@@ -40,7 +40,7 @@ fn main() -> Result<()> {
         let run = args
             .get(pos + 1)
             .context("--child-pca needs a run directory")?;
-        return child(Path::new(run));
+        return child(Path::new(run), args.iter().any(|a| a == "--directions"));
     }
     tch::set_num_threads(2);
     let want =
@@ -100,23 +100,39 @@ fn w3(root: &Path, rows: usize, cols: usize, k: usize, results: &mut Results) ->
         .map(|_| read_all(&run).map(|r| r.0))
         .collect::<Result<_>>()?;
     let read_s = median(reads);
-    let c = run_child(&dir)?;
+    let c = run_child(&dir, false)?;
+    let d = run_child(&dir, true)?;
     // "pca_w3_1e6_k100_..."
-    let key = format!("pca_w3_{}e{e}_k{k}", p as f64 / 10f64.powf(e));
+    let size = format!("{}e{e}", p as f64 / 10f64.powf(e));
+    let key = format!("pca_w3_{size}_k{k}");
     results.add(format!("{key}_s"), c.seconds, "s");
     results.add(format!("{key}_peak_rss_mib"), c.vmhwm_kib / 1024.0, "MiB");
     results.add(format!("{key}_read_gbps"), bytes / read_s / 1e9, "GB/s");
     results.add(format!("{key}_pc12_pct"), 100.0 * c.ratio12, "%");
+    results.add(format!("{key}_dirs_s"), d.seconds, "s");
+    results.add(
+        format!("{key}_dirs_peak_rss_mib"),
+        d.vmhwm_kib / 1024.0,
+        "MiB",
+    );
+    results.add(format!("pca_w3_{size}_over_read"), c.seconds / read_s, "x");
+    results.add(
+        format!("pca_w3_{size}_dirs_over_read"),
+        d.seconds / read_s,
+        "x",
+    );
+    results.add(format!("pca_w3_{size}_seconds"), c.seconds, "s");
     println!(
-        "{label}: PCA {:.2} s (process {:.2} s) | read {:.2} GB twice: {:.2} GB/s | one page-cache read (sum of all floats): {:.2} s, {:.2} GB/s | PCA / read = {:.2} | peak RSS {:.0} MiB (at the end: anon {:.0}, file {:.0}) | PC1+PC2 {:.6} % (rank {})",
+        "{label}: PCA {:.2} s (process {:.2} s) | one page-cache read (Run::stream, sum of all floats): {:.2} s, {:.2} GB/s | PCA / read = {:.2} | with the directions (second pass) {:.2} s = {:.2} × read | peak RSS {:.0} MiB, with directions {:.0} MiB (at the end: anon {:.0}, file {:.0}) | PC1+PC2 {:.6} % (rank {})",
         c.seconds,
         c.process_seconds,
-        bytes / 1e9,
-        2.0 * bytes / c.seconds / 1e9,
         read_s,
         bytes / read_s / 1e9,
         c.seconds / read_s,
+        d.seconds,
+        d.seconds / read_s,
         c.vmhwm_kib / 1024.0,
+        d.vmhwm_kib / 1024.0,
         c.rss_anon_kib / 1024.0,
         c.rss_file_kib / 1024.0,
         100.0 * c.ratio12,
@@ -144,7 +160,7 @@ fn w1b(root: &Path, results: &mut Results) -> Result<()> {
         .iter()
         .map(|&i| run.manifest().tensors[i].numel)
         .sum();
-    let c = run_child(&dir)?;
+    let c = run_child(&dir, false)?;
     results.add("pca_w1b_s", c.seconds, "s");
     results.add("pca_w1b_peak_rss_mib", c.vmhwm_kib / 1024.0, "MiB");
     results.add("pca_w1b_pc12_pct", 100.0 * c.ratio12, "%");
@@ -245,10 +261,15 @@ struct ChildResult {
     rank: usize,
 }
 
-fn run_child(dir: &Path) -> Result<ChildResult> {
+fn run_child(dir: &Path, directions: bool) -> Result<ChildResult> {
     let exe = std::env::current_exe()?;
     let t0 = Instant::now();
-    let out = Command::new(exe).arg("--child-pca").arg(dir).output()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--child-pca").arg(dir);
+    if directions {
+        cmd.arg("--directions");
+    }
+    let out = cmd.output()?;
     let process_seconds = t0.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -283,13 +304,14 @@ fn run_child(dir: &Path) -> Result<ChildResult> {
 
 /// The child: opens the run, runs the PCA with default settings (weights,
 /// 2 components), prints the wall time, PC1+PC2 and VmHWM.
-fn child(dir: &Path) -> Result<()> {
-    tch::set_num_threads(2);
+fn child(dir: &Path, directions: bool) -> Result<()> {
     let t0 = Instant::now();
     let run = Run::open(dir)?;
-    let threads = std::env::var("PCA_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let chunk = std::env::var("PCA_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(tch_landscape::analysis::pca::DEFAULT_CHUNK);
-    let pca = TrajectoryPca::builder().threads(threads).chunk(chunk).build()?.fit(&run)?;
+    let pca = TrajectoryPca::builder().build()?.fit(&run)?;
+    if directions {
+        // The PCA plane's directions: the second pass.
+        pca.components(&run)?;
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kib = |key: &str| -> Result<u64> {

@@ -578,11 +578,19 @@ fn thread_count_changes_only_the_rounding() {
     let before = tch::get_num_threads();
     let one = build(1).fit(&run).unwrap();
     let three = build(3).fit(&run).unwrap();
-    assert_eq!(tch::get_num_threads(), before, "the thread setting is restored");
+    assert_eq!(
+        tch::get_num_threads(),
+        before,
+        "the thread setting is restored"
+    );
     assert_rel(&one.spectrum, &three.spectrum, 1e-5, "spectrum");
     // Random data: PC1 and PC2 are close (gap ~1 % of λ), so float32
     // rounding of ~1e-6 moves the eigenvectors by ~1e-4.
-    let scale = one.path.iter().map(|p| p.coords[0].abs()).fold(0.0, f64::max);
+    let scale = one
+        .path
+        .iter()
+        .map(|p| p.coords[0].abs())
+        .fold(0.0, f64::max);
     for (a, b) in one.path.iter().zip(&three.path) {
         for (x, y) in a.coords.iter().zip(&b.coords) {
             assert!((x - y).abs() <= 1e-3 * scale, "coordinate {x} vs {y}");
@@ -612,10 +620,19 @@ fn the_default_one_pass_pca_agrees_with_the_exact_one() {
     assert_eq!(fast.summary().gram_precision, "f32");
     assert_eq!(fast.rank, slow.rank);
     assert_rel(&fast.spectrum, &slow.spectrum, 1e-5, "spectrum");
-    assert_rel(&fast.explained_variance_ratio, &slow.explained_variance_ratio, 1e-5, "ratios");
+    assert_rel(
+        &fast.explained_variance_ratio,
+        &slow.explained_variance_ratio,
+        1e-5,
+        "ratios",
+    );
     let in_fit: Vec<&PathPoint> = fast.path.iter().filter(|p| p.in_fit).collect();
     for k in 0..3 {
-        let scale = fast.path.iter().map(|p| p.coords[k].abs()).fold(0.0, f64::max);
+        let scale = fast
+            .path
+            .iter()
+            .map(|p| p.coords[k].abs())
+            .fold(0.0, f64::max);
         let sign = (fast.path[0].coords[k] * slow.path[0].coords[k]).signum();
         for (a, b) in fast.path.iter().zip(&slow.path) {
             assert!(

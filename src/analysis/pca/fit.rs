@@ -10,7 +10,7 @@
 use nalgebra::DMatrix;
 
 use super::gram::{add_chunk, centre, own_ratios, GramPrecision, GramValue, Spectrum};
-use super::project::{project_pass, Projection};
+use super::project::project_pass;
 use super::stream::{Chunks, Deltas, Trajectory};
 use crate::error::{Error, Result};
 
@@ -184,7 +184,7 @@ pub(crate) fn fit<C: Chunks>(
     }
     let (mut weights, mut row_coords) = path_coordinates(&spectrum, &centred.w, ncomp);
     let mut tensors = pass1.tensors;
-    let mut residual_rows = one_pass_residuals(&row_coords, &centred.norms2);
+    let residual_rows = one_pass_residuals(&row_coords, &centred.norms2);
     let mut passes = 1;
     match pass1.tensor_grams {
         Some(grams) if opts.signs == SignRule::Path => {
@@ -200,17 +200,12 @@ pub(crate) fn fit<C: Chunks>(
         }
         _ => {
             let _s = tracing::debug_span!("pca projection pass").entered();
-            let proj = Projection {
-                weights: &weights,
-                coords: &row_coords,
-            };
-            let pass2 = project_pass(traj, proj, None)?;
+            let pass2 = project_pass(traj, &weights, opts.precision, None)?;
             passes = 2;
             if opts.signs == SignRule::Components {
                 let largest: Vec<f64> = pass2.largest.iter().map(|&(_, v)| v).collect();
                 fix_signs(&mut weights, &mut row_coords, &largest);
             }
-            residual_rows = residuals(&pass2.residual2, &centred.norms2);
             for (t, share) in tensors.iter_mut().zip(pass2.shares) {
                 t.share = share;
             }
@@ -483,14 +478,7 @@ mod tests {
             max_relative = 1e-9
         );
         // The component is u/‖u‖, its largest coordinate (3) positive.
-        let pc = components(
-            &traj,
-            Projection {
-                weights: &f.weights,
-                coords: &f.coords,
-            },
-        )
-        .unwrap();
+        let pc = components(&traj, &f.weights, GramPrecision::Float64).unwrap();
         for (p, &x) in pc[0].iter().zip(&u) {
             assert_abs_diff_eq!(*p as f64, x as f64 / norm_u, epsilon = 1e-6);
         }
@@ -516,14 +504,7 @@ mod tests {
         for (l, s) in f.spectrum.lambda.iter().zip(&sigma).take(m - 1) {
             assert_relative_eq!(*l, s * s, max_relative = 1e-9);
         }
-        let pcs = components(
-            &traj,
-            Projection {
-                weights: &f.weights,
-                coords: &f.coords,
-            },
-        )
-        .unwrap();
+        let pcs = components(&traj, &f.weights, GramPrecision::Float64).unwrap();
         let vt = svd.v_t.unwrap();
         let pcs: Vec<Vec<f64>> = pcs
             .iter()
@@ -588,7 +569,13 @@ mod tests {
         for (x, y) in a.coords.iter().flatten().zip(c.coords.iter().flatten()) {
             assert_relative_eq!(x, y, max_relative = 1e-5, epsilon = 1e-5);
         }
-        for (x, y) in a.spectrum.lambda.iter().zip(&c.spectrum.lambda).take(a.spectrum.rank) {
+        for (x, y) in a
+            .spectrum
+            .lambda
+            .iter()
+            .zip(&c.spectrum.lambda)
+            .take(a.spectrum.rank)
+        {
             assert_relative_eq!(x, y, max_relative = 1e-5);
         }
         assert_eq!((a.passes, c.passes), (1, 1));
@@ -604,8 +591,15 @@ mod tests {
         assert_eq!((by_path.passes, by_comp.passes), (1, 2));
         for k in 0..3 {
             let v = by_path.spectrum.vectors.column(k);
-            let big = v.iter().copied().fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
-            assert!(big > 0.0, "PC{}: largest centred coordinate negative", k + 1);
+            let big = v
+                .iter()
+                .copied()
+                .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+            assert!(
+                big > 0.0,
+                "PC{}: largest centred coordinate negative",
+                k + 1
+            );
             // The same component up to sign: coordinates, residuals and
             // shares of the one pass equal those of the projection pass.
             let s = by_path.weights[k][0].signum() * by_comp.weights[k][0].signum();

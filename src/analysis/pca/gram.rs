@@ -262,7 +262,9 @@ mod tests {
         for (m, len) in [(1, 5), (2, 257), (5, 3), (33, 1), (70, 257)] {
             let r = rows(m, len);
             let naive = DMatrix::from_fn(m, m, |i, j| {
-                (0..len).map(|t| r[i][t] as f64 * r[j][t] as f64).sum::<f64>()
+                (0..len)
+                    .map(|t| r[i][t] as f64 * r[j][t] as f64)
+                    .sum::<f64>()
             });
             let xt = element_major(&r);
             let xt64: Vec<f64> = xt.iter().map(|&x| f64::from(x)).collect();

@@ -99,6 +99,16 @@ pub use gram::GramPrecision;
 pub use plane_check::{plane_check, PlaneCheck};
 pub use result::PcaResult;
 
+/// Runs `f` with `threads` libtorch intra-op threads, restoring the
+/// previous setting afterwards.
+fn with_torch_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    let before = tch::get_num_threads();
+    tch::set_num_threads(threads as i32);
+    let r = f();
+    tch::set_num_threads(before);
+    r
+}
+
 /// Default number of values per tensor chunk streamed from each snapshot.
 pub const DEFAULT_CHUNK: usize = 4_096;
 /// Default number of principal components.
@@ -166,7 +176,7 @@ impl PcaBuilder {
     }
 
     /// libtorch intra-op threads for the Gram products while the PCA runs
-    /// (default: available cores, at most 8; the previous setting is
+    /// (default: available cores minus the reader's, 1 to 8; the previous setting is
     /// restored afterwards). The result depends on it only in the rounding.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
@@ -190,9 +200,12 @@ impl PcaBuilder {
         let threads = match self.threads {
             Some(0) => return Err(Error::invalid("pca threads", "must be at least 1, got 0")),
             Some(t) => t,
+            // The reader thread takes one core; BLAS threads idling
+            // (spinning) beside it cost more than they gain.
             None => std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .min(8),
+                .saturating_sub(1)
+                .clamp(1, 8),
         };
         Ok(TrajectoryPca {
             components: self.components,
@@ -263,17 +276,18 @@ impl TrajectoryPca {
         self.signs
     }
 
+    /// libtorch intra-op threads of the Gram products.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// Fits `traj` on this PCA's libtorch threads (restored afterwards).
     fn run_fit<C: stream::Chunks>(&self, traj: &stream::Trajectory<C>) -> Result<fit::Fit> {
-        let before = tch::get_num_threads();
-        tch::set_num_threads(self.threads as i32);
         let opts = fit::FitOptions {
             precision: self.precision,
             signs: self.signs,
         };
-        let fit = fit::fit(traj, self.components, opts);
-        tch::set_num_threads(before);
-        fit
+        with_torch_threads(self.threads, || fit::fit(traj, self.components, opts))
     }
 
     /// Computes the PCA of `run`'s trajectory (one streaming pass; two with

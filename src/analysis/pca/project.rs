@@ -1,27 +1,20 @@
-//! The projection pass: pc_k = Mcᵀ u_k chunk by chunk, for the components'
-//! signs, the snapshots' distances to the PC1/PC2 plane, the per-tensor
-//! shares, and (on request) the components themselves.
+//! The projection pass: pc_k = Mcᵀ u_k chunk by chunk, for the components
+//! themselves (the PCA plane's directions), the per-tensor shares and the
+//! signs of [`SignRule::Components`](super::SignRule::Components).
+//!
+//! As u_k ⊥ 1 (v_k is an eigenvector of the centred Gram matrix with λ > 0),
+//! Mcᵀ u_k = Δᵀ u_k: each chunk's components are one libtorch product of the
+//! uncentred chunk ([`Deltas`]) with the m×k weight matrix.
 
-use super::stream::{Centred, Chunks, Trajectory};
-use crate::error::Result;
+use tch::{Device, Tensor};
 
-/// What the pass projects on: the component weights u_k = v_k / √λ_k (so
-/// pc_k = Mcᵀ u_k) and the current path coordinates (one row per snapshot,
-/// at least the first m).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Projection<'a> {
-    /// u_k per component.
-    pub(crate) weights: &'a [Vec<f64>],
-    /// ⟨Δᵢ, pc_k⟩ per snapshot i and component k.
-    pub(crate) coords: &'a [Vec<f64>],
-}
+use super::gram::{GramPrecision, GramValue};
+use super::stream::{Chunks, Deltas, Trajectory};
+use crate::error::{Error, Result};
 
 /// The results of [`project_pass`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Pass2 {
-    /// ‖Δᵢ − PΔᵢ‖² per snapshot i < m, P the projection onto the plane of
-    /// the first two components (of PC1 alone for one component).
-    pub(crate) residual2: Vec<f64>,
     /// Per component: (|value|, value) of its largest-magnitude coordinate
     /// (the first one on ties).
     pub(crate) largest: Vec<(f64, f64)>,
@@ -29,119 +22,22 @@ pub(crate) struct Pass2 {
     pub(crate) shares: Vec<Vec<f64>>,
 }
 
-/// The state of a projection pass.
-struct Projector<'a> {
-    m: usize,
-    weights: &'a [Vec<f64>],
-    /// Plane coordinates by component (at most 2), for loops over snapshots.
-    plane: Vec<Vec<f64>>,
-    /// The current chunk of every component.
-    pcs: Vec<Vec<f64>>,
-    current: Option<usize>,
-    out: Pass2,
-}
-
-impl Projector<'_> {
-    /// Forms the chunk of every component, updates the largest coordinates
-    /// and shares, and copies the values into `store` when given.
-    fn components(&mut self, c: &Centred, store: Option<&mut [Vec<f32>]>) {
-        let ncomp = self.weights.len();
-        if self.current != Some(c.tensor) {
-            self.current = Some(c.tensor);
-            self.out.shares.push(vec![0.0; ncomp]);
-        }
-        let m = self.m;
-        let mut store = store;
-        for (k, pc) in self.pcs.iter_mut().enumerate() {
-            pc.clear();
-            pc.extend(c.xt.chunks_exact(m).map(|col| {
-                col.iter()
-                    .zip(&self.weights[k])
-                    .map(|(x, u)| x * u)
-                    .sum::<f64>()
-            }));
-            let best = &mut self.out.largest[k];
-            let mut sq = 0.0;
-            for &p in pc.iter() {
-                sq += p * p;
-                if p.abs() > best.0 {
-                    *best = (p.abs(), p);
-                }
-            }
-            if let Some(s) = self.out.shares.last_mut() {
-                s[k] += sq;
-            }
-            if let Some(store) = store.as_deref_mut() {
-                let range = c.global_start..c.global_start + c.len;
-                for (o, &p) in store[k][range].iter_mut().zip(pc.iter()) {
-                    *o = p as f32;
-                }
-            }
-        }
-    }
-
-    /// Adds the chunk's part of ‖Δᵢ − PΔᵢ‖² for every snapshot i < m
-    /// (Δᵢₜ = Mcᵢₜ + μₜ).
-    fn residuals(&mut self, c: &Centred) {
-        let m = self.m;
-        let r2 = &mut self.out.residual2;
-        for (t, (col, &u)) in c.xt.chunks_exact(m).zip(&c.mu).enumerate() {
-            match self.plane.as_slice() {
-                [a0, a1] => {
-                    let (p0, p1) = (self.pcs[0][t], self.pcs[1][t]);
-                    for (((x, r2), a0), a1) in col.iter().zip(r2.iter_mut()).zip(a0).zip(a1) {
-                        let r = x + u - a0 * p0 - a1 * p1;
-                        *r2 += r * r;
-                    }
-                }
-                [a0] => {
-                    let p0 = self.pcs[0][t];
-                    for ((x, r2), a0) in col.iter().zip(r2.iter_mut()).zip(a0) {
-                        let r = x + u - a0 * p0;
-                        *r2 += r * r;
-                    }
-                }
-                _ => {
-                    for (x, r2) in col.iter().zip(r2.iter_mut()) {
-                        *r2 += (x + u) * (x + u);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The projection pass over `traj`; with `store` (one vector of the
-/// selection's length per component), also writes the components, as
-/// float32, into it.
+/// The projection pass over `traj` with the component weights u_k =
+/// v_k / √λ_k (`weights[k]`, m values each), products in `precision`; with
+/// `store` (one vector of the selection's length per component), also
+/// writes the components, as float32, into it.
 pub(crate) fn project_pass<C: Chunks>(
     traj: &Trajectory<C>,
-    proj: Projection<'_>,
+    weights: &[Vec<f64>],
+    precision: GramPrecision,
     store: Option<&mut [Vec<f32>]>,
 ) -> Result<Pass2> {
-    let (m, ncomp) = (traj.m, proj.weights.len());
-    let mut p = Projector {
-        m,
-        weights: proj.weights,
-        plane: (0..ncomp.min(2))
-            .map(|k| proj.coords[..m].iter().map(|c| c[k]).collect())
-            .collect(),
-        pcs: vec![Vec::new(); ncomp],
-        current: None,
-        out: Pass2 {
-            residual2: vec![0.0; m],
-            largest: vec![(-1.0, 0.0); ncomp],
-            shares: Vec::new(),
-        },
+    let mut out = match precision {
+        GramPrecision::Float32 => project_with::<f32, C>(traj, weights, store)?,
+        GramPrecision::Float64 => project_with::<f64, C>(traj, weights, store)?,
     };
-    let mut store = store;
-    traj.for_each_centred(|c| {
-        p.components(c, store.as_deref_mut());
-        p.residuals(c);
-        Ok(())
-    })?;
-    let mut out = p.out;
     // Tensors without elements produce no chunk; keep one share row each.
+    let ncomp = weights.len();
     if out.shares.len() != traj.selected.len() {
         let mut it = out.shares.into_iter();
         out.shares = traj
@@ -156,14 +52,100 @@ pub(crate) fn project_pass<C: Chunks>(
     Ok(out)
 }
 
+fn project_with<T: GramValue, C: Chunks>(
+    traj: &Trajectory<C>,
+    weights: &[Vec<f64>],
+    store: Option<&mut [Vec<f32>]>,
+) -> Result<Pass2> {
+    let (m, ncomp) = (traj.m, weights.len());
+    let torch = |e| Error::torch("projecting a trajectory chunk on the components", e);
+    // U: m×k, row i = (u_1i, …, u_ki).
+    let u: Vec<f64> = (0..m)
+        .flat_map(|i| weights.iter().map(move |w| w[i]))
+        .collect();
+    let u = Tensor::f_from_slice(&u)
+        .and_then(|t| t.f_reshape([m as i64, ncomp as i64]))
+        .and_then(|t| t.f_to_kind(T::KIND))
+        .map_err(torch)?;
+    let mut out = Pass2 {
+        largest: vec![(-1.0, 0.0); ncomp],
+        shares: Vec::new(),
+    };
+    let mut current = None;
+    let mut store = store;
+    traj.for_each_prepared(|d: &Deltas<T>| {
+        if d.len == 0 {
+            return Ok(());
+        }
+        if current != Some(d.tensor) {
+            current = Some(d.tensor);
+            out.shares.push(vec![0.0; ncomp]);
+        }
+        if d.xt.len() != d.len * m {
+            return Err(Error::invalid(
+                "pca",
+                format!(
+                    "a chunk holds {} values, expected {} × {m}",
+                    d.xt.len(),
+                    d.len
+                ),
+            ));
+        }
+        // SAFETY: `d.xt` holds len·m initialised values of `T::KIND`, is
+        // only read, and outlives `x`, dropped at the end of this closure.
+        let x = unsafe {
+            Tensor::f_from_blob(
+                d.xt.as_ptr().cast::<u8>(),
+                &[d.len as i64, m as i64],
+                &[m as i64, 1],
+                T::KIND,
+                Device::Cpu,
+            )
+        }
+        .map_err(torch)?;
+        let p = x
+            .f_mm(&u)
+            .and_then(|p| p.f_to_kind(tch::Kind::Double))
+            .map_err(torch)?;
+        drop(x);
+        // Row-major len×k: p[t·k + k'].
+        let p = Vec::<f64>::try_from(&p.reshape([-1])).map_err(torch)?;
+        let shares = out.shares.last_mut();
+        let mut sq = vec![0.0; ncomp];
+        for row in p.chunks_exact(ncomp) {
+            for (k, &v) in row.iter().enumerate() {
+                sq[k] += v * v;
+                let best = &mut out.largest[k];
+                if v.abs() > best.0 {
+                    *best = (v.abs(), v);
+                }
+            }
+        }
+        if let Some(s) = shares {
+            s.iter_mut().zip(&sq).for_each(|(a, b)| *a += b);
+        }
+        if let Some(store) = store.as_deref_mut() {
+            for (k, comp) in store.iter_mut().enumerate() {
+                let dst = &mut comp[d.global_start..d.global_start + d.len];
+                for (o, row) in dst.iter_mut().zip(p.chunks_exact(ncomp)) {
+                    *o = row[k] as f32;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// The unit-norm components pc_k = Mcᵀ u_k over the selection (flattened
 /// and concatenated in manifest order), as float32, by one more pass.
 pub(crate) fn components<C: Chunks>(
     traj: &Trajectory<C>,
-    proj: Projection<'_>,
+    weights: &[Vec<f64>],
+    precision: GramPrecision,
 ) -> Result<Vec<Vec<f32>>> {
     let numel = traj.selected.iter().map(|s| s.numel).sum::<usize>();
-    let mut store = vec![vec![0f32; numel]; proj.weights.len()];
-    project_pass(traj, proj, Some(&mut store))?;
+    let mut store = vec![vec![0f32; numel]; weights.len()];
+    project_pass(traj, weights, precision, Some(&mut store))?;
     Ok(store)
 }

@@ -8,7 +8,7 @@ use tch::Tensor;
 
 use super::fit::{Fit, SignRule};
 use super::gram::GramPrecision;
-use super::project::{components, Projection};
+use super::project::components;
 use super::stream::{JointChunks, Trajectory};
 use super::TrajectoryPca;
 use crate::analysis::directions::{normalize, DirectionKind, Directions, Normalization};
@@ -68,6 +68,8 @@ pub struct PcaResult {
     pub passes: usize,
     /// u_k = v_k / √λ_k (sign fixed), so pc_k = Mcᵀ u_k.
     weights: Vec<Vec<f64>>,
+    /// libtorch threads of the products (the fit's, for the components).
+    threads: usize,
 }
 
 impl PcaResult {
@@ -143,6 +145,7 @@ impl PcaResult {
             precision: pca.precision(),
             passes: fit.passes,
             weights: fit.weights,
+            threads: pca.threads(),
         }
     }
 
@@ -284,18 +287,9 @@ impl PcaResult {
     pub fn components_of(&self, runs: &[&Run]) -> Result<Vec<Vec<f32>>> {
         let traj = self.trajectory(runs)?;
         let _span = tracing::debug_span!("pca components").entered();
-        // The matrix rows' coordinates, in row order.
-        let coords: Vec<Vec<f64>> = self
-            .path
-            .iter()
-            .filter(|p| p.in_fit)
-            .map(|p| p.coords.clone())
-            .collect();
-        let proj = Projection {
-            weights: &self.weights,
-            coords: &coords,
-        };
-        components(&traj, proj)
+        super::with_torch_threads(self.threads, || {
+            components(&traj, &self.weights, self.precision)
+        })
     }
 
     /// The PCA plane as [`Directions`]: centre = the final snapshot (every

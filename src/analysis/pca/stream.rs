@@ -4,9 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::store::manifest::Manifest;
-use crate::store::run::{ChunkRows, Run, Selection};
 #[cfg(test)]
 use crate::store::run::Chunk;
+use crate::store::run::{ChunkRows, Run, Selection};
 
 /// A selected tensor and its place in the flat concatenation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -281,30 +281,9 @@ fn check_same_tensors(first: &Run, run: &Run, selection: &Selection) -> Result<(
     Ok(())
 }
 
-/// One chunk of the centred trajectory, as [`centre_chunk`] writes it.
-#[derive(Default)]
-pub(crate) struct Centred {
-    /// Manifest index of the tensor.
-    pub(crate) tensor: usize,
-    /// First element in the flat concatenation of the selected tensors.
-    pub(crate) global_start: usize,
-    /// Number of elements.
-    pub(crate) len: usize,
-    /// `xt[t·m + i]` = Mcᵢₜ.
-    pub(crate) xt: Vec<f64>,
-    /// Row mean μₜ.
-    pub(crate) mu: Vec<f64>,
-}
-
 impl<C: Chunks> Trajectory<C> {
-    /// Streams the selected tensors, centred, through `f` (see
-    /// [`for_each_prepared`](Self::for_each_prepared)).
-    pub(crate) fn for_each_centred(&self, f: impl FnMut(&Centred) -> Result<()>) -> Result<()> {
-        self.for_each_prepared(f)
-    }
-
     /// Streams the selected tensors through `f`, each chunk prepared as a
-    /// `B` ([`Centred`], [`Deltas`]). A second thread reads and prepares
+    /// `B` ([`Deltas`]). A second thread reads and prepares
     /// the next chunk while `f` works on the current one; buffers are
     /// recycled, so memory stays at a few chunks.
     pub(crate) fn for_each_prepared<B: Prepared>(
@@ -355,12 +334,6 @@ pub(crate) trait Prepared: Default + Send {
     fn prepare(&mut self, c: &ChunkRows<'_>, r: Rows<'_>) -> Result<()>;
 }
 
-impl Prepared for Centred {
-    fn prepare(&mut self, c: &ChunkRows<'_>, r: Rows<'_>) -> Result<()> {
-        centre_chunk(c, r, self)
-    }
-}
-
 /// An element type of [`Deltas`]: float32 (the default products) or
 /// float64 (exact products).
 pub(crate) trait DeltaValue: Copy + Default + Send + 'static {
@@ -400,7 +373,7 @@ impl<T: DeltaValue> Prepared for Deltas<T> {
     }
 }
 
-/// Which rows of a chunk form the matrix, for [`centre_chunk`].
+/// Which rows of a chunk form the matrix, for [`delta_chunk`].
 #[derive(Clone, Copy)]
 pub(crate) struct Rows<'a> {
     m: usize,
@@ -442,7 +415,8 @@ fn delta_chunk<T: DeltaValue>(c: &ChunkRows<'_>, r: Rows<'_>, out: &mut Deltas<T
     // Every entry is overwritten: resizing without clearing skips a memset.
     xt.resize(m * len, T::default());
     let fin = c.rows[r.centre];
-    // Transposed through 16 × 64 tiles, as in `centre_chunk`.
+    // Transposed through 16 × 64 tiles: contiguous reads of 64 values from
+    // 16 rows, contiguous writes of 16 values.
     const TB: usize = 64;
     const TI: usize = 16;
     let mut tile = [[T::default(); TI]; TB];
@@ -465,51 +439,6 @@ fn delta_chunk<T: DeltaValue>(c: &ChunkRows<'_>, r: Rows<'_>, out: &mut Deltas<T
                     Err(_) => col[i0..i0 + ni].copy_from_slice(&t[..ni]),
                 }
             }
-        }
-    }
-    Ok(())
-}
-
-/// Centres one chunk into `out`: `xt[t·m + i]` = Mcᵢₜ = Δᵢₜ − μₜ with
-/// Δᵢ = θ₍rows[i]₎ − θ₍centre₎ and μ the mean of the m rows (into `mu`).
-/// Element-major ("snapshot fastest"): every later loop and both gemm
-/// operands read it with unit stride. An error when the chunk does not hold
-/// n rows.
-fn centre_chunk(c: &ChunkRows<'_>, r: Rows<'_>, out: &mut Centred) -> Result<()> {
-    check_chunk(c, r)?;
-    let (m, len) = (r.m, c.len);
-    (out.tensor, out.global_start, out.len) = (c.tensor, c.global_start, len);
-    let (xt, mu) = (&mut out.xt, &mut out.mu);
-    // Every entry is overwritten: resizing without clearing skips a memset.
-    xt.resize(m * len, 0.0);
-    mu.resize(len, 0.0);
-    let inv = 1.0 / m as f64;
-    let fin = c.rows[r.centre];
-    // Transposed through 8 × 64 tiles: contiguous reads of 64 values (four
-    // cache lines of f32) from 8 rows, contiguous writes of 8 values.
-    const TB: usize = 64;
-    const TI: usize = 8;
-    let mut tile = [[0f64; TI]; TB];
-    for (b, block) in xt.chunks_mut(TB * m).enumerate() {
-        let t0 = b * TB;
-        let nb = block.len() / m;
-        let fin = &fin[t0..t0 + nb];
-        for i0 in (0..m).step_by(TI) {
-            let ni = TI.min(m - i0);
-            for ii in 0..ni {
-                let row = &c.rows[r.rows[i0 + ii]][t0..t0 + nb];
-                for ((&v, &f), t) in row.iter().zip(fin).zip(tile.iter_mut()) {
-                    t[ii] = v as f64 - f as f64;
-                }
-            }
-            for (col, t) in block.chunks_exact_mut(m).zip(&tile) {
-                col[i0..i0 + ni].copy_from_slice(&t[..ni]);
-            }
-        }
-        for (col, u) in block.chunks_exact_mut(m).zip(&mut mu[t0..t0 + nb]) {
-            let mean = col.iter().sum::<f64>() * inv;
-            *u = mean;
-            col.iter_mut().for_each(|x| *x -= mean);
         }
     }
     Ok(())
@@ -560,38 +489,50 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn chunks_are_centred_and_transposed() {
+    fn chunks_become_element_major_deltas() {
         // 3 snapshots of 70 values (more than one 64-value tile): Δ = θᵢ − θ₂.
         let rows: Vec<Vec<f32>> = (0..3)
             .map(|s| (0..70).map(|t| (s * 100 + t * t) as f32).collect())
             .collect();
         let traj = trajectory(chunks_of(0, 0, &rows, 70), 2);
         let mut seen = 0;
-        traj.for_each_centred(|c| {
+        traj.for_each_prepared(|c: &Deltas<f64>| {
             seen += 1;
-            assert_eq!((c.len, c.xt.len(), c.mu.len()), (70, 140, 70));
-            for (t, (col, mu)) in c.xt.chunks_exact(2).zip(&c.mu).enumerate() {
-                let d: Vec<f64> = (0..2).map(|i| (rows[i][t] - rows[2][t]) as f64).collect();
-                let mean = (d[0] + d[1]) / 2.0;
-                approx::assert_abs_diff_eq!(*mu, mean);
-                approx::assert_abs_diff_eq!(col[0], d[0] - mean);
-                approx::assert_abs_diff_eq!(col[1], d[1] - mean);
+            assert_eq!((c.len, c.xt.len()), (70, 140));
+            for (t, col) in c.xt.chunks_exact(2).enumerate() {
+                for (i, &x) in col.iter().enumerate() {
+                    assert_eq!(x, (rows[i][t] - rows[2][t]) as f64);
+                }
             }
             Ok(())
         })
         .unwrap();
         assert_eq!(seen, 1);
+        // 17 rows: one full 16-row tile and a partial one, in float32.
+        let rows: Vec<Vec<f32>> = (0..18)
+            .map(|s| (0..5).map(|t| (s * 7 + t) as f32 * 0.5).collect())
+            .collect();
+        let traj = trajectory(chunks_of(0, 0, &rows, 5), 17);
+        traj.for_each_prepared(|c: &Deltas<f32>| {
+            for (t, col) in c.xt.chunks_exact(17).enumerate() {
+                for (i, &x) in col.iter().enumerate() {
+                    assert_eq!(x, rows[i][t] - rows[17][t]);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]
     fn errors_of_the_consumer_and_of_a_bad_chunk_are_returned() {
         let rows = vec![vec![1.0f32; 10]; 3];
         let traj = trajectory(chunks_of(0, 0, &rows, 3), 2);
-        let r = traj.for_each_centred(|_| Err(Error::invalid("test", "stop")));
+        let r = traj.for_each_prepared(|_: &Deltas<f32>| Err(Error::invalid("test", "stop")));
         assert!(matches!(r, Err(Error::InvalidArgument { .. })));
         let mut bad = chunks_of(0, 0, &rows, 10);
         bad[0].data.pop();
-        let r = trajectory(bad, 2).for_each_centred(|_| Ok(()));
+        let r = trajectory(bad, 2).for_each_prepared(|_: &Deltas<f32>| Ok(()));
         assert!(r.unwrap_err().to_string().contains("expected 3 snapshots"));
     }
 }

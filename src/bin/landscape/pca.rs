@@ -71,11 +71,11 @@ pub struct Args {
     /// snapshots.
     #[arg(long)]
     no_directions: bool,
-    /// libtorch threads for the Gram products (default 1: the reader
-    /// thread takes another core, and idle BLAS threads spinning beside it
-    /// cost more than a second thread gains on two cores).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// libtorch threads for the Gram products (default: the cores minus one
+    /// for the reader thread, 1 to 8: idle BLAS threads spinning beside the
+    /// reader cost more than they gain).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// The `--select` values.
@@ -96,14 +96,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Select::All => Selection::All,
         },
     };
-    let builder = TrajectoryPca::builder()
+    let mut builder = TrajectoryPca::builder();
+    if let Some(t) = args.threads {
+        builder = builder.threads(t);
+    }
+    let builder = builder
         .components(args.components)
         .chunk(args.chunk)
         .selection(selection)
         .include_final(args.include_final)
         .precision(args.precision)
         .signs(args.signs)
-        .threads(args.threads)
         .build()?;
     let (pca, files, out) = if args.joint {
         if args.runs.len() < 2 {
