@@ -376,6 +376,11 @@ fn bn_mlp_trajectory_is_bit_exact_written() {
 }
 
 #[test]
+fn bn_mlp_trajectory_is_bit_exact_synced() {
+    round_trip(Durability::Synced);
+}
+
+#[test]
 fn bn_mlp_trajectory_is_bit_exact_queued() {
     round_trip(Durability::Queued);
 }
@@ -867,6 +872,7 @@ fn child_entry() {
     let (durability, fsync) = match mode.as_str() {
         "queued" => (Durability::Queued, true),
         "nofsync" => (Durability::Written, false),
+        "synced" => (Durability::Synced, true),
         _ => (Durability::Written, true),
     };
     tch::manual_seed(1);
@@ -1047,7 +1053,9 @@ fn step_ack(line: &str) -> u64 {
 fn kill_minus_nine_keeps_every_acknowledged_snapshot() {
     // (acknowledgements before the kill, extra delay in % of the time
     // between acknowledgements, child mode)
-    let plan: [(usize, u32, &str); 12] = [
+    let plan: [(usize, u32, &str); 14] = [
+        (2, 40, "synced"),
+        (6, 75, "synced"),
         (0, 0, "written"),
         (1, 0, "written"),
         (1, 60, "written"),
@@ -1248,7 +1256,7 @@ fn assert_metrics_eq(got: &[MetricRow], want: &[ExpectedMetric], what: &str) {
 
 #[test]
 fn step_metrics_across_snapshots_read_back_complete_in_order_with_bounded_memory() {
-    for durability in [Durability::Written, Durability::Queued] {
+    for durability in [Durability::Written, Durability::Synced, Durability::Queued] {
         let what = format!("{durability:?}");
         let dir = tempdir();
         let vs = tiny_vs();

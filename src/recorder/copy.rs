@@ -74,13 +74,17 @@ pub(crate) fn describe(
 }
 
 /// Deep-copies the recorded variables to host memory, checking that the set
-/// of variables and their shapes still match the manifest.
+/// of variables and their shapes still match the manifest. With `borrow`,
+/// variables already on the CPU in the storage dtype and contiguous are
+/// handed over as they are ([`HostValues::Borrowed`]): the caller then keeps
+/// them unchanged until the writer has written them.
 pub(crate) fn copy_to_host(
     vars: &SharedVariables,
     tensors: &[TensorInfo],
     skipped: &[SkippedTensor],
     dtype: StorageDtype,
     context: &str,
+    borrow: bool,
 ) -> Result<Vec<HostValues>> {
     let guard = vars.lock().unwrap_or_else(|p| p.into_inner());
     let named: &HashMap<String, Tensor> = &guard.named_variables;
@@ -122,14 +126,19 @@ pub(crate) fn copy_to_host(
                     context: context.to_string(),
                 });
             }
-            out.push(copy_one(t, info, dtype)?);
+            out.push(copy_one(t, info, dtype, borrow)?);
         }
         Ok(())
     })?;
     Ok(out)
 }
 
-fn copy_one(t: &Tensor, info: &TensorInfo, dtype: StorageDtype) -> Result<HostValues> {
+fn copy_one(
+    t: &Tensor,
+    info: &TensorInfo,
+    dtype: StorageDtype,
+    borrow: bool,
+) -> Result<HostValues> {
     let n = info.numel as usize;
     let err = |e| Error::torch(format!("copying '{}' to host memory", info.name), e);
     let (kind, storage) = match dtype {
@@ -142,7 +151,11 @@ fn copy_one(t: &Tensor, info: &TensorInfo, dtype: StorageDtype) -> Result<HostVa
         .f_to_device(Device::Cpu)
         .and_then(|t| t.f_to_kind(kind))
         .and_then(|t| t.f_contiguous())
+        .and_then(|t| t.f_detach())
         .map_err(err)?;
+    if borrow {
+        return Ok(HostValues::Borrowed(src));
+    }
     Ok(match storage {
         StorageDtype::Float32 => {
             let mut v = vec![0f32; n];

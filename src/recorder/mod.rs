@@ -13,12 +13,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The training thread only deep-copies the variables to host memory; a
-//! background thread writes them (`recorder/writer.rs`). With the default
-//! [`Durability::Written`], `on_epoch_end` returns once the snapshot file is in
-//! place under its final name, so a snapshot whose call returned survives
-//! `kill -9`. [`Durability::Queued`] returns right after the copy, for the
-//! least overhead, and may lose the last `queue` snapshots on a crash.
+//! A background thread writes the snapshots (`recorder/writer.rs`). With the
+//! default [`Durability::Written`], `on_epoch_end` returns once the snapshot
+//! file is in place under its final name, so a snapshot whose call returned
+//! survives `kill -9`; the writer fsyncs it right after, in the background
+//! ([`Durability::Synced`] waits for the fsync too: power-loss safe). As the
+//! call waits anyway, CPU variables are written straight from their own
+//! memory, without a host copy. [`Durability::Queued`] returns right after a
+//! host copy, for the least overhead, and may lose the last `queue`
+//! snapshots on a crash.
 //!
 //! Metrics (`on_epoch_end`, `on_step_end`) are appended, never rewritten: the
 //! writer holds at most [`RecorderBuilder::metrics_segment_rows`] rows in
@@ -59,31 +62,55 @@ const QUEUED_BATCH_ROWS: usize = 1024;
 
 /// When a recording call returns, relative to its data reaching the disk.
 ///
+/// A file survives `kill -9` as soon as its bytes are in the kernel's page
+/// cache and it is renamed into place; `fsync` is needed only against power
+/// loss (or a kernel crash). So the default returns after the rename and
+/// fsyncs in the background, on the writer thread.
+///
 /// | | snapshot | metrics of a call without snapshot | metrics of a snapshot call |
 /// |---|---|---|---|
-/// | `Written` | survives `kill -9`; fsynced (unless disabled) | survive `kill -9` (written, not fsynced) | as the snapshot |
+/// | `Written` (default) | survives `kill -9`; fsynced right after the call returned | survive `kill -9` (written, not fsynced) | as the snapshot |
+/// | `Synced` | survives `kill -9` and a power loss: fsynced before the call returns | survive `kill -9` (written, not fsynced) | as the snapshot |
 /// | `Queued` | lost if the process dies before the writer wrote it | may be lost on a crash until the next snapshot, `flush()` or `finish()` | as the snapshot |
 ///
 /// Metric rows are fsynced only with snapshots, [`Recorder::flush`] and
 /// [`Recorder::finish`] (and once per full segment): after a power loss the
-/// rows reported since the last of these may be lost in either mode. Rows
-/// are never reordered, and a crash never leaves a row half-written or
-/// altered: what survives is a prefix of what was reported.
+/// rows reported since the last of these may be lost in every mode, and
+/// under `Written` the snapshot written last before the power loss may be
+/// lost or unreadable (readers report it by file name). `flush()` and
+/// `finish()` make everything durable in every mode. Rows are never
+/// reordered, and a crash never leaves a row half-written or altered: what
+/// survives is a prefix of what was reported.
+///
+/// Under `Written` and `Synced` the call waits for the write anyway, so CPU
+/// variables of the storage dtype are written from their own memory: no
+/// host copy of the model is made (a model of any size is recorded in about
+/// its own memory). `Queued` copies them first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// Return once the snapshot file is complete and renamed into place (and
-    /// fsynced, unless disabled), and once the metrics reported by the call
-    /// are written to the run's metrics journal (not fsynced): every
-    /// returned call survives the process being killed; snapshots also
-    /// survive a power loss. Costs one round trip to the writer thread per
-    /// call that reports metrics.
+    /// Return once the snapshot file is complete and renamed into place, and
+    /// once the metrics reported by the call are written to the run's
+    /// metrics journal: every returned call survives the process being
+    /// killed. The snapshot (and the metrics with it) are fsynced in the
+    /// background right after (unless fsync is disabled). Costs one round
+    /// trip to the writer thread per call that reports metrics.
     #[default]
     Written,
+    /// As `Written`, and the snapshot and its metrics are fsynced before the
+    /// call returns: every returned snapshot also survives a power loss.
+    Synced,
     /// Return once the host copy and the metrics are queued for the writer:
     /// least overhead; the queued snapshots (at most `queue`) and the metrics
     /// reported since the last snapshot, `flush()` or `finish()` may be lost
     /// if the process dies.
     Queued,
+}
+
+impl Durability {
+    /// Whether calls wait for the writer.
+    fn waits(self) -> bool {
+        !matches!(self, Durability::Queued)
+    }
 }
 
 /// Configures and builds a [`Recorder`].
@@ -128,8 +155,10 @@ impl RecorderBuilder {
         self
     }
 
-    /// Whether files are fsynced before being renamed into place (default
-    /// true). Without it a kill -9 is still safe, a power loss may not be.
+    /// Whether files are fsynced (default true): before the call returns
+    /// under [`Durability::Synced`], right after under
+    /// [`Durability::Written`], by the writer under [`Durability::Queued`].
+    /// Without it a kill -9 is still safe, a power loss may not be.
     pub fn fsync(mut self, on: bool) -> Self {
         self.fsync = on;
         self
@@ -382,7 +411,7 @@ impl Recorder {
             return Ok(());
         }
         match self.durability {
-            Durability::Written => {
+            Durability::Written | Durability::Synced => {
                 let (ack, rx) = self.ack_pair();
                 self.send(Job::Metrics { rows, ack }, rx)
             }
@@ -433,12 +462,15 @@ impl Recorder {
         }
         let index = self.next_index;
         let context = format!(" at epoch {epoch} (snapshot {index})");
+        // A waiting call may hand the writer the live CPU tensors: they do
+        // not change until the writer has acknowledged the file.
         let values = copy::copy_to_host(
             &self.vars,
             &self.manifest.tensors,
             &self.manifest.skipped,
             self.manifest.storage_dtype,
             &context,
+            self.durability.waits(),
         )?;
         let meta = SnapshotMeta {
             run_id: self.manifest.run_id.clone(),
@@ -461,6 +493,7 @@ impl Recorder {
                 values,
                 metrics,
                 ack,
+                sync_before_ack: self.durability != Durability::Written,
             },
             rx,
         )?;
@@ -506,12 +539,11 @@ impl Recorder {
     }
 
     fn ack_pair(&self) -> (Option<Ack>, Option<crossbeam_channel::Receiver<()>>) {
-        match self.durability {
-            Durability::Written => {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                (Some(tx), Some(rx))
-            }
-            Durability::Queued => (None, None),
+        if self.durability.waits() {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
         }
     }
 
@@ -528,12 +560,29 @@ impl Recorder {
         if tx.send(job).is_err() {
             return Err(self.writer_failure());
         }
-        if let Some(rx) = wait {
-            if rx.recv().is_err() {
-                return Err(self.writer_failure());
+        let Some(rx) = wait else {
+            return Ok(());
+        };
+        // The writer may stop (failing a background fsync) while this job
+        // waits in its queue: the job, and its answer channel, then stay in
+        // the channel, so waiting also watches the thread.
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(self.writer_failure())
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    let stopped = self.handle.as_ref().is_none_or(|h| h.is_finished());
+                    if stopped {
+                        return match rx.try_recv() {
+                            Ok(()) => Ok(()),
+                            Err(_) => Err(self.writer_failure()),
+                        };
+                    }
+                }
             }
         }
-        Ok(())
     }
 
     /// Joins a writer known to have stopped and returns the error it ended with.

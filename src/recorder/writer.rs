@@ -17,7 +17,8 @@
 //! |---|---|---|
 //! | `Metrics` with an ack (`Durability::Written`) | written to the journal (no fsync) | the write |
 //! | `Metrics` without (`Durability::Queued`: batches of up to 1,024 rows from the recorder) | buffered (written when 64 KiB are pending) | — |
-//! | `Snapshot` | written and fsynced, after the snapshot file | the fsync |
+//! | `Snapshot`, `sync_before_ack` (`Durability::Synced`, `Queued`) | written and fsynced, after the snapshot file | the fsync |
+//! | `Snapshot` otherwise (`Durability::Written`) | written after the snapshot file; both fsynced right after the answer | the rename and the write |
 //! | `Flush` | written and fsynced | the fsync |
 //! | end (`finish`) | compacted into `metrics.arrow`, fsynced | — |
 
@@ -27,6 +28,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
+use crate::store::fsutil::{sync_dir, sync_file};
 use crate::store::manifest::StorageDtype;
 use crate::store::metrics::{MetricRow, MetricsLog};
 use crate::store::snapshot::{
@@ -49,8 +51,11 @@ pub(crate) enum Job {
         values: Vec<HostValues>,
         /// Metric rows reported by the same call.
         metrics: Vec<MetricRow>,
-        /// Answered when the file is in place and the metrics are synced.
+        /// Answered when the file is in place and the metrics are written
+        /// (and both fsynced, with `sync_before_ack`).
         ack: Option<Ack>,
+        /// fsync (when enabled) before answering; otherwise right after.
+        sync_before_ack: bool,
     },
     /// Append metric rows to the metrics log.
     Metrics {
@@ -111,22 +116,29 @@ fn run(
     let snap_dir = dir.join(SNAPSHOT_DIR);
     for job in rx {
         let t0 = std::time::Instant::now();
+        // A snapshot acknowledged before its fsync, synced after the answer.
+        let mut later: Option<PathBuf> = None;
         let (result, ack) = match job {
             Job::Snapshot {
                 meta,
                 values,
                 metrics: rows,
                 ack,
+                sync_before_ack,
             } => {
                 let _span = tracing::debug_span!("write_snapshot", index = meta.index).entered();
                 let path = snap_dir.join(snapshot_file_name(meta.index));
-                let r = write_snapshot(&path, dtype, &meta, values, fsync)
+                let now = fsync && sync_before_ack;
+                let r = write_snapshot(&path, dtype, &meta, values, now)
                     .map(|bytes| {
                         stats.snapshots += 1;
                         stats.bytes += bytes as u64;
                     })
                     .and_then(|()| metrics.append(&rows))
-                    .and_then(|()| metrics.sync());
+                    .and_then(|()| if now { metrics.sync() } else { metrics.flush() });
+                if fsync && !now {
+                    later = Some(path);
+                }
                 (r, ack)
             }
             Job::Metrics { rows, ack } => {
@@ -144,6 +156,20 @@ fn run(
             Ok(()) => {
                 if let Some(ack) = ack {
                     let _ = ack.send(());
+                }
+                // The caller goes on; the file and its metrics become
+                // durable now (an error stops the writer like any other,
+                // reported at the next call).
+                if let Some(path) = later {
+                    let t1 = std::time::Instant::now();
+                    let synced = sync_file(&path)
+                        .and_then(|()| sync_dir(&snap_dir))
+                        .and_then(|()| metrics.sync());
+                    stats.busy_seconds += t1.elapsed().as_secs_f64();
+                    if let Err(e) = synced {
+                        tracing::error!(error = %e, "recorder writer failed; stopping");
+                        return Err(e);
+                    }
                 }
             }
             Err(e) => {

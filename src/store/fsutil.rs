@@ -199,6 +199,12 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     d.sync_all().map_err(|e| Error::io("syncing", dir, e))
 }
 
+/// fsyncs the file at `path` (its data and metadata).
+pub fn sync_file(path: &Path) -> Result<()> {
+    let f = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    f.sync_all().map_err(|e| Error::io("syncing", path, e))
+}
+
 /// Removes leftover temporary files (from a killed writer) in `dir`.
 pub fn remove_temp_files(dir: &Path) -> Result<usize> {
     let mut removed = 0;

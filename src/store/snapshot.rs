@@ -121,12 +121,17 @@ impl std::fmt::Display for NonFinite {
 }
 
 /// Host-memory values of one tensor.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum HostValues {
     /// float32 storage.
     F32(Vec<f32>),
     /// float64 storage.
     F64(Vec<f64>),
+    /// A contiguous CPU tensor of the storage dtype, written from its own
+    /// memory (no copy): the caller must keep its values unchanged until the
+    /// write is acknowledged (the recorder's waiting durabilities block the
+    /// training thread for exactly that long).
+    Borrowed(tch::Tensor),
 }
 
 impl HostValues {
@@ -135,8 +140,47 @@ impl HostValues {
         match self {
             HostValues::F32(v) => v.len() * 4,
             HostValues::F64(v) => v.len() * 8,
+            HostValues::Borrowed(t) => t.numel() * t.kind().elt_size_in_bytes(),
         }
     }
+}
+
+/// An Arrow array over the memory of the contiguous CPU tensor `t` of the
+/// storage dtype `dtype` (kept alive by the array), or `None` when `t` is
+/// not one.
+fn borrowed_array(t: tch::Tensor, dtype: StorageDtype) -> Option<ArrayRef> {
+    let elem = match (t.kind(), dtype) {
+        (tch::Kind::Float, StorageDtype::Float32) => 4,
+        (tch::Kind::Double, StorageDtype::Float64) => 8,
+        _ => return None,
+    };
+    if t.device() != tch::Device::Cpu || !t.is_contiguous() {
+        return None;
+    }
+    let len = t.numel();
+    let ptr = std::ptr::NonNull::new(t.data_ptr().cast::<u8>());
+    let buffer = match ptr {
+        Some(ptr) if len > 0 => {
+            let owner: Arc<dyn arrow::alloc::Allocation> = Arc::new(std::sync::Mutex::new(t));
+            // SAFETY: a contiguous CPU tensor of `len` elements of `elem`
+            // bytes (torch aligns storage, and offsets are whole elements);
+            // `owner` keeps the storage alive as long as the buffer. The
+            // values are only read, and `HostValues::Borrowed`'s contract
+            // keeps them unchanged until the write is done.
+            unsafe { arrow::buffer::Buffer::from_custom_allocation(ptr, len * elem, owner) }
+        }
+        _ => arrow::buffer::Buffer::from_vec(Vec::<u8>::new()),
+    };
+    Some(match dtype {
+        StorageDtype::Float32 => Arc::new(Float32Array::new(
+            arrow::buffer::ScalarBuffer::new(buffer, 0, len),
+            None,
+        )),
+        StorageDtype::Float64 => Arc::new(Float64Array::new(
+            arrow::buffer::ScalarBuffer::new(buffer, 0, len),
+            None,
+        )),
+    })
 }
 
 /// The snapshot file name for index `index`.
@@ -192,10 +236,19 @@ pub(crate) fn write_snapshot(
         for v in values {
             bytes += v.nbytes();
             // Vec -> Arrow buffer is a move, not a copy.
-            let array: ArrayRef = match (v, dtype) {
-                (HostValues::F32(v), StorageDtype::Float32) => Arc::new(Float32Array::from(v)),
-                (HostValues::F64(v), StorageDtype::Float64) => Arc::new(Float64Array::from(v)),
-                _ => {
+            let array: Option<ArrayRef> = match (v, dtype) {
+                (HostValues::F32(v), StorageDtype::Float32) => {
+                    Some(Arc::new(Float32Array::from(v)))
+                }
+                (HostValues::F64(v), StorageDtype::Float64) => {
+                    Some(Arc::new(Float64Array::from(v)))
+                }
+                (HostValues::Borrowed(t), dtype) => borrowed_array(t, dtype),
+                _ => None,
+            };
+            let array = match array {
+                Some(a) => a,
+                None => {
                     return Err(Error::invalid(
                         "snapshot values",
                         "element type differs from the run's storage dtype",
