@@ -69,6 +69,9 @@ fn round_trip_us(n: u32) -> f64 {
 
 struct Measured {
     call_us: f64,
+    /// Mean cost of the first and of the last 10 % of the calls.
+    first_us: f64,
+    last_us: f64,
     finish_s: f64,
     total_s: f64,
     read_s: f64,
@@ -83,8 +86,13 @@ fn one(dir: &Path, vs: &nn::VarStore, durability: Durability, calls: u64) -> Mea
         .unwrap();
     rec.flush().unwrap();
     let steps_per_epoch = 1000;
+    let window = (calls / 10).max(1);
+    let (mut first_end, mut last_start) = (None, None);
     let t0 = Instant::now();
     for step in 1..=calls {
+        if step == calls - window + 1 {
+            last_start = Some(Instant::now());
+        }
         let x = step as f64;
         rec.on_step_end(
             step / steps_per_epoch,
@@ -92,8 +100,12 @@ fn one(dir: &Path, vs: &nn::VarStore, durability: Durability, calls: u64) -> Mea
             &[("loss", 1.0 / x), ("acc", x), ("lr", 0.1)],
         )
         .unwrap();
+        if step == window {
+            first_end = Some(t0.elapsed().as_secs_f64());
+        }
     }
     let loop_s = t0.elapsed().as_secs_f64();
+    let last_s = last_start.map_or(f64::NAN, |t| t.elapsed().as_secs_f64());
     let t1 = Instant::now();
     rec.finish().unwrap();
     let finish_s = t1.elapsed().as_secs_f64();
@@ -111,6 +123,8 @@ fn one(dir: &Path, vs: &nn::VarStore, durability: Durability, calls: u64) -> Mea
     }
     Measured {
         call_us: loop_s * 1e6 / calls as f64,
+        first_us: first_end.unwrap_or(f64::NAN) * 1e6 / window as f64,
+        last_us: last_s * 1e6 / window as f64,
         finish_s,
         total_s,
         read_s,
@@ -146,7 +160,13 @@ fn main() {
     );
     println!(
         "  {:<10} {:>10} {:>12} {:>12} {:>12} {:>12} {:>14}",
-        "mode", "calls", "per call µs", "finish s", "total s", "read s", "peak RSS MiB"
+        "mode",
+        "calls",
+        "per call µs (first→last 10 %)",
+        "finish s",
+        "total s",
+        "read s",
+        "peak RSS MiB"
     );
     let mut results = Results::default();
     for &n in &sizes {
@@ -157,10 +177,10 @@ fn main() {
             let dir = tmp.path().join(format!("{mode}-{n}"));
             let m = one(&dir, &vs, durability, n);
             println!(
-                "  {:<10} {:>10} {:>12.2} {:>12.3} {:>12.3} {:>12.3} {:>14.0}",
+                "  {:<10} {:>10} {:>12} {:>12.3} {:>12.3} {:>12.3} {:>14.0}",
                 mode,
                 n,
-                m.call_us,
+                format!("{:.2} ({:.2}→{:.2})", m.call_us, m.first_us, m.last_us),
                 m.finish_s,
                 m.total_s,
                 m.read_s,
@@ -169,6 +189,20 @@ fn main() {
             std::fs::remove_dir_all(&dir).unwrap();
             let label = size_label(n);
             results.add(format!("metrics_{mode}_{label}_call_us"), m.call_us, "us");
+            results.add(
+                format!("metrics_{mode}_{label}_first_call_us"),
+                m.first_us,
+                "us",
+            );
+            results.add(
+                format!("metrics_{mode}_{label}_last_call_us"),
+                m.last_us,
+                "us",
+            );
+            if mode == "written" && n == 1_000_000 {
+                // The name: the default's cost per call at 10⁶ calls.
+                results.add("metrics_step_call_us_at_1m", m.call_us, "us");
+            }
             results.add(format!("metrics_{mode}_{label}_finish_s"), m.finish_s, "s");
             results.add(format!("metrics_{mode}_{label}_total_s"), m.total_s, "s");
             results.add(format!("metrics_{mode}_{label}_read_s"), m.read_s, "s");

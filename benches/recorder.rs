@@ -107,6 +107,7 @@ fn median(v: &mut [f64]) -> f64 {
 enum Mode {
     NoHook,
     Written,
+    Synced,
     Queued,
 }
 
@@ -115,6 +116,7 @@ impl Mode {
         match self {
             Mode::NoHook => "no hook",
             Mode::Written => "hook, Durability::Written",
+            Mode::Synced => "hook, Durability::Synced",
             Mode::Queued => "hook, Durability::Queued",
         }
     }
@@ -124,6 +126,7 @@ impl Mode {
         match self {
             Mode::NoHook => "nohook",
             Mode::Written => "written",
+            Mode::Synced => "synced",
             Mode::Queued => "queued",
         }
     }
@@ -170,12 +173,16 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
     let mut written = Recorder::builder(tmp.join("epoch-written"))
         .build(&t.vs)
         .unwrap();
+    let mut synced = Recorder::builder(tmp.join("epoch-synced"))
+        .durability(Durability::Synced)
+        .build(&t.vs)
+        .unwrap();
     let mut queued = Recorder::builder(tmp.join("epoch-queued"))
         .durability(Durability::Queued)
         .build(&t.vs)
         .unwrap();
     queued.flush().unwrap();
-    let modes = [Mode::NoHook, Mode::Written, Mode::Queued];
+    let modes = [Mode::NoHook, Mode::Written, Mode::Synced, Mode::Queued];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut epoch = 0u64;
     for round in 0..ROUNDS {
@@ -187,14 +194,17 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
             match modes[m] {
                 Mode::NoHook => {}
                 Mode::Written => written.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
+                Mode::Synced => synced.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
                 Mode::Queued => queued.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
             }
             times[m].push(t0.elapsed().as_secs_f64());
         }
     }
     let w = written.finish().unwrap();
+    synced.finish().unwrap();
     let q = queued.finish().unwrap();
     std::fs::remove_dir_all(tmp.join("epoch-written")).unwrap();
+    std::fs::remove_dir_all(tmp.join("epoch-synced")).unwrap();
     std::fs::remove_dir_all(tmp.join("epoch-queued")).unwrap();
     let base = median(&mut times[0].clone());
     println!(
@@ -210,6 +220,11 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
         } else {
             results.add(
                 format!("recorder_epoch_overhead_{}_pct", m.key()),
+                (med - base) / base * 100.0,
+                "%",
+            );
+            results.add(
+                format!("recorder_overhead_{}_pct", m.key()),
                 (med - base) / base * 100.0,
                 "%",
             );
@@ -248,6 +263,7 @@ fn throughput(tmp: &Path, results: &mut Results) {
     let configs = [
         (Durability::Written, true),
         (Durability::Written, false),
+        (Durability::Synced, true),
         (Durability::Queued, true),
         (Durability::Queued, false),
     ];
@@ -285,6 +301,9 @@ fn throughput(tmp: &Path, results: &mut Results) {
     );
     for ((durability, fsync), v) in configs.iter().zip(secs.iter_mut()) {
         let med = median(v);
+        if (*durability, *fsync) == (Durability::Written, true) {
+            results.add("recorder_write_gbps", bytes / med / 1e9, "GB/s");
+        }
         results.add(
             format!(
                 "recorder_throughput_{}_{}_gbps",
@@ -310,7 +329,118 @@ fn throughput(tmp: &Path, results: &mut Results) {
     }
 }
 
+/// Parameters of the synthetic large model: 16 tensors of 2^26 float32
+/// (1.07e9 parameters, 4.3 GB).
+const LARGE_TENSORS: i64 = 16;
+const LARGE_NUMEL: i64 = 1 << 26;
+
+/// The child of the large-model section (its own process, so VmHWM is its
+/// own): builds the model, measures one plain write of its bytes into a
+/// file (the page-cache write bandwidth, for scale), then records θ₀ and one
+/// snapshot with the default recorder, and prints a CHILD_1B line.
+fn child_large(dir: &Path) {
+    use std::io::Write;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let tensors: Vec<Tensor> = (0..LARGE_TENSORS)
+        .map(|i| root.var(&format!("w{i:02}"), &[LARGE_NUMEL], nn::Init::Const(0.25)))
+        .collect();
+    let bytes = (LARGE_TENSORS * LARGE_NUMEL * 4) as f64;
+    let model_mib = peak_rss_mib().unwrap_or(0.0);
+    // One plain write of the same bytes from the tensors' memory.
+    let raw = dir.join("raw.bin");
+    let t0 = Instant::now();
+    {
+        let mut f = std::fs::File::create(&raw).unwrap();
+        for t in &tensors {
+            let n = t.numel() * 4;
+            // SAFETY: a contiguous CPU float32 tensor of n bytes, only read.
+            let b = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, n) };
+            f.write_all(b).unwrap();
+        }
+    }
+    let raw_s = t0.elapsed().as_secs_f64();
+    std::fs::remove_file(&raw).unwrap();
+    settle_disk();
+    let run = dir.join("run");
+    let t0 = Instant::now();
+    let mut rec = Recorder::builder(&run).fsync(false).build(&vs).unwrap();
+    let theta0_s = t0.elapsed().as_secs_f64();
+    settle_disk();
+    let t0 = Instant::now();
+    rec.on_epoch_end(1, &[("loss", 1.0)]).unwrap();
+    let snap_s = t0.elapsed().as_secs_f64();
+    rec.finish().unwrap();
+    let peak = peak_rss_mib().unwrap_or(0.0);
+    std::fs::remove_dir_all(&run).unwrap();
+    println!(
+        "CHILD_1B bytes={bytes} model_mib={model_mib} raw_s={raw_s} theta0_s={theta0_s} snap_s={snap_s} peak_mib={peak}"
+    );
+}
+
+/// (c): the large model in a child process, when LANDSCAPE_BENCH_1B=1.
+fn large(tmp: &Path, results: &mut Results) {
+    if std::env::var("LANDSCAPE_BENCH_1B").as_deref() != Ok("1") {
+        println!("(c) 1e9-parameter model: not run (set LANDSCAPE_BENCH_1B=1; needs ~5 GB of memory and 9 GB of disk)");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .arg("--child-1b")
+        .arg(tmp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find(|l| l.starts_with("CHILD_1B ")) else {
+        println!(
+            "(c) 1e9-parameter model: the child failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    };
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (bytes, model, raw, snap, peak) = (
+        field("bytes"),
+        field("model_mib"),
+        field("raw_s"),
+        field("snap_s"),
+        field("peak_mib"),
+    );
+    println!();
+    println!(
+        "(c) 1e9-parameter model ({:.2} GB float32, 16 tensors), default durability (Written), fsync off (page cache):",
+        bytes / 1e9
+    );
+    println!(
+        "  plain write of the same bytes {:.2} s = {:.2} GB/s | snapshot {:.2} s = {:.2} GB/s ({:.0} % of the plain write) | θ₀ {:.2} s",
+        raw,
+        bytes / raw / 1e9,
+        snap,
+        bytes / snap / 1e9,
+        100.0 * raw / snap,
+        field("theta0_s")
+    );
+    println!(
+        "  peak RSS {peak:.0} MiB = the model ({model:.0} MiB) + {:.0} MiB",
+        peak - model
+    );
+    results.add("recorder_1b_peak_rss_mib", peak, "MiB");
+    results.add("recorder_1b_over_model_mib", peak - model, "MiB");
+    results.add("recorder_1b_write_gbps", bytes / snap / 1e9, "GB/s");
+    results.add("recorder_1b_vs_plain_write_pct", 100.0 * raw / snap, "%");
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child-1b") {
+        child_large(Path::new(&args[pos + 1]));
+        return;
+    }
     // `cargo bench` passes --bench; `cargo test --benches` runs this with
     // no such flag: then only a quick smoke run makes sense.
     if !std::env::args().any(|a| a == "--bench") {
@@ -333,6 +463,8 @@ fn main() {
     epoch_overhead(tmp.path(), &mut results);
     settle_disk();
     throughput(tmp.path(), &mut results);
+    settle_disk();
+    large(tmp.path(), &mut results);
     println!();
     match peak_rss_mib() {
         Some(m) => {

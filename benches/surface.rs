@@ -101,6 +101,11 @@ fn run(w: &Workload, results: &mut Results) {
     add("raw_1thread_ms_per_point", raw1 * 1e3, "ms");
     add("2x1_ms_per_point", two * 1e3, "ms");
     add("2x1_vs_reference_x", w.reference_s / two, "x");
+    // The default layout (replicas × 1 thread when cores allow) and the
+    // raw forward rate it is measured against (1 thread, both replicas).
+    add("points_per_s", 1.0 / two, "1/s");
+    add("raw_points_per_s", 2.0 / raw1, "1/s");
+    add("vs_raw_pct", 100.0 * (raw1 / 2.0) / two, "%");
     println!(
         "{} ({}×{} grid, {} reps, median):",
         w.name, w.n, w.n, w.reps
