@@ -200,7 +200,7 @@ pub(crate) fn fit<C: Chunks>(
         }
         _ => {
             let _s = tracing::debug_span!("pca projection pass").entered();
-            let pass2 = project_pass(traj, &weights, opts.precision, None)?;
+            let pass2 = project_pass(traj, &weights, None)?;
             passes = 2;
             if opts.signs == SignRule::Components {
                 let largest: Vec<f64> = pass2.largest.iter().map(|&(_, v)| v).collect();
@@ -478,7 +478,7 @@ mod tests {
             max_relative = 1e-9
         );
         // The component is u/‖u‖, its largest coordinate (3) positive.
-        let pc = components(&traj, &f.weights, GramPrecision::Float64).unwrap();
+        let pc = components(&traj, &f.weights).unwrap();
         for (p, &x) in pc[0].iter().zip(&u) {
             assert_abs_diff_eq!(*p as f64, x as f64 / norm_u, epsilon = 1e-6);
         }
@@ -504,7 +504,7 @@ mod tests {
         for (l, s) in f.spectrum.lambda.iter().zip(&sigma).take(m - 1) {
             assert_relative_eq!(*l, s * s, max_relative = 1e-9);
         }
-        let pcs = components(&traj, &f.weights, GramPrecision::Float64).unwrap();
+        let pcs = components(&traj, &f.weights).unwrap();
         let vt = svd.v_t.unwrap();
         let pcs: Vec<Vec<f64>> = pcs
             .iter()

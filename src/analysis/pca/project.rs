@@ -3,13 +3,10 @@
 //! signs of [`SignRule::Components`](super::SignRule::Components).
 //!
 //! As u_k ⊥ 1 (v_k is an eigenvector of the centred Gram matrix with λ > 0),
-//! Mcᵀ u_k = Δᵀ u_k: each chunk's components are one libtorch product of the
-//! uncentred chunk ([`Deltas`]) with the m×k weight matrix.
+//! Mcᵀ u_k = Δᵀ u_k: a weighted sum of the snapshots' rows, formed straight
+//! from the chunks as they lie in the mapped files.
 
-use tch::{Device, Tensor};
-
-use super::gram::{GramPrecision, GramValue};
-use super::stream::{Chunks, Deltas, Trajectory};
+use super::stream::{Chunks, Trajectory};
 use crate::error::{Error, Result};
 
 /// The results of [`project_pass`].
@@ -23,19 +20,15 @@ pub(crate) struct Pass2 {
 }
 
 /// The projection pass over `traj` with the component weights u_k =
-/// v_k / √λ_k (`weights[k]`, m values each), products in `precision`; with
+/// v_k / √λ_k (`weights[k]`, m values each), sums in float64; with
 /// `store` (one vector of the selection's length per component), also
 /// writes the components, as float32, into it.
 pub(crate) fn project_pass<C: Chunks>(
     traj: &Trajectory<C>,
     weights: &[Vec<f64>],
-    precision: GramPrecision,
     store: Option<&mut [Vec<f32>]>,
 ) -> Result<Pass2> {
-    let mut out = match precision {
-        GramPrecision::Float32 => project_with::<f32, C>(traj, weights, store)?,
-        GramPrecision::Float64 => project_with::<f64, C>(traj, weights, store)?,
-    };
+    let mut out = project_rows(traj, weights, store)?;
     // Tensors without elements produce no chunk; keep one share row each.
     let ncomp = weights.len();
     if out.shares.len() != traj.selected.len() {
@@ -52,83 +45,75 @@ pub(crate) fn project_pass<C: Chunks>(
     Ok(out)
 }
 
-fn project_with<T: GramValue, C: Chunks>(
+/// One pass on the calling thread over the chunks' rows as they lie in the
+/// mapped files: pc_k[t] = Σᵢ u_ki·θ₍rows[i]₎[t] − (Σᵢ u_ki)·θ₍centre₎[t]
+/// (= Σᵢ u_ki Δᵢₜ), row by row in float64. Two multiply-adds per value and
+/// component: the pass costs about one read of the files, no transposition.
+fn project_rows<C: Chunks>(
     traj: &Trajectory<C>,
     weights: &[Vec<f64>],
     store: Option<&mut [Vec<f32>]>,
 ) -> Result<Pass2> {
     let (m, ncomp) = (traj.m, weights.len());
-    let torch = |e| Error::torch("projecting a trajectory chunk on the components", e);
-    // U: m×k, row i = (u_1i, …, u_ki).
-    let u: Vec<f64> = (0..m)
-        .flat_map(|i| weights.iter().map(move |w| w[i]))
-        .collect();
-    let u = Tensor::f_from_slice(&u)
-        .and_then(|t| t.f_reshape([m as i64, ncomp as i64]))
-        .and_then(|t| t.f_to_kind(T::KIND))
-        .map_err(torch)?;
+    if weights.iter().any(|w| w.len() != m) || traj.rows.len() != m {
+        return Err(Error::invalid(
+            "pca",
+            format!("component weights of {m} rows expected"),
+        ));
+    }
+    let sums: Vec<f64> = weights.iter().map(|w| w.iter().sum()).collect();
     let mut out = Pass2 {
         largest: vec![(-1.0, 0.0); ncomp],
         shares: Vec::new(),
     };
     let mut current = None;
     let mut store = store;
-    traj.for_each_prepared(|d: &Deltas<T>| {
-        if d.len == 0 {
+    let mut pcs: Vec<Vec<f64>> = vec![Vec::new(); ncomp];
+    traj.chunks.each(&mut |c| {
+        let len = c.len;
+        if len == 0 {
             return Ok(());
         }
-        if current != Some(d.tensor) {
-            current = Some(d.tensor);
-            out.shares.push(vec![0.0; ncomp]);
-        }
-        if d.xt.len() != d.len * m {
+        if c.rows.len() != traj.n || c.rows.iter().any(|r| r.len() != len) || traj.centre >= traj.n
+        {
             return Err(Error::invalid(
                 "pca",
                 format!(
-                    "a chunk holds {} values, expected {} × {m}",
-                    d.xt.len(),
-                    d.len
+                    "a chunk of tensor #{} holds {} rows, expected {} snapshots × {len}",
+                    c.tensor,
+                    c.rows.len(),
+                    traj.n
                 ),
             ));
         }
-        // SAFETY: `d.xt` holds len·m initialised values of `T::KIND`, is
-        // only read, and outlives `x`, dropped at the end of this closure.
-        let x = unsafe {
-            Tensor::f_from_blob(
-                d.xt.as_ptr().cast::<u8>(),
-                &[d.len as i64, m as i64],
-                &[m as i64, 1],
-                T::KIND,
-                Device::Cpu,
-            )
+        if current != Some(c.tensor) {
+            current = Some(c.tensor);
+            out.shares.push(vec![0.0; ncomp]);
         }
-        .map_err(torch)?;
-        let p = x
-            .f_mm(&u)
-            .and_then(|p| p.f_to_kind(tch::Kind::Double))
-            .map_err(torch)?;
-        drop(x);
-        // Row-major len×k: p[t·k + k'].
-        let p = Vec::<f64>::try_from(&p.reshape([-1])).map_err(torch)?;
-        let shares = out.shares.last_mut();
-        let mut sq = vec![0.0; ncomp];
-        for row in p.chunks_exact(ncomp) {
-            for (k, &v) in row.iter().enumerate() {
-                sq[k] += v * v;
-                let best = &mut out.largest[k];
+        let fin = c.rows[traj.centre];
+        for (k, pc) in pcs.iter_mut().enumerate() {
+            pc.clear();
+            pc.extend(fin.iter().map(|&f| -sums[k] * f64::from(f)));
+            for (&r, &w) in traj.rows.iter().zip(&weights[k]) {
+                for (p, &x) in pc.iter_mut().zip(c.rows[r]) {
+                    *p += w * f64::from(x);
+                }
+            }
+            let best = &mut out.largest[k];
+            let mut sq = 0.0;
+            for &v in pc.iter() {
+                sq += v * v;
                 if v.abs() > best.0 {
                     *best = (v.abs(), v);
                 }
             }
-        }
-        if let Some(s) = shares {
-            s.iter_mut().zip(&sq).for_each(|(a, b)| *a += b);
-        }
-        if let Some(store) = store.as_deref_mut() {
-            for (k, comp) in store.iter_mut().enumerate() {
-                let dst = &mut comp[d.global_start..d.global_start + d.len];
-                for (o, row) in dst.iter_mut().zip(p.chunks_exact(ncomp)) {
-                    *o = row[k] as f32;
+            if let Some(s) = out.shares.last_mut() {
+                s[k] += sq;
+            }
+            if let Some(store) = store.as_deref_mut() {
+                let dst = &mut store[k][c.global_start..c.global_start + len];
+                for (o, &v) in dst.iter_mut().zip(pc.iter()) {
+                    *o = v as f32;
                 }
             }
         }
@@ -142,10 +127,9 @@ fn project_with<T: GramValue, C: Chunks>(
 pub(crate) fn components<C: Chunks>(
     traj: &Trajectory<C>,
     weights: &[Vec<f64>],
-    precision: GramPrecision,
 ) -> Result<Vec<Vec<f32>>> {
     let numel = traj.selected.iter().map(|s| s.numel).sum::<usize>();
     let mut store = vec![vec![0f32; numel]; weights.len()];
-    project_pass(traj, weights, precision, Some(&mut store))?;
+    project_pass(traj, weights, Some(&mut store))?;
     Ok(store)
 }

@@ -287,9 +287,7 @@ impl PcaResult {
     pub fn components_of(&self, runs: &[&Run]) -> Result<Vec<Vec<f32>>> {
         let traj = self.trajectory(runs)?;
         let _span = tracing::debug_span!("pca components").entered();
-        super::with_torch_threads(self.threads, || {
-            components(&traj, &self.weights, self.precision)
-        })
+        super::with_torch_threads(self.threads, || components(&traj, &self.weights))
     }
 
     /// The PCA plane as [`Directions`]: centre = the final snapshot (every
