@@ -174,6 +174,39 @@ fn every_subcommand_runs_on_a_torchscript_model() {
     call(with(&["surface", &run_s, "--x", "-1:1:5", "--y", "-1:1:3"]));
     let want = direct(&model, &run, 3);
     assert_eq!(centre_of(&run.join("surfaces/filter-2d")), want);
+    // The default evaluates on model replicas (one per core, 1 thread
+    // each); `--threads 2` on one model: the same surface.
+    call(with(&[
+        "surface",
+        &run_s,
+        "--x",
+        "-1:1:5",
+        "--y",
+        "-1:1:3",
+        "--threads",
+        "2",
+        "--name",
+        "one-model",
+    ]));
+    let (rep, one) = (
+        SurfaceResult::load(run.join("surfaces/filter-2d")).unwrap(),
+        SurfaceResult::load(run.join("surfaces/one-model")).unwrap(),
+    );
+    assert_eq!(rep.points.len(), one.points.len());
+    for (a, b) in rep.points.iter().zip(&one.points) {
+        assert_eq!((a.point.x, a.point.y), (b.point.x, b.point.y));
+        for (sa, sb) in a.splits.iter().zip(&b.splits) {
+            assert!(
+                (sa.loss - sb.loss).abs() <= 1e-5 * sb.loss.abs().max(1e-3),
+                "({}, {}) {}: replicas {} vs one model {}",
+                a.point.x,
+                a.point.y,
+                sa.split,
+                sa.loss,
+                sb.loss
+            );
+        }
+    }
     // The same from the .npz file, a 1-D layer-normalized slice at snapshot 1.
     let npz_args: Vec<String> = [
         "surface", &run_s, "--model", &model_s, "--data", &npz_s, "--dims", "1", "--norm", "layer",

@@ -61,7 +61,9 @@ pub struct ModelArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Intra-op threads (default: all cores, or cores / ranks per node under --mpi).
+    /// Intra-op threads of one model (default: one model replica per core,
+    /// each on 1 thread; all cores, or cores / ranks per node under --mpi).
+    /// Given, one replica uses this many threads.
     #[arg(long)]
     pub threads: Option<usize>,
     /// BatchNorm running statistics: as recorded (fixed; interpolated by
@@ -81,6 +83,46 @@ pub struct ModelArgs {
     /// Launched by mpirun: every rank evaluates a share, rank 0 writes.
     #[arg(long)]
     pub mpi: bool,
+}
+
+/// The most model replicas a surface uses by default.
+const MAX_REPLICAS: usize = 16;
+
+/// The parts of a [`Session`] a model replica is built from, shareable
+/// across threads (the data as shallow clones behind a lock).
+pub struct ReplicaSpec {
+    model: Option<PathBuf>,
+    device: Device,
+    splits: std::sync::Mutex<Vec<(String, tch::Tensor, tch::Tensor)>>,
+    loss: LossKind,
+    batch: i64,
+}
+
+impl ReplicaSpec {
+    /// A replica: its own VarStore holding a copy of `centre`'s variables
+    /// (the session's, the snapshot loaded) and an evaluator owning its
+    /// model, on the same data.
+    pub fn build(
+        &self,
+        centre: &VarStore,
+    ) -> tch_landscape::Result<(
+        VarStore,
+        Box<dyn tch_landscape::analysis::evaluator::Evaluator>,
+    )> {
+        let mut vs = VarStore::new(self.device);
+        let eval = match &self.model {
+            Some(path) => ClassifierEvaluator::owning(ScriptModel::load(path, &vs)?),
+            None => ClassifierEvaluator::owning(Mlp::new(&vs.root(), &W1_SIZES)),
+        };
+        vs.copy(centre)
+            .map_err(|e| tch_landscape::Error::torch("copying the model into a replica", e))?;
+        let mut eval = eval.loss(self.loss).batch(self.batch)?;
+        let splits = self.splits.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, x, y) in splits.iter() {
+            eval = eval.split(name.clone(), x, y)?;
+        }
+        Ok((vs, Box::new(eval)))
+    }
 }
 
 /// `--loss`.
@@ -166,6 +208,10 @@ pub struct Session {
     pub shard: Option<Shard>,
     /// "model.pt on data.safetensors" / "the demo's digits MLP".
     pub description: String,
+    /// The TorchScript file of `--model` (None: the demo's MLP).
+    model_path: Option<PathBuf>,
+    /// Whether `--threads` was given (then one replica uses them).
+    threads_given: bool,
     #[cfg(feature = "mpi")]
     pub mpi: Option<tch_landscape::distributed::Mpi>,
 }
@@ -320,6 +366,8 @@ impl Session {
             bn,
             shard,
             description,
+            model_path: args.model.clone(),
+            threads_given: args.threads.is_some(),
             #[cfg(feature = "mpi")]
             mpi,
         };
@@ -470,6 +518,43 @@ impl Session {
             bar.set_position(done as u64);
         });
         (builder, pb)
+    }
+
+    /// How many model replicas evaluate a surface in this process, each on
+    /// one libtorch thread. Replicas × 1 thread beat one model on every
+    /// thread (measured: W1 1.3×, W2 1.4× on two cores, and a two-thread
+    /// model collapses under foreign load), so with two or more cores they
+    /// are the default; one replica on all threads when `--threads` is
+    /// given, under MPI (ranks are the replicas), on a GPU, or with
+    /// `--bn recalibrate` (its evaluator holds the session's variables).
+    pub fn replicas(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if self.mpi.is_some() {
+            return 1;
+        }
+        if self.threads_given || self.vs.device() != Device::Cpu || self.bn.is_some() {
+            return 1;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_REPLICAS)
+    }
+
+    /// What a replica is built from on its own thread.
+    pub fn replica_spec(&self) -> ReplicaSpec {
+        ReplicaSpec {
+            model: self.model_path.clone(),
+            device: self.vs.device(),
+            splits: std::sync::Mutex::new(
+                self.data
+                    .splits
+                    .iter()
+                    .map(|s| (s.name.clone(), s.x.shallow_clone(), s.y.shallow_clone()))
+                    .collect(),
+            ),
+            loss: self.loss,
+            batch: self.batch,
+        }
     }
 
     /// Number of processes evaluating (MPI ranks, or 1).

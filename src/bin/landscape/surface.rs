@@ -222,7 +222,19 @@ pub fn compute(
         pb.finish_and_clear();
         return Ok(res);
     }
-    let res = surface.evaluate(&session.vs, &mut eval, out)?;
+    let replicas = session.replicas();
+    let res = if replicas > 1 {
+        drop(eval);
+        let spec = session.replica_spec();
+        let (spec, centre) = (&spec, &session.vs);
+        let before = tch::get_num_threads();
+        tch::set_num_threads(1);
+        let res = surface.evaluate_parallel(replicas, move || spec.build(centre), out);
+        tch::set_num_threads(before);
+        res?
+    } else {
+        surface.evaluate(&session.vs, &mut eval, out)?
+    };
     pb.finish_and_clear();
     Ok(Some(res))
 }
