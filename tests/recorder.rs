@@ -1390,3 +1390,84 @@ fn overlong_metric_names_are_refused_before_recording() {
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].name.as_str(), rows[0].value), ("ok", 3.0));
 }
+
+/// `RecorderBuilder::select`: only the picked variables are recorded, the
+/// others are listed as skipped with the selection; the snapshots hold the
+/// model's values bit for bit and the trajectory PCA runs on them; a name
+/// that is no variable, or a selection of nothing, is refused by name.
+#[test]
+fn a_selection_records_only_the_picked_tensors() {
+    let dir = tempdir();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = BnNet::new(&vs.root());
+    let mut rec = Recorder::builder(dir.path())
+        .select(Selection::Weights)
+        .build(&vs)
+        .unwrap();
+    for epoch in 1..=3u64 {
+        tch::no_grad(|| {
+            for (_, mut t) in vs.variables() {
+                let _ = t.f_add_(&Tensor::from(0.01 * epoch as f64)).unwrap();
+            }
+        });
+        rec.on_epoch_end(epoch, &[("loss", 1.0 / epoch as f64)])
+            .unwrap();
+    }
+    rec.finish().unwrap();
+    let run = Run::open(dir.path()).unwrap();
+    let m = run.manifest();
+    let names: Vec<&str> = m.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["fc1.weight", "fc2.weight"]);
+    assert!(m.tensors.iter().all(|t| t.role == Role::Weight));
+    assert_eq!(m.tensors[1].offset, m.tensors[0].numel);
+    let skipped: Vec<&str> = m.skipped.iter().map(|s| s.name.as_str()).collect();
+    for name in [
+        "bn.bias",
+        "bn.running_mean",
+        "bn.weight",
+        "fc1.bias",
+        "fc2.bias",
+    ] {
+        assert!(
+            skipped.contains(&name),
+            "{name} not listed as skipped: {skipped:?}"
+        );
+    }
+    assert!(m
+        .skipped
+        .iter()
+        .all(|s| s.reason.contains("not selected") || s.reason.contains("floating-point")));
+    // The last snapshot is the model as it is now.
+    let last: BTreeMap<String, Tensor> = run.tensors(run.len() - 1).unwrap().into_iter().collect();
+    assert_eq!(last.len(), 2);
+    for (name, t) in vs.variables() {
+        if let Some(r) = last.get(&name) {
+            assert!(r.equal(&t), "{name} differs from the model");
+        }
+    }
+    let pca = tch_landscape::analysis::pca::TrajectoryPca::builder()
+        .build()
+        .unwrap()
+        .fit(&run)
+        .unwrap();
+    assert_eq!(pca.path.len(), 4);
+    // Refusals, naming what is wrong; nothing recorded.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = BnNet::new(&vs.root());
+    let bad = tempdir();
+    let e = Recorder::builder(bad.path())
+        .select(Selection::Names(vec![
+            "fc1.weight".into(),
+            "fc9.weight".into(),
+        ]))
+        .build(&vs)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fc9.weight") && e.contains("select"), "{e}");
+    let e = Recorder::builder(tempdir().path())
+        .select(Selection::NameContains("conv".into()))
+        .build(&vs)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("contains:conv") && e.contains("none"), "{e}");
+}

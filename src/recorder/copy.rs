@@ -73,6 +73,56 @@ pub(crate) fn describe(
     (infos, skipped, dtype)
 }
 
+/// Keeps the tensors `selection` picks; the others join `skipped` with the
+/// selection as the reason, and offsets are recomputed. An error for a
+/// listed name that is no recordable variable, or when nothing is picked.
+pub(crate) fn select(
+    tensors: Vec<TensorInfo>,
+    mut skipped: Vec<SkippedTensor>,
+    selection: &crate::tensor::Selection,
+) -> Result<(Vec<TensorInfo>, Vec<SkippedTensor>)> {
+    if let crate::tensor::Selection::Names(names) = selection {
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !tensors.iter().any(|t| &t.name == *n))
+        {
+            return Err(Error::invalid(
+                "RecorderBuilder::select",
+                format!(
+                    "'{missing}' is not a floating-point variable of the VarStore (it has {})",
+                    tensors
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .take(8)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    let (mut kept, left): (Vec<TensorInfo>, Vec<TensorInfo>) = tensors
+        .into_iter()
+        .partition(|t| selection.selects(&t.name, t.role));
+    if kept.is_empty() {
+        return Err(Error::invalid(
+            "RecorderBuilder::select",
+            format!("the selection '{selection}' picks none of the VarStore's variables"),
+        ));
+    }
+    let mut offset = 0;
+    for t in &mut kept {
+        t.offset = offset;
+        offset += t.numel;
+    }
+    skipped.extend(left.into_iter().map(|t| SkippedTensor {
+        name: t.name,
+        dtype: t.dtype,
+        reason: format!("not selected (RecorderBuilder::select({selection}))"),
+    }));
+    skipped.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((kept, skipped))
+}
+
 /// Deep-copies the recorded variables to host memory, checking that the set
 /// of variables and their shapes still match the manifest. With `borrow`,
 /// variables already on the CPU in the storage dtype and contiguous are

@@ -52,6 +52,7 @@ use crate::store::metrics::{
     METRICS_DIR, METRICS_FILE,
 };
 use crate::store::snapshot::{SnapshotMeta, Trigger, SNAPSHOT_DIR};
+use crate::tensor::Selection;
 use copy::SharedVariables;
 pub use writer::WriterStats;
 use writer::{Ack, Job};
@@ -125,9 +126,24 @@ pub struct RecorderBuilder {
     metrics_segment_rows: usize,
     user: BTreeMap<String, String>,
     lr_metric: Option<String>,
+    selection: Option<Selection>,
 }
 
 impl RecorderBuilder {
+    /// Records only the variables `selection` picks (default: every
+    /// floating-point variable), e.g. [`Selection::Weights`] for a large
+    /// model whose trajectory PCA needs only its weights. The others are
+    /// listed in the manifest's `skipped`, the selection as the reason, so
+    /// every reader sees what the run holds: trajectory PCA, exports and
+    /// reports work on the recorded tensors; analyses that load the whole
+    /// model into its variables (surfaces, curvature) refuse the run,
+    /// naming the tensors it lacks. A name of [`Selection::Names`] that is
+    /// no floating-point variable, or a selection of nothing, is an error.
+    pub fn select(mut self, selection: Selection) -> Self {
+        self.selection = Some(selection);
+        self
+    }
+
     /// Also snapshot every `n` optimizer steps (reported via
     /// [`Recorder::on_step_end`]). `n` must be at least 1.
     pub fn every_n_steps(mut self, n: u64) -> Self {
@@ -237,6 +253,10 @@ impl RecorderBuilder {
 
         let vars: SharedVariables = vs.variables_.clone();
         let (tensors, skipped, storage_dtype) = copy::describe(&copy::sorted_variables(&vars));
+        let (tensors, skipped) = match &self.selection {
+            Some(sel) => copy::select(tensors, skipped, sel)?,
+            None => (tensors, skipped),
+        };
         if tensors.is_empty() {
             return Err(Error::invalid(
                 "VarStore",
@@ -343,6 +363,7 @@ impl Recorder {
             metrics_segment_rows: DEFAULT_SEGMENT_ROWS,
             user: BTreeMap::new(),
             lr_metric: None,
+            selection: None,
         }
     }
 
