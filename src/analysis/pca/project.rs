@@ -74,18 +74,7 @@ fn project_rows<C: Chunks>(
         if len == 0 {
             return Ok(());
         }
-        if c.rows.len() != traj.n || c.rows.iter().any(|r| r.len() != len) || traj.centre >= traj.n
-        {
-            return Err(Error::invalid(
-                "pca",
-                format!(
-                    "a chunk of tensor #{} holds {} rows, expected {} snapshots × {len}",
-                    c.tensor,
-                    c.rows.len(),
-                    traj.n
-                ),
-            ));
-        }
+        traj.check_chunk(c)?;
         if current != Some(c.tensor) {
             current = Some(c.tensor);
             out.shares.push(vec![0.0; ncomp]);

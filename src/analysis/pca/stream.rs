@@ -282,6 +282,18 @@ fn check_same_tensors(first: &Run, run: &Run, selection: &Selection) -> Result<(
 }
 
 impl<C: Chunks> Trajectory<C> {
+    /// An error when chunk `c` does not hold this trajectory's n rows of
+    /// its length.
+    pub(crate) fn check_chunk(&self, c: &ChunkRows<'_>) -> Result<()> {
+        let rows = Rows {
+            m: self.m,
+            n: self.n,
+            centre: self.centre,
+            rows: &self.rows,
+        };
+        check_chunk(c, rows)
+    }
+
     /// Streams the selected tensors through `f`, each chunk prepared as a
     /// `B` ([`Deltas`]). A second thread reads and prepares
     /// the next chunk while `f` works on the current one; buffers are
