@@ -29,7 +29,7 @@ const SIZES: [i64; 5] = [1024, 2560, 2048, 1024, 10];
 const BATCH: i64 = 128;
 /// Target duration of one epoch without the hook.
 const TARGET_EPOCH: Duration = Duration::from_millis(1300);
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 9;
 const THROUGHPUT_SNAPSHOTS: u32 = 8;
 const THROUGHPUT_REPS: usize = 3;
 
@@ -184,6 +184,8 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
     queued.flush().unwrap();
     let modes = [Mode::NoHook, Mode::Written, Mode::Synced, Mode::Queued];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    // Seconds the training thread spent inside the hook call.
+    let mut blocked: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut epoch = 0u64;
     for round in 0..ROUNDS {
         for j in 0..modes.len() {
@@ -191,58 +193,101 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
             epoch += 1;
             let t0 = Instant::now();
             t.epoch();
+            let c0 = Instant::now();
             match modes[m] {
                 Mode::NoHook => {}
                 Mode::Written => written.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
                 Mode::Synced => synced.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
                 Mode::Queued => queued.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
             }
+            blocked[m].push(c0.elapsed().as_secs_f64());
             times[m].push(t0.elapsed().as_secs_f64());
         }
     }
-    let w = written.finish().unwrap();
-    synced.finish().unwrap();
-    let q = queued.finish().unwrap();
+    let summaries = [
+        None,
+        Some(written.finish().unwrap()),
+        Some(synced.finish().unwrap()),
+        Some(queued.finish().unwrap()),
+    ];
     std::fs::remove_dir_all(tmp.join("epoch-written")).unwrap();
     std::fs::remove_dir_all(tmp.join("epoch-synced")).unwrap();
     std::fs::remove_dir_all(tmp.join("epoch-queued")).unwrap();
+    // Paired by round: each hooked epoch against the no-hook epoch of the
+    // same round (the machine's drift cancels; what is left is the noise).
+    let paired: Vec<Vec<f64>> = times
+        .iter()
+        .map(|v| v.iter().zip(&times[0]).map(|(h, b)| h - b).collect())
+        .collect();
     let base = median(&mut times[0].clone());
+    let noise = spread_pct(&times[0], base);
+    results.add("recorder_epoch_noise_pct", noise, "%");
     println!(
-        "  {:<28} {:>12} {:>10} {:>10} {:>10}",
-        "mode", "median (s)", "min (s)", "max (s)", "overhead"
+        "  {:<28} {:>10} {:>8} {:>8} {:>17} {:>9} {:>11}",
+        "mode", "median (s)", "min (s)", "max (s)", "paired (± 2 SE)", "in call", "writer CPU"
     );
-    for (m, v) in modes.iter().zip(times.iter_mut()) {
-        let med = median(v);
+    for (k, m) in modes.iter().enumerate() {
+        let mut v = times[k].clone();
+        let med = median(&mut v);
         let (lo, hi) = (v[0], v[v.len() - 1]);
-        let over = if *m == Mode::NoHook {
+        if *m == Mode::NoHook {
             results.add("recorder_epoch_nohook_s", med, "s");
-            "-".to_string()
-        } else {
-            results.add(
-                format!("recorder_epoch_overhead_{}_pct", m.key()),
-                (med - base) / base * 100.0,
-                "%",
-            );
-            results.add(
-                format!("recorder_overhead_{}_pct", m.key()),
-                (med - base) / base * 100.0,
-                "%",
-            );
-            format!("{:+.1}%", (med - base) / base * 100.0)
-        };
+            println!("  {:<28} {med:>10.3} {lo:>8.3} {hi:>8.3}", m.name());
+            continue;
+        }
+        let key = m.key();
+        let (mean, se) = mean_se(&paired[k]);
+        let over = (med - base) / base * 100.0;
+        let call = median(&mut blocked[k].clone()) / base * 100.0;
+        let s = summaries[k].as_ref().unwrap();
+        // The writer's CPU per snapshot, as a share of a no-hook epoch: the
+        // most it can take from the training threads when all cores are busy.
+        let cpu = s
+            .writer_cpu_seconds
+            .map(|c| c / s.snapshots.max(1) as f64 / base * 100.0);
+        results.add(format!("recorder_epoch_overhead_{key}_pct"), over, "%");
+        results.add(format!("recorder_overhead_{key}_pct"), over, "%");
+        results.add(
+            format!("recorder_overhead_{key}_paired_pct"),
+            mean / base * 100.0,
+            "%",
+        );
+        results.add(format!("recorder_blocked_{key}_pct"), call, "%");
+        if let Some(cpu) = cpu {
+            results.add(format!("recorder_writer_cpu_{key}_pct"), cpu, "%");
+        }
         println!(
-            "  {:<28} {:>12.3} {:>10.3} {:>10.3} {:>10}",
+            "  {:<28} {med:>10.3} {lo:>8.3} {hi:>8.3} {:>+8.1}% ± {:>4.1}% {call:>8.2}% {:>10}",
             m.name(),
-            med,
-            lo,
-            hi,
-            over
+            mean / base * 100.0,
+            2.0 * se / base * 100.0,
+            cpu.map_or("-".into(), |c| format!("{c:.2}%")),
         );
     }
     println!(
-        "  ({ROUNDS} interleaved rounds; writer busy: Written {:.2} s for {} snapshots, Queued {:.2} s for {})",
-        w.writer_busy_seconds, w.snapshots, q.writer_busy_seconds, q.snapshots
+        "  ({ROUNDS} interleaved rounds; no-hook epochs spread {noise:.1}% (max - min over \
+         median); paired = mean of (hooked - no-hook) within a round; in call = median time \
+         the training thread spent in on_epoch_end; writer CPU = the writer thread's CPU time \
+         per snapshot; all as % of the no-hook median)"
     );
+}
+
+/// (max − min) / median of `v`, in percent.
+fn spread_pct(v: &[f64], median: f64) -> f64 {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    (hi - lo) / median * 100.0
+}
+
+/// Mean and standard error of the mean.
+fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
 }
 
 /// Flushes dirty pages of earlier sections so they do not slow the next one.

@@ -52,5 +52,5 @@ pub mod models;
 pub use error::{Error, Result};
 pub use recorder::{Durability, Recorder, RecorderBuilder, RunSummary};
 pub use script::ScriptModel;
-pub use store::manifest::{Manifest, Role, TensorInfo};
+pub use store::manifest::{Manifest, Role, StorageDtype, TensorInfo};
 pub use store::run::{Run, Selection};

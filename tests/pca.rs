@@ -1363,3 +1363,50 @@ fn cli_joint_and_include_final() {
     let (ok, text) = landscape(&["pca".into(), s(a.dir()), s(b.dir())]);
     assert!(!ok && text.contains("--joint"), "{text}");
 }
+
+/// The progress hook hears every pass: the Gram pass counts up to the
+/// selection's values per snapshot, chunk by chunk; the components' signs
+/// pass and the directions pass follow when they run.
+#[test]
+fn progress_reports_every_pass_to_the_end() {
+    use std::sync::{Arc, Mutex};
+    use tch_landscape::analysis::pca::PcaProgress;
+    let dir = tempdir();
+    let run = random_run(dir.path(), 6, 9);
+    let numel = 30 * 16 + 10 * 30; // the weights
+    for (signs, passes) in [
+        (SignRule::Path, vec!["gram", "directions"]),
+        (
+            SignRule::Components,
+            vec!["gram", "projection", "directions"],
+        ),
+    ] {
+        let seen: Arc<Mutex<Vec<PcaProgress>>> = Arc::default();
+        let log = seen.clone();
+        let pca = TrajectoryPca::builder()
+            .chunk(64)
+            .signs(signs)
+            .on_progress(move |p| log.lock().unwrap().push(p))
+            .build()
+            .unwrap()
+            .fit(&run)
+            .unwrap();
+        pca.components(&run).unwrap();
+        let seen = seen.lock().unwrap();
+        let mut order: Vec<&str> = seen.iter().map(|p| p.pass).collect();
+        order.dedup();
+        assert_eq!(order, passes, "{signs:?}");
+        for pass in passes {
+            let of: Vec<&PcaProgress> = seen.iter().filter(|p| p.pass == pass).collect();
+            assert!(of.iter().all(|p| p.total == numel as u64), "{pass}");
+            assert!(of.windows(2).all(|w| w[0].done < w[1].done), "{pass}");
+            assert_eq!(of.last().unwrap().done, numel as u64, "{pass}");
+            // 64-value chunks of a 480- and a 300-value tensor.
+            assert_eq!(
+                of.len(),
+                480usize.div_ceil(64) + 300usize.div_ceil(64),
+                "{pass}"
+            );
+        }
+    }
+}

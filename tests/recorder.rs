@@ -1471,3 +1471,117 @@ fn a_selection_records_only_the_picked_tensors() {
         .to_string();
     assert!(e.contains("contains:conv") && e.contains("none"), "{e}");
 }
+
+/// Opt-in 16-bit storage: every value is the model's rounded to the storage
+/// dtype (bit for bit, as torch rounds it), whichever durability, and every
+/// reader converts it back: tensors, flat vectors, the chunk stream, the
+/// trajectory PCA. Float16 refuses values beyond its range, by name.
+#[test]
+fn sixteen_bit_storage_rounds_every_value_and_every_reader_reads_it() {
+    use tch_landscape::StorageDtype;
+    for (dtype, kind) in [
+        (StorageDtype::BFloat16, Kind::BFloat16),
+        (StorageDtype::Float16, Kind::Half),
+    ] {
+        for durability in [Durability::Written, Durability::Queued] {
+            let dir = tempdir();
+            tch::manual_seed(3);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _m = Mlp::new(&vs.root(), &[64, 32, 10]);
+            let mut rec = Recorder::builder(dir.path())
+                .storage(dtype)
+                .durability(durability)
+                .build(&vs)
+                .unwrap();
+            // What torch makes of the values at each snapshot.
+            let rounded = |vs: &nn::VarStore| -> BTreeMap<String, Tensor> {
+                vs.variables()
+                    .into_iter()
+                    .map(|(n, t)| (n, t.to_kind(kind).to_kind(Kind::Float)))
+                    .collect()
+            };
+            let mut expected = vec![rounded(&vs)];
+            for epoch in 1..=3u64 {
+                tch::no_grad(|| {
+                    for (_, mut t) in vs.variables() {
+                        let _ = t.f_add_(&(t.randn_like() * 0.1)).unwrap();
+                    }
+                });
+                expected.push(rounded(&vs));
+                rec.on_epoch_end(epoch, &[]).unwrap();
+                // The training goes on at once (Queued): the snapshot must
+                // hold the values of the call, not these.
+                tch::no_grad(|| {
+                    for (_, mut t) in vs.variables() {
+                        let _ = t.f_mul_scalar_(-1.0).unwrap();
+                    }
+                });
+            }
+            rec.finish().unwrap();
+            let run = Run::open(dir.path()).unwrap();
+            assert_eq!(run.manifest().storage_dtype, dtype);
+            assert!(run.manifest().tensors.iter().all(|t| t.dtype == "float32"));
+            let bytes = std::fs::metadata(dir.path().join(SNAPSHOT_DIR).join("000001.arrow"))
+                .unwrap()
+                .len();
+            let values = run.manifest().total_numel() * 2;
+            assert!(
+                bytes >= values && bytes < values + 4096,
+                "{dtype}: {bytes} bytes for {values} value bytes"
+            );
+            for (i, want) in expected.iter().enumerate() {
+                let got: BTreeMap<String, Tensor> = run.tensors(i).unwrap().into_iter().collect();
+                assert_eq!(got.len(), want.len());
+                let mut flat = Vec::new();
+                for (name, w) in want {
+                    let g = &got[name];
+                    assert_eq!(g.kind(), Kind::Float, "{name}");
+                    assert!(
+                        g.equal(w),
+                        "{dtype} {durability:?}: snapshot {i} '{name}' is not the rounded value: \
+                         {:?} vs {:?}",
+                        Vec::<f32>::try_from(g.flatten(0, -1).narrow(0, 0, 3)).unwrap(),
+                        Vec::<f32>::try_from(w.flatten(0, -1).narrow(0, 0, 3)).unwrap(),
+                    );
+                    flat.extend(Vec::<f32>::try_from(w.flatten(0, -1)).unwrap());
+                }
+                assert_eq!(run.flat_f32(i, &Selection::All).unwrap(), flat);
+                // The stream yields the same values, chunk by chunk.
+                let mut streamed = vec![0f32; flat.len()];
+                for c in run.stream(&Selection::All, 100).unwrap() {
+                    let c = c.unwrap();
+                    let row = &c.data[i * c.len..(i + 1) * c.len];
+                    streamed[c.global_start..c.global_start + c.len].copy_from_slice(row);
+                }
+                assert_eq!(streamed, flat, "stream of snapshot {i}");
+            }
+            let pca = tch_landscape::analysis::pca::TrajectoryPca::builder()
+                .build()
+                .unwrap()
+                .fit(&run)
+                .unwrap();
+            assert_eq!(pca.path.len(), 4);
+        }
+    }
+    // Float16 holds |x| <= 65504: a larger finite value is refused by name,
+    // and nothing is written for that call.
+    let dir = tempdir();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = Mlp::new(&vs.root(), &[8, 4]);
+    let mut rec = Recorder::builder(dir.path())
+        .storage(StorageDtype::Float16)
+        .build(&vs)
+        .unwrap();
+    tch::no_grad(|| {
+        let mut vars = vs.variables();
+        let t = vars.get_mut("fc1.bias").expect("the MLP has fc1.bias");
+        let _ = t.f_fill_(1e5).unwrap();
+    });
+    let e = rec.on_epoch_end(1, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("fc1.bias") && e.contains("65504") && e.contains("bfloat16"),
+        "{e}"
+    );
+    drop(rec);
+    assert_eq!(Run::open(dir.path()).unwrap().len(), 1);
+}

@@ -302,6 +302,8 @@ fn declared_arrow_schemas_match_the_documents() {
     for (dtype, key) in [
         (StorageDtype::Float32, "float32"),
         (StorageDtype::Float64, "float64"),
+        (StorageDtype::Float16, "float16"),
+        (StorageDtype::BFloat16, "bfloat16"),
     ] {
         let s = snapshot_schema(dtype);
         assert_eq!(s.fields().len(), 1);

@@ -70,10 +70,10 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 use crate::recorder::Recorder;
 use crate::store::fsutil::{is_temp_name, open_regular, DirLock, LOCK_FILE};
-use crate::store::manifest::{Manifest, SkippedTensor, StorageDtype, TensorInfo, MAX_NUMEL};
+use crate::store::manifest::{Manifest, SkippedTensor, TensorInfo, MAX_NUMEL};
 use crate::store::metrics::{METRICS_DIR, METRICS_FILE};
 use crate::store::snapshot::{
-    snapshot_file_name, write_snapshot, HostValues, SnapshotFile, SNAPSHOT_DIR,
+    snapshot_file_name, write_snapshot, HostValues, SnapshotFile, StoredValues, SNAPSHOT_DIR,
 };
 
 /// Python that converts PyTorch checkpoints (`torch.save` of a state dict,

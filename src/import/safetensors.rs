@@ -567,9 +567,11 @@ pub(super) fn restamp_first_snapshot(
         let mut values = Vec::with_capacity(snap.tensor_count());
         for i in 0..snap.tensor_count() {
             snap.verify_tensor(i)?;
-            let v = match manifest.storage_dtype {
-                StorageDtype::Float32 => snap.f32_values(i).map(|v| HostValues::F32(v.to_vec())),
-                StorageDtype::Float64 => snap.f64_values(i).map(|v| HostValues::F64(v.to_vec())),
+            let v = match snap.values(i) {
+                Some(StoredValues::F32(v)) => Some(HostValues::F32(v.to_vec())),
+                Some(StoredValues::F64(v)) => Some(HostValues::F64(v.to_vec())),
+                Some(v) => Some(HostValues::Borrowed(v.to_tensor())),
+                None => None,
             };
             values.push(v.ok_or_else(|| {
                 Error::corrupt(&path, format!("tensor {i} has not the run's storage dtype"))

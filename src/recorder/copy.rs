@@ -2,7 +2,11 @@
 //!
 //! `VarStore::variables()` returns shallow clones that share storage with the
 //! live parameters, which the optimizer keeps changing; so every value is
-//! deep-copied into an owned `Vec` before it leaves the training thread.
+//! deep-copied into an owned `Vec` before it leaves the training thread
+//! (under [`Durability::Queued`](crate::Durability::Queued); the waiting
+//! durabilities hand over the live tensors). The writer gives those `Vec`s
+//! back after writing ([`HostPool`]): the next copy of the same tensor reuses
+//! memory whose pages are already mapped, instead of faulting in fresh ones.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +21,36 @@ use crate::tensor::kind_name;
 /// The live variables of a VarStore (`VarStore::variables_`), shared so the
 /// recorder does not borrow the VarStore.
 pub(crate) type SharedVariables = Arc<Mutex<tch::nn::Variables>>;
+
+/// Host buffers handed back by the writer, at most one per recorded tensor,
+/// reused by the next copy of that tensor (the pool holds at most one
+/// snapshot's worth of memory).
+#[derive(Debug, Default)]
+pub(crate) struct HostPool {
+    slots: Mutex<Vec<Option<HostValues>>>,
+}
+
+impl HostPool {
+    /// Keeps the buffers of one written snapshot (in manifest order; a slot
+    /// already filled keeps its buffer).
+    pub fn give(&self, buffers: Vec<Option<HostValues>>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.len() < buffers.len() {
+            slots.resize_with(buffers.len(), || None);
+        }
+        for (slot, b) in slots.iter_mut().zip(buffers) {
+            if slot.is_none() {
+                *slot = b;
+            }
+        }
+    }
+
+    /// The kept buffer of tensor `i`, when there is one.
+    fn take(&self, i: usize) -> Option<HostValues> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get_mut(i).and_then(Option::take)
+    }
+}
 
 /// A shallow-cloned, name-sorted view of the variables.
 pub(crate) fn sorted_variables(vars: &SharedVariables) -> Vec<(String, Tensor)> {
@@ -127,7 +161,8 @@ pub(crate) fn select(
 /// of variables and their shapes still match the manifest. With `borrow`,
 /// variables already on the CPU in the storage dtype and contiguous are
 /// handed over as they are ([`HostValues::Borrowed`]): the caller then keeps
-/// them unchanged until the writer has written them.
+/// them unchanged until the writer has written them. Otherwise the values are
+/// copied into `pool`'s buffers where it has them.
 pub(crate) fn copy_to_host(
     vars: &SharedVariables,
     tensors: &[TensorInfo],
@@ -135,6 +170,7 @@ pub(crate) fn copy_to_host(
     dtype: StorageDtype,
     context: &str,
     borrow: bool,
+    pool: &HostPool,
 ) -> Result<Vec<HostValues>> {
     let guard = vars.lock().unwrap_or_else(|p| p.into_inner());
     let named: &HashMap<String, Tensor> = &guard.named_variables;
@@ -160,7 +196,7 @@ pub(crate) fn copy_to_host(
     }
     let mut out = Vec::with_capacity(tensors.len());
     tch::no_grad(|| -> Result<()> {
-        for info in tensors {
+        for (i, info) in tensors.iter().enumerate() {
             let t = named
                 .get(&info.name)
                 .ok_or_else(|| Error::VariablesChanged {
@@ -176,7 +212,8 @@ pub(crate) fn copy_to_host(
                     context: context.to_string(),
                 });
             }
-            out.push(copy_one(t, info, dtype, borrow)?);
+            let reuse = if borrow { None } else { pool.take(i) };
+            out.push(copy_one(t, info, dtype, borrow, reuse)?);
         }
         Ok(())
     })?;
@@ -188,12 +225,15 @@ fn copy_one(
     info: &TensorInfo,
     dtype: StorageDtype,
     borrow: bool,
+    reuse: Option<HostValues>,
 ) -> Result<HostValues> {
     let n = info.numel as usize;
     let err = |e| Error::torch(format!("copying '{}' to host memory", info.name), e);
-    let (kind, storage) = match dtype {
-        StorageDtype::Float32 => (Kind::Float, dtype),
-        StorageDtype::Float64 => (Kind::Double, dtype),
+    let kind = match dtype {
+        StorageDtype::Float32 => Kind::Float,
+        StorageDtype::Float64 => Kind::Double,
+        StorageDtype::Float16 => Kind::Half,
+        StorageDtype::BFloat16 => Kind::BFloat16,
     };
     // `to_device`/`to_kind` return the same storage when nothing changes, so
     // the explicit copy below is always the one deep copy.
@@ -203,19 +243,64 @@ fn copy_one(
         .and_then(|t| t.f_contiguous())
         .and_then(|t| t.f_detach())
         .map_err(err)?;
+    if dtype == StorageDtype::Float16 {
+        check_float16_range(t, &src, info)?;
+    }
     if borrow {
         return Ok(HostValues::Borrowed(src));
     }
-    Ok(match storage {
-        StorageDtype::Float32 => {
+    Ok(match (dtype, reuse) {
+        (StorageDtype::Float16 | StorageDtype::BFloat16, _) => {
+            // Rounding to 16 bits made a private copy (unless the model has
+            // that dtype already): nothing the training changes, so it is
+            // written from its own memory like a borrowed tensor.
+            let own = if src.data_ptr() == t.data_ptr() {
+                src.f_zeros_like()
+                    .and_then(|mut c| c.f_copy_(&src).map(|()| c))
+                    .map_err(err)?
+            } else {
+                src
+            };
+            HostValues::Borrowed(own)
+        }
+        (StorageDtype::Float32, Some(HostValues::F32(mut v))) if v.len() == n => {
+            src.f_copy_data(&mut v, n).map_err(err)?;
+            HostValues::F32(v)
+        }
+        (StorageDtype::Float64, Some(HostValues::F64(mut v))) if v.len() == n => {
+            src.f_copy_data(&mut v, n).map_err(err)?;
+            HostValues::F64(v)
+        }
+        (StorageDtype::Float32, _) => {
             let mut v = vec![0f32; n];
             src.f_copy_data(&mut v, n).map_err(err)?;
             HostValues::F32(v)
         }
-        StorageDtype::Float64 => {
+        (StorageDtype::Float64, _) => {
             let mut v = vec![0f64; n];
             src.f_copy_data(&mut v, n).map_err(err)?;
             HostValues::F64(v)
         }
     })
+}
+
+/// An error naming the tensor when rounding `t` to float16 (`half`) made a
+/// finite value infinite (|x| > 65504): float16 storage would lose it.
+fn check_float16_range(t: &Tensor, half: &Tensor, info: &TensorInfo) -> Result<()> {
+    let any = |x: &Tensor| -> Result<bool> {
+        x.f_isinf()
+            .and_then(|x| x.f_any())
+            .and_then(|x| x.f_int64_value(&[]))
+            .map(|v| v != 0)
+            .map_err(|e| Error::torch(format!("checking '{}' for float16", info.name), e))
+    };
+    if any(half)? && !any(t)? {
+        return Err(Error::invalid(
+            format!("tensor '{}'", info.name),
+            "has values beyond float16's range (|x| > 65504), which float16 storage would \
+             record as infinite; use bfloat16 storage (float32's range) or the default exact \
+             storage",
+        ));
+    }
+    Ok(())
 }

@@ -39,6 +39,7 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,7 +47,9 @@ use crossbeam_channel::Sender;
 
 use crate::error::{Error, Result};
 use crate::store::fsutil::{create_dir_in, remove_temp_files, DirLock};
-use crate::store::manifest::{rfc3339_utc, Manifest, FORMAT_NAME, MANIFEST_FILE, SCHEMA_VERSION};
+use crate::store::manifest::{
+    rfc3339_utc, Manifest, StorageDtype, FORMAT_NAME, MANIFEST_FILE, SCHEMA_VERSION,
+};
 use crate::store::metrics::{
     name_too_long, MetricRow, DEFAULT_SEGMENT_ROWS, MAX_METRIC_NAME_BYTES, MAX_SEGMENT_ROWS,
     METRICS_DIR, METRICS_FILE,
@@ -127,9 +130,23 @@ pub struct RecorderBuilder {
     user: BTreeMap<String, String>,
     lr_metric: Option<String>,
     selection: Option<Selection>,
+    storage: Option<StorageDtype>,
 }
 
 impl RecorderBuilder {
+    /// Stores the values as `dtype` instead of exactly (the default: float32,
+    /// or float64 when any recorded tensor is float64). Opt-in
+    /// [`StorageDtype::BFloat16`] or [`StorageDtype::Float16`] halve the
+    /// snapshot files of a float32 model; values are rounded to nearest, and
+    /// the manifest's `storage_dtype` says so, so every reader and analysis
+    /// converts them back (surfaces then evaluate the rounded parameters).
+    /// Float16 storage refuses a snapshot whose finite values exceed its
+    /// range (|x| > 65504), naming the tensor; bfloat16 has float32's range.
+    pub fn storage(mut self, dtype: StorageDtype) -> Self {
+        self.storage = Some(dtype);
+        self
+    }
+
     /// Records only the variables `selection` picks (default: every
     /// floating-point variable), e.g. [`Selection::Weights`] for a large
     /// model whose trajectory PCA needs only its weights. The others are
@@ -252,7 +269,8 @@ impl RecorderBuilder {
         remove_temp_files(&dir)?;
 
         let vars: SharedVariables = vs.variables_.clone();
-        let (tensors, skipped, storage_dtype) = copy::describe(&copy::sorted_variables(&vars));
+        let (tensors, skipped, exact) = copy::describe(&copy::sorted_variables(&vars));
+        let storage_dtype = self.storage.unwrap_or(exact);
         let (tensors, skipped) = match &self.selection {
             Some(sel) => copy::select(tensors, skipped, sel)?,
             None => (tensors, skipped),
@@ -282,12 +300,14 @@ impl RecorderBuilder {
             lr_metric: self.lr_metric,
         };
         manifest.write(&dir, self.fsync)?;
+        let pool = Arc::new(copy::HostPool::default());
         let (tx, handle) = writer::spawn(
             dir.clone(),
             storage_dtype,
             self.fsync,
             self.queue,
             self.metrics_segment_rows,
+            pool.clone(),
         )?;
         tracing::info!(dir = %dir.display(), run_id = %manifest.run_id, tensors = manifest.tensors.len(),
             numel = manifest.total_numel(), "recorder started");
@@ -304,6 +324,7 @@ impl RecorderBuilder {
             durability: self.durability,
             fsync: self.fsync,
             closed: false,
+            pool,
         };
         rec.snapshot_now(0, Trigger::TrainStart, Vec::new())?;
         Ok(rec)
@@ -321,6 +342,10 @@ pub struct RunSummary {
     pub bytes: u64,
     /// Seconds the writer thread spent serializing and writing.
     pub writer_busy_seconds: f64,
+    /// CPU seconds the writer thread used: what recording can take from the
+    /// training threads when every core is busy (`None` where the platform
+    /// has no per-thread clock).
+    pub writer_cpu_seconds: Option<f64>,
     /// Metric rows written.
     pub metric_rows: u64,
     /// Metrics segment files written before the final compaction.
@@ -348,6 +373,8 @@ pub struct Recorder {
     durability: Durability,
     fsync: bool,
     closed: bool,
+    /// Host buffers the writer gave back, reused by the next copy.
+    pool: Arc<copy::HostPool>,
 }
 
 impl Recorder {
@@ -364,6 +391,7 @@ impl Recorder {
             user: BTreeMap::new(),
             lr_metric: None,
             selection: None,
+            storage: None,
         }
     }
 
@@ -492,6 +520,7 @@ impl Recorder {
             self.manifest.storage_dtype,
             &context,
             self.durability.waits(),
+            &self.pool,
         )?;
         let meta = SnapshotMeta {
             run_id: self.manifest.run_id.clone(),
@@ -646,6 +675,7 @@ impl Recorder {
             snapshots: stats.snapshots,
             bytes: stats.bytes,
             writer_busy_seconds: stats.busy_seconds,
+            writer_cpu_seconds: stats.cpu_seconds,
             metric_rows: stats.metric_rows,
             metric_segments: stats.metric_segments,
             peak_buffered_metric_rows: stats.peak_buffered_metric_rows,

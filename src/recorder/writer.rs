@@ -23,10 +23,12 @@
 //! | end (`finish`) | compacted into `metrics.arrow`, fsynced | — |
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::copy::HostPool;
 use crate::error::{Error, Result};
 use crate::store::fsutil::{sync_dir, sync_file};
 use crate::store::manifest::StorageDtype;
@@ -78,6 +80,10 @@ pub struct WriterStats {
     pub bytes: u64,
     /// Seconds spent serializing and writing.
     pub busy_seconds: f64,
+    /// CPU seconds the writer thread used (what it can take from training
+    /// threads on a busy machine; `None` where the platform has no thread
+    /// clock).
+    pub cpu_seconds: Option<f64>,
     /// Metric rows written.
     pub metric_rows: u64,
     /// Metrics segment files written before the final compaction.
@@ -95,11 +101,12 @@ pub(crate) fn spawn(
     fsync: bool,
     queue: usize,
     segment_rows: usize,
+    pool: Arc<HostPool>,
 ) -> Result<(Sender<Job>, JoinHandle<Result<WriterStats>>)> {
     let (tx, rx) = crossbeam_channel::bounded(queue);
     let handle = std::thread::Builder::new()
         .name("landscape-writer".into())
-        .spawn(move || run(dir, dtype, fsync, segment_rows, rx))
+        .spawn(move || run(dir, dtype, fsync, segment_rows, rx, &pool))
         .map_err(|e| Error::Writer(format!("could not be started: {e}")))?;
     Ok((tx, handle))
 }
@@ -110,6 +117,7 @@ fn run(
     fsync: bool,
     segment_rows: usize,
     rx: Receiver<Job>,
+    pool: &HostPool,
 ) -> Result<WriterStats> {
     let mut stats = WriterStats::default();
     let mut metrics = MetricsLog::new(&dir, segment_rows, fsync);
@@ -130,9 +138,10 @@ fn run(
                 let path = snap_dir.join(snapshot_file_name(meta.index));
                 let now = fsync && sync_before_ack;
                 let r = write_snapshot(&path, dtype, &meta, values, now)
-                    .map(|bytes| {
+                    .map(|(bytes, buffers)| {
                         stats.snapshots += 1;
                         stats.bytes += bytes as u64;
+                        pool.give(buffers);
                     })
                     .and_then(|()| metrics.append(&rows))
                     .and_then(|()| if now { metrics.sync() } else { metrics.flush() });
@@ -189,5 +198,24 @@ fn run(
     stats.metric_rows = log.rows;
     stats.metric_segments = log.segments;
     stats.peak_buffered_metric_rows = log.peak_buffered;
+    stats.cpu_seconds = thread_cpu_seconds();
     Ok(stats)
+}
+
+/// CPU time the calling thread has used so far.
+#[cfg(unix)]
+fn thread_cpu_seconds() -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}
+
+/// CPU time the calling thread has used so far (no thread clock here).
+#[cfg(not(unix))]
+fn thread_cpu_seconds() -> Option<f64> {
+    None
 }

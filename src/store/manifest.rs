@@ -34,6 +34,13 @@ const RECORDED_DTYPES: [&str; 4] = ["float32", "float64", "float16", "bfloat16"]
 pub use crate::tensor::Role;
 
 /// The element type values are stored with.
+///
+/// By default a run stores its values exactly: float32 (for float32,
+/// float16 and bfloat16 models) or float64 (when any recorded tensor is
+/// float64). `Float16` and `BFloat16` are opt-in
+/// ([`RecorderBuilder::storage`](crate::RecorderBuilder::storage)): half the
+/// bytes of float32, values rounded to nearest; every reader converts them to
+/// float32 (exactly: both are subsets of float32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageDtype {
@@ -41,6 +48,65 @@ pub enum StorageDtype {
     Float32,
     /// IEEE float64 (used when any recorded tensor is float64).
     Float64,
+    /// IEEE float16 (opt-in, lossy for float32 models: 11 significant bits,
+    /// largest finite value 65504). Arrow type `Float16`.
+    Float16,
+    /// bfloat16 (opt-in, lossy for float32 models: 8 significant bits,
+    /// float32's range). Arrow has no bfloat16 type: the files hold the raw
+    /// 16-bit patterns as `UInt16` (the upper half of the float32 bits).
+    #[serde(rename = "bfloat16")]
+    BFloat16,
+}
+
+impl StorageDtype {
+    /// Bytes per stored value.
+    pub fn size(self) -> usize {
+        match self {
+            StorageDtype::Float32 => 4,
+            StorageDtype::Float64 => 8,
+            StorageDtype::Float16 | StorageDtype::BFloat16 => 2,
+        }
+    }
+
+    /// The name used in manifests and options (`float32`, `float64`,
+    /// `float16`, `bfloat16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageDtype::Float32 => "float32",
+            StorageDtype::Float64 => "float64",
+            StorageDtype::Float16 => "float16",
+            StorageDtype::BFloat16 => "bfloat16",
+        }
+    }
+
+    /// Whether values are rounded when stored (float16 and bfloat16 storage
+    /// of a float32 or float64 model).
+    pub fn is_lossy(self) -> bool {
+        matches!(self, StorageDtype::Float16 | StorageDtype::BFloat16)
+    }
+}
+
+impl std::fmt::Display for StorageDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for StorageDtype {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<StorageDtype> {
+        match s {
+            "float32" | "f32" => Ok(StorageDtype::Float32),
+            "float64" | "f64" => Ok(StorageDtype::Float64),
+            "float16" | "f16" => Ok(StorageDtype::Float16),
+            "bfloat16" | "bf16" => Ok(StorageDtype::BFloat16),
+            _ => Err(Error::invalid(
+                "storage dtype",
+                format!("'{s}' is not one of float32, float64, float16 (f16), bfloat16 (bf16)"),
+            )),
+        }
+    }
 }
 
 /// One recorded tensor.

@@ -402,15 +402,9 @@ impl Run {
 
 fn tensor_from_snapshot(snap: &SnapshotFile, k: usize, info: &TensorInfo) -> Result<Tensor> {
     snap.verify_tensor(k)?;
-    let t = if let Some(v) = snap.f32_values(k) {
-        Tensor::from_slice(v)
-    } else if let Some(v) = snap.f64_values(k) {
-        Tensor::from_slice(v)
-    } else {
-        return Err(Error::corrupt(
-            snap.path(),
-            "values are neither float32 nor float64",
-        ));
+    let t = match snap.values(k) {
+        Some(v) => v.to_tensor(),
+        None => return Err(Error::corrupt(snap.path(), format!("has no tensor {k}"))),
     };
     let kind = kind_from_name(&info.dtype).ok_or_else(|| {
         Error::corrupt(
@@ -584,11 +578,10 @@ impl ChunkStream<'_> {
                 // Damage that made a value NaN is reported as damage.
                 snap.verify_tensor(k)?;
                 let at = start + j;
-                let value = match (snap.f32_values(k), snap.f64_values(k)) {
-                    (Some(v), _) => v.get(at).map_or(f64::NAN, |&x| f64::from(x)),
-                    (_, Some(v)) => v.get(at).copied().unwrap_or(f64::NAN),
-                    _ => f64::NAN,
-                };
+                let value = snap
+                    .values(k)
+                    .and_then(|v| v.get_f64(at))
+                    .unwrap_or(f64::NAN);
                 return Err(Error::NonFinite {
                     path: snap.path().to_path_buf(),
                     tensor: info.name.clone(),

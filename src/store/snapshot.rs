@@ -22,7 +22,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float32Array, Float64Array};
+use arrow::array::{Array, ArrayRef, Float16Array, Float32Array, Float64Array, UInt16Array};
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::convert::try_fb_to_schema;
@@ -149,12 +149,13 @@ impl HostValues {
 /// storage dtype `dtype` (kept alive by the array), or `None` when `t` is
 /// not one.
 fn borrowed_array(t: tch::Tensor, dtype: StorageDtype) -> Option<ArrayRef> {
-    let elem = match (t.kind(), dtype) {
-        (tch::Kind::Float, StorageDtype::Float32) => 4,
-        (tch::Kind::Double, StorageDtype::Float64) => 8,
-        _ => return None,
+    let kind = match dtype {
+        StorageDtype::Float32 => tch::Kind::Float,
+        StorageDtype::Float64 => tch::Kind::Double,
+        StorageDtype::Float16 => tch::Kind::Half,
+        StorageDtype::BFloat16 => tch::Kind::BFloat16,
     };
-    if t.device() != tch::Device::Cpu || !t.is_contiguous() {
+    if t.kind() != kind || t.device() != tch::Device::Cpu || !t.is_contiguous() {
         return None;
     }
     let len = t.numel();
@@ -162,12 +163,13 @@ fn borrowed_array(t: tch::Tensor, dtype: StorageDtype) -> Option<ArrayRef> {
     let buffer = match ptr {
         Some(ptr) if len > 0 => {
             let owner: Arc<dyn arrow::alloc::Allocation> = Arc::new(std::sync::Mutex::new(t));
-            // SAFETY: a contiguous CPU tensor of `len` elements of `elem`
-            // bytes (torch aligns storage, and offsets are whole elements);
-            // `owner` keeps the storage alive as long as the buffer. The
-            // values are only read, and `HostValues::Borrowed`'s contract
-            // keeps them unchanged until the write is done.
-            unsafe { arrow::buffer::Buffer::from_custom_allocation(ptr, len * elem, owner) }
+            // SAFETY: a contiguous CPU tensor of `len` elements of the
+            // storage dtype's size (torch aligns storage, and offsets are
+            // whole elements); `owner` keeps the storage alive as long as
+            // the buffer. The values are only read, and
+            // `HostValues::Borrowed`'s contract keeps them unchanged until
+            // the write is done.
+            unsafe { arrow::buffer::Buffer::from_custom_allocation(ptr, len * dtype.size(), owner) }
         }
         _ => arrow::buffer::Buffer::from_vec(Vec::<u8>::new()),
     };
@@ -177,6 +179,14 @@ fn borrowed_array(t: tch::Tensor, dtype: StorageDtype) -> Option<ArrayRef> {
             None,
         )),
         StorageDtype::Float64 => Arc::new(Float64Array::new(
+            arrow::buffer::ScalarBuffer::new(buffer, 0, len),
+            None,
+        )),
+        StorageDtype::Float16 => Arc::new(Float16Array::new(
+            arrow::buffer::ScalarBuffer::new(buffer, 0, len),
+            None,
+        )),
+        StorageDtype::BFloat16 => Arc::new(UInt16Array::new(
             arrow::buffer::ScalarBuffer::new(buffer, 0, len),
             None,
         )),
@@ -202,6 +212,8 @@ fn values_type(dtype: StorageDtype) -> DataType {
     match dtype {
         StorageDtype::Float32 => DataType::Float32,
         StorageDtype::Float64 => DataType::Float64,
+        StorageDtype::Float16 => DataType::Float16,
+        StorageDtype::BFloat16 => DataType::UInt16,
     }
 }
 
@@ -212,14 +224,16 @@ pub fn snapshot_schema(dtype: StorageDtype) -> Schema {
 
 /// Writes one snapshot file atomically into `path`, with the checksum of
 /// every batch and of the metadata. `values` must be in manifest order.
-/// Returns the number of value bytes written.
+/// Returns the number of value bytes written and the owned host buffers
+/// (`HostValues::F32`/`F64`) back, in order, for reuse by the next copy
+/// (`None` for borrowed tensors).
 pub(crate) fn write_snapshot(
     path: &Path,
     dtype: StorageDtype,
     meta: &SnapshotMeta,
     values: Vec<HostValues>,
     fsync: bool,
-) -> Result<usize> {
+) -> Result<(usize, Vec<Option<HostValues>>)> {
     let meta_json = serde_json::to_string(meta).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,
@@ -232,37 +246,72 @@ pub(crate) fn write_snapshot(
         )])),
     );
     let mut bytes = 0;
+    let mut back = Vec::with_capacity(values.len());
     write_ipc_with(path, &schema, fsync, |sink| {
         for v in values {
             bytes += v.nbytes();
-            // Vec -> Arrow buffer is a move, not a copy.
-            let array: Option<ArrayRef> = match (v, dtype) {
+            // Vec -> Arrow buffer is a move, not a copy (and back after the
+            // write, the batch dropped).
+            let (array, owned): (ArrayRef, Option<Owned>) = match (v, dtype) {
                 (HostValues::F32(v), StorageDtype::Float32) => {
-                    Some(Arc::new(Float32Array::from(v)))
+                    let a = Float32Array::from(v);
+                    (Arc::new(a.clone()), Some(Owned::F32(a)))
                 }
                 (HostValues::F64(v), StorageDtype::Float64) => {
-                    Some(Arc::new(Float64Array::from(v)))
+                    let a = Float64Array::from(v);
+                    (Arc::new(a.clone()), Some(Owned::F64(a)))
                 }
-                (HostValues::Borrowed(t), dtype) => borrowed_array(t, dtype),
-                _ => None,
-            };
-            let array = match array {
-                Some(a) => a,
-                None => {
-                    return Err(Error::invalid(
-                        "snapshot values",
-                        "element type differs from the run's storage dtype",
-                    ))
-                }
+                (HostValues::Borrowed(t), dtype) => match borrowed_array(t, dtype) {
+                    Some(a) => (a, None),
+                    None => return Err(mismatch()),
+                },
+                _ => return Err(mismatch()),
             };
             let batch = RecordBatch::try_new(schema.clone(), vec![array])
                 .map_err(|e| Error::arrow(path, e))?;
             sink.write(&batch)?;
+            drop(batch);
+            back.push(owned.and_then(Owned::reclaim));
         }
         sink.footer_metadata(SNAPSHOT_META_CRC_KEY, meta_crc.to_string());
         Ok(())
     })?;
-    Ok(bytes)
+    Ok((bytes, back))
+}
+
+fn mismatch() -> Error {
+    Error::invalid(
+        "snapshot values",
+        "element type differs from the run's storage dtype",
+    )
+}
+
+/// An array built from an owned host buffer, to take the buffer back.
+enum Owned {
+    F32(Float32Array),
+    F64(Float64Array),
+}
+
+impl Owned {
+    /// The buffer as a `Vec` again, when nothing else holds it.
+    fn reclaim(self) -> Option<HostValues> {
+        match self {
+            Owned::F32(a) => a
+                .into_parts()
+                .1
+                .into_inner()
+                .into_vec::<f32>()
+                .ok()
+                .map(HostValues::F32),
+            Owned::F64(a) => a
+                .into_parts()
+                .1
+                .into_inner()
+                .into_vec::<f64>()
+                .ok()
+                .map(HostValues::F64),
+        }
+    }
 }
 
 /// Where one tensor's record batch lies in a snapshot file.
@@ -372,10 +421,7 @@ impl SnapshotFile {
         }
         let checksums = footer_checksums(&footer, blocks.len()).map_err(corrupt)?;
         check_header(&buffer, &footer, blocks.iter().next()).map_err(corrupt)?;
-        let elem = match manifest.storage_dtype {
-            StorageDtype::Float32 => 4,
-            StorageDtype::Float64 => 8,
-        };
+        let elem = manifest.storage_dtype.size();
         let decoder = FileDecoder::new(schema.clone(), footer.version());
         let base = mmap.as_ptr() as usize;
         let mut arrays = Vec::with_capacity(blocks.len());
@@ -577,11 +623,9 @@ impl SnapshotFile {
             if let Some(h) = hasher.as_mut() {
                 self.check_values(i, start, len, h);
             }
-            let (n, f) = match (self.f32_values(i), self.f64_values(i)) {
-                (Some(v), _) => non_finite(&v[start..start + len], |x| x.is_finite(), f64::from),
-                (_, Some(v)) => non_finite(&v[start..start + len], |x| x.is_finite(), |x| x),
-                _ => (0, None),
-            };
+            let (n, f) = self
+                .values(i)
+                .map_or((0, None), |v| v.non_finite(start..start + len));
             count += n;
             if first.is_none() {
                 first = f.map(|(j, v)| ((start + j) as u64, v));
@@ -602,10 +646,30 @@ impl SnapshotFile {
         }))
     }
 
+    /// Values of the `i`-th tensor (manifest order) in their stored type,
+    /// borrowed from the memory map, not checked against their checksum (see
+    /// [`verify_tensor`](Self::verify_tensor)). `None` when `i` is out of
+    /// range.
+    pub fn values(&self, i: usize) -> Option<StoredValues<'_>> {
+        let any = self.arrays.get(i)?.as_any();
+        if let Some(a) = any.downcast_ref::<Float32Array>() {
+            Some(StoredValues::F32(a.values()))
+        } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+            Some(StoredValues::F64(a.values()))
+        } else if let Some(a) = any.downcast_ref::<Float16Array>() {
+            Some(StoredValues::F16(a.values()))
+        } else {
+            any.downcast_ref::<UInt16Array>().map(|a| {
+                use half::slice::HalfBitsSliceExt;
+                StoredValues::BF16(a.values().as_ref().reinterpret_cast())
+            })
+        }
+    }
+
     /// Values of the `i`-th tensor (manifest order) as float32, borrowed from
     /// the memory map, not checked against their checksum (see
     /// [`verify_tensor`](Self::verify_tensor)). `None` when the run stores
-    /// float64 or `i` is out of range.
+    /// another type or `i` is out of range.
     pub fn f32_values(&self, i: usize) -> Option<&[f32]> {
         self.arrays
             .get(i)?
@@ -657,13 +721,8 @@ impl SnapshotFile {
     /// [`read_f32_into`](Self::read_f32_into) without the checks: the range
     /// must lie inside the tensor (out-of-range ranges copy nothing).
     pub(crate) fn copy_f32(&self, i: usize, start: usize, out: &mut [f32]) {
-        let range = start..start + out.len();
-        if let Some(v) = self.f32_values(i).and_then(|v| v.get(range.clone())) {
-            out.copy_from_slice(v);
-        } else if let Some(v) = self.f64_values(i).and_then(|v| v.get(range)) {
-            for (o, x) in out.iter_mut().zip(v) {
-                *o = *x as f32;
-            }
+        if let Some(v) = self.values(i) {
+            v.copy_f32(start, out);
         }
     }
 
@@ -693,14 +752,118 @@ impl SnapshotFile {
     }
 }
 
-/// The address of the first value of a float32 or float64 array.
+/// The address of the first value of an array of a storage type.
 fn values_ptr(array: &ArrayRef) -> Option<usize> {
     let any = array.as_any();
     if let Some(a) = any.downcast_ref::<Float32Array>() {
         Some(a.values().as_ptr() as usize)
+    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+        Some(a.values().as_ptr() as usize)
+    } else if let Some(a) = any.downcast_ref::<Float16Array>() {
+        Some(a.values().as_ptr() as usize)
     } else {
-        any.downcast_ref::<Float64Array>()
+        any.downcast_ref::<UInt16Array>()
             .map(|a| a.values().as_ptr() as usize)
+    }
+}
+
+/// One tensor's values in their stored type, borrowed from a snapshot file.
+#[derive(Debug, Clone, Copy)]
+pub enum StoredValues<'a> {
+    /// float32 storage.
+    F32(&'a [f32]),
+    /// float64 storage.
+    F64(&'a [f64]),
+    /// float16 storage.
+    F16(&'a [half::f16]),
+    /// bfloat16 storage.
+    BF16(&'a [half::bf16]),
+}
+
+impl StoredValues<'_> {
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            StoredValues::F32(v) => v.len(),
+            StoredValues::F64(v) => v.len(),
+            StoredValues::F16(v) => v.len(),
+            StoredValues::BF16(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A CPU tensor of the values, in the stored dtype (a copy).
+    pub fn to_tensor(&self) -> tch::Tensor {
+        match self {
+            StoredValues::F32(v) => tch::Tensor::from_slice(v),
+            StoredValues::F64(v) => tch::Tensor::from_slice(v),
+            StoredValues::F16(v) => tch::Tensor::from_slice(v),
+            StoredValues::BF16(v) => {
+                // tch 0.26 gives `half::bf16` the kind `Half`, so
+                // `from_slice` would read its bits as float16: go through
+                // float32 (exact both ways).
+                let mut f = vec![0f32; v.len()];
+                self.copy_f32(0, &mut f);
+                tch::Tensor::from_slice(&f).to_kind(tch::Kind::BFloat16)
+            }
+        }
+    }
+
+    /// The value at `i` as float64 (exact), `None` out of range.
+    pub fn get_f64(&self, i: usize) -> Option<f64> {
+        match self {
+            StoredValues::F32(v) => v.get(i).map(|&x| f64::from(x)),
+            StoredValues::F64(v) => v.get(i).copied(),
+            StoredValues::F16(v) => v.get(i).map(|x| x.to_f64()),
+            StoredValues::BF16(v) => v.get(i).map(|x| x.to_f64()),
+        }
+    }
+
+    /// Copies the values from `start` on into `out` as float32 (float64
+    /// rounded; float16 and bfloat16 exact). Copies nothing when the range
+    /// is not inside.
+    pub fn copy_f32(&self, start: usize, out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        let range = start..start.saturating_add(out.len());
+        match self {
+            StoredValues::F32(v) => {
+                if let Some(v) = v.get(range) {
+                    out.copy_from_slice(v);
+                }
+            }
+            StoredValues::F64(v) => {
+                if let Some(v) = v.get(range) {
+                    for (o, x) in out.iter_mut().zip(v) {
+                        *o = *x as f32;
+                    }
+                }
+            }
+            StoredValues::F16(v) => {
+                if let Some(v) = v.get(range) {
+                    v.convert_to_f32_slice(out);
+                }
+            }
+            StoredValues::BF16(v) => {
+                if let Some(v) = v.get(range) {
+                    v.convert_to_f32_slice(out);
+                }
+            }
+        }
+    }
+
+    /// The number of non-finite values in `range` and the first of them
+    /// (position from the range's start, value).
+    pub(crate) fn non_finite(&self, range: std::ops::Range<usize>) -> (u64, Option<(usize, f64)>) {
+        match self {
+            StoredValues::F32(v) => non_finite(&v[range], |x| x.is_finite(), f64::from),
+            StoredValues::F64(v) => non_finite(&v[range], |x| x.is_finite(), |x| x),
+            StoredValues::F16(v) => non_finite(&v[range], |x| x.is_finite(), |x| x.to_f64()),
+            StoredValues::BF16(v) => non_finite(&v[range], |x| x.is_finite(), |x| x.to_f64()),
+        }
     }
 }
 

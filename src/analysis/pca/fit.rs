@@ -425,6 +425,7 @@ mod tests {
             chunks,
             name: "the test trajectory".into(),
             selection: "all".into(),
+            progress: None,
         }
     }
 

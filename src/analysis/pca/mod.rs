@@ -114,6 +114,31 @@ pub const DEFAULT_CHUNK: usize = 4_096;
 /// Default number of principal components.
 pub const DEFAULT_COMPONENTS: usize = 2;
 
+/// How far a trajectory PCA is, told to [`PcaBuilder::on_progress`] after
+/// every chunk read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcaProgress {
+    /// The pass over the snapshots: `gram` (the one pass of every fit),
+    /// `projection` (the second pass of [`SignRule::Components`], or of
+    /// per-tensor shares too large to keep), `directions` (the components,
+    /// formed when the PCA plane is saved or asked for).
+    pub pass: &'static str,
+    /// Values of each snapshot read so far in this pass.
+    pub done: u64,
+    /// Values of each snapshot in all (the selected tensors').
+    pub total: u64,
+}
+
+/// A progress callback, shared by the fit and its result.
+#[derive(Clone)]
+pub(crate) struct ProgressHook(pub(crate) std::sync::Arc<dyn Fn(PcaProgress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
 /// Configures a [`TrajectoryPca`]; options are checked once in
 /// [`build`](PcaBuilder::build).
 #[derive(Debug, Clone)]
@@ -125,9 +150,18 @@ pub struct PcaBuilder {
     include_final: bool,
     precision: GramPrecision,
     signs: SignRule,
+    progress: Option<ProgressHook>,
 }
 
 impl PcaBuilder {
+    /// Calls `f` after every chunk read (from the reader thread): which pass
+    /// over the snapshots, and how many values of each snapshot it has
+    /// read, of how many (`landscape pca` draws a progress bar from it).
+    pub fn on_progress(mut self, f: impl Fn(PcaProgress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(ProgressHook(std::sync::Arc::new(f)));
+        self
+    }
+
     /// Precision of the chunk products (default
     /// [`GramPrecision::Float32`]; sums are float64 either way).
     pub fn precision(mut self, p: GramPrecision) -> Self {
@@ -215,6 +249,7 @@ impl PcaBuilder {
             include_final: self.include_final,
             precision: self.precision,
             signs: self.signs,
+            progress: self.progress,
         })
     }
 }
@@ -229,6 +264,7 @@ pub struct TrajectoryPca {
     include_final: bool,
     precision: GramPrecision,
     signs: SignRule,
+    progress: Option<ProgressHook>,
 }
 
 impl TrajectoryPca {
@@ -243,6 +279,7 @@ impl TrajectoryPca {
             include_final: false,
             precision: GramPrecision::default(),
             signs: SignRule::default(),
+            progress: None,
         }
     }
 
@@ -303,6 +340,7 @@ impl TrajectoryPca {
         let mut traj =
             stream::Trajectory::of_run(run, &self.selection, self.chunk, self.include_final)?;
         traj.name = format!("run {} at {}", run.manifest().run_id, run.dir().display());
+        traj.progress = self.progress.clone();
         let fit = self.run_fit(&traj)?;
         let result = PcaResult::assemble(&[run], self, fit, t0.elapsed().as_secs_f64());
         tracing::info!(
@@ -347,8 +385,9 @@ impl TrajectoryPca {
                 ));
             }
         }
-        let traj =
+        let mut traj =
             stream::Trajectory::of_runs(runs, &self.selection, self.chunk, self.include_final)?;
+        traj.progress = self.progress.clone();
         let fit = self.run_fit(&traj)?;
         let result = PcaResult::assemble(runs, self, fit, t0.elapsed().as_secs_f64());
         tracing::info!(

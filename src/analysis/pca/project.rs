@@ -69,8 +69,14 @@ fn project_rows<C: Chunks>(
     let mut current = None;
     let mut store = store;
     let mut pcs: Vec<Vec<f64>> = vec![Vec::new(); ncomp];
+    let mut report = traj.reporter(if store.is_some() {
+        "directions"
+    } else {
+        "projection"
+    });
     traj.chunks.each(&mut |c| {
         let len = c.len;
+        report.add(len);
         if len == 0 {
             return Ok(());
         }

@@ -70,6 +70,8 @@ pub struct PcaResult {
     weights: Vec<Vec<f64>>,
     /// libtorch threads of the products (the fit's, for the components).
     threads: usize,
+    /// The fit's progress hook, told about the directions pass too.
+    progress: Option<super::ProgressHook>,
 }
 
 impl PcaResult {
@@ -146,6 +148,7 @@ impl PcaResult {
             passes: fit.passes,
             weights: fit.weights,
             threads: pca.threads(),
+            progress: pca.progress.clone(),
         }
     }
 
@@ -272,7 +275,9 @@ impl PcaResult {
                 ),
             ));
         }
-        Trajectory::of_runs(runs, &self.selection, self.chunk, self.include_final)
+        let mut traj = Trajectory::of_runs(runs, &self.selection, self.chunk, self.include_final)?;
+        traj.progress = self.progress.clone();
+        Ok(traj)
     }
 
     /// The unit-norm principal components over the selected tensors

@@ -146,6 +146,8 @@ pub(crate) struct Trajectory<C> {
     pub(crate) name: String,
     /// The selection, for messages (`weights`).
     pub(crate) selection: String,
+    /// Told how far each pass is.
+    pub(crate) progress: Option<super::ProgressHook>,
 }
 
 impl<C> Trajectory<C> {
@@ -153,6 +155,17 @@ impl<C> Trajectory<C> {
     /// centre unless `include_centre`.
     pub(crate) fn rows_of(n: usize, centre: usize, include_centre: bool) -> Vec<usize> {
         (0..n).filter(|&r| include_centre || r != centre).collect()
+    }
+
+    /// Counts the values of each pass over the snapshots for the progress
+    /// hook (a no-op without one).
+    pub(crate) fn reporter(&self, pass: &'static str) -> Reporter {
+        Reporter {
+            hook: self.progress.clone(),
+            pass,
+            done: 0,
+            total: self.selected.iter().map(|s| s.numel as u64).sum(),
+        }
     }
 
     /// For every chunk row, the matrix row it is (None: only projected).
@@ -222,6 +235,7 @@ impl<'a> Trajectory<JointChunks<'a>> {
                     .join(", ")
             ),
             selection: selection.to_string(),
+            progress: None,
         })
     }
 }
@@ -304,6 +318,7 @@ impl<C: Chunks> Trajectory<C> {
     ) -> Result<()> {
         let (m, n, centre, rows) = (self.m, self.n, self.centre, self.rows.as_slice());
         let chunks = &self.chunks;
+        let mut report = self.reporter("gram");
         std::thread::scope(|s| {
             let (tx, rx) = crossbeam_channel::bounded::<B>(1);
             let (back_tx, back_rx) = crossbeam_channel::unbounded::<B>();
@@ -313,6 +328,7 @@ impl<C: Chunks> Trajectory<C> {
                     chunks.each(&mut |c| {
                         let mut buf = back_rx.try_recv().unwrap_or_default();
                         buf.prepare(c, Rows { m, n, centre, rows })?;
+                        report.add(c.len);
                         // The consumer stopped (its error is the one returned).
                         tx.send(buf)
                             .map_err(|_| Error::invalid("pca", "the consumer stopped"))
@@ -337,6 +353,28 @@ impl<C: Chunks> Trajectory<C> {
                 .map_err(|p| Error::worker_panicked("the snapshot reader thread", &*p))?;
             result.and(read)
         })
+    }
+}
+
+/// Tells the progress hook how many values of each snapshot a pass has read.
+pub(crate) struct Reporter {
+    hook: Option<super::ProgressHook>,
+    pass: &'static str,
+    done: u64,
+    total: u64,
+}
+
+impl Reporter {
+    /// `n` more values of each snapshot read.
+    pub(crate) fn add(&mut self, n: usize) {
+        self.done += n as u64;
+        if let Some(h) = &self.hook {
+            (h.0)(super::PcaProgress {
+                pass: self.pass,
+                done: self.done,
+                total: self.total,
+            });
+        }
     }
 }
 
@@ -497,6 +535,7 @@ pub(crate) mod tests {
             chunks,
             name: "memory".into(),
             selection: "all".into(),
+            progress: None,
         }
     }
 

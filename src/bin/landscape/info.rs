@@ -75,10 +75,15 @@ fn write_tensors(out: &mut impl Write, m: &Manifest) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "{} tensors, {} values per snapshot ({:?})",
+        "{} tensors, {} values per snapshot, stored as {}{}",
         m.tensors.len(),
         m.total_numel(),
-        m.storage_dtype
+        m.storage_dtype,
+        if m.storage_dtype.is_lossy() {
+            " (rounded: opt-in 16-bit storage)"
+        } else {
+            " (exact)"
+        }
     )?;
     for t in &m.tensors {
         let shape = format!("{:?}", t.shape);

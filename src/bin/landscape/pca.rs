@@ -100,7 +100,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         builder = builder.threads(t);
     }
+    let pb = pca_progress_bar();
+    let bar = pb.clone();
     let builder = builder
+        .on_progress(move |p| {
+            if bar.length() != Some(p.total) || bar.message() != p.pass {
+                bar.set_message(p.pass);
+                bar.set_length(p.total);
+                bar.set_position(0);
+                bar.reset_eta();
+                if bar.is_hidden() {
+                    // Drawn from the first report on (stderr, terminals only).
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+            }
+            bar.set_position(p.done);
+        })
         .components(args.components)
         .chunk(args.chunk)
         .selection(selection)
@@ -144,6 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let files = pca.save_joint_with(&[&run], &out, !args.no_directions)?;
         (pca, files, out)
     };
+    pb.finish_and_clear();
     outln!(
         "trajectory PCA of {} snapshots{}, {} parameters ({:.2} s): rank {}{}",
         pca.path.len(),
@@ -202,4 +218,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         files.summary.parent().unwrap_or(&out).display()
     )?;
     Ok(())
+}
+
+/// The bar of `landscape pca`: the pass over the snapshots and how many
+/// values of each snapshot it has read (on a terminal only).
+fn pca_progress_bar() -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::hidden();
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "pca {msg:<10} [{bar:30}] {percent:>3}% of {human_len} values per snapshot, {eta} left",
+    ) {
+        pb.set_style(style);
+    }
+    pb
 }

@@ -21,6 +21,14 @@ pub(super) fn section(out: &mut Output, run: &Run) {
                     m.total_numel()
                 ),
             ],
+            vec![
+                "stored as".into(),
+                if m.storage_dtype.is_lossy() {
+                    format!("{} (rounded: opt-in 16-bit storage)", m.storage_dtype)
+                } else {
+                    format!("{} (exact)", m.storage_dtype)
+                },
+            ],
             vec!["finished".into(), m.finished.to_string()],
         ],
     );

@@ -20,6 +20,7 @@ use crate::analysis::shard::Shard;
 use crate::analysis::surface::Surface;
 use crate::error::Result;
 use crate::recorder::Recorder;
+use crate::store::manifest::StorageDtype;
 use crate::store::run::Run;
 use crate::tensor::Selection;
 
@@ -47,7 +48,12 @@ fn copy_visible(from: &Path, to: &Path) {
 
 /// A run of a 4 → 3 linear layer: three snapshots, one per epoch end
 /// (the first at train start), or step snapshots with metrics per step.
-fn record(dir: &Path, kind: Kind, steps: bool) -> Result<(VarStore, nn::Linear)> {
+fn record(
+    dir: &Path,
+    kind: Kind,
+    steps: bool,
+    storage: Option<StorageDtype>,
+) -> Result<(VarStore, nn::Linear)> {
     let mut vs = VarStore::new(Device::Cpu);
     let lin = nn::linear(vs.root() / "lin", 4, 3, Default::default());
     if kind == Kind::Double {
@@ -58,6 +64,9 @@ fn record(dir: &Path, kind: Kind, steps: bool) -> Result<(VarStore, nn::Linear)>
         .metadata("model", "fuzz-seed");
     if steps {
         builder = builder.every_n_steps(2);
+    }
+    if let Some(dtype) = storage {
+        builder = builder.storage(dtype);
     }
     let mut rec = builder.build(&vs)?;
     let mut step = 0;
@@ -122,9 +131,22 @@ pub(super) fn generate(corpus: &Path) -> Result<()> {
     tch::manual_seed(13);
 
     // Runs: snapshots, manifests, metrics.
-    let (vs, lin) = record(&t.join("f32"), Kind::Float, false)?;
-    record(&t.join("f64"), Kind::Double, true)?;
-    for run in ["f32", "f64"] {
+    let (vs, lin) = record(&t.join("f32"), Kind::Float, false, None)?;
+    record(&t.join("f64"), Kind::Double, true, None)?;
+    // Opt-in 16-bit storage (Float16 and raw-bits UInt16 columns).
+    record(
+        &t.join("f16"),
+        Kind::Float,
+        false,
+        Some(StorageDtype::Float16),
+    )?;
+    record(
+        &t.join("bf16"),
+        Kind::Float,
+        true,
+        Some(StorageDtype::BFloat16),
+    )?;
+    for run in ["f32", "f64", "f16", "bf16"] {
         copy_visible(&t.join(run), &corpus.join("snapshot").join(run));
         copy_files(
             &t.join(run),

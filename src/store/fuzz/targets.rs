@@ -77,10 +77,8 @@ fn read_run(dir: &Path, _: &Path) -> Result<Digest> {
         let snap = run.snapshot(i)?;
         format!("{:?}", snap.meta()).hash(&mut meta);
         for k in 0..run.manifest().tensors.len() {
-            if let Some(v) = snap.f32_values(k) {
-                v.iter().for_each(|x| x.to_bits().hash(&mut values));
-            } else if let Some(v) = snap.f64_values(k) {
-                v.iter().for_each(|x| x.to_bits().hash(&mut values));
+            if let Some(v) = snap.values(k) {
+                (0..v.len()).for_each(|j| v.get_f64(j).map(f64::to_bits).hash(&mut values));
             }
         }
         for (name, t) in run.tensors(i)? {
