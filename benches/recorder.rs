@@ -18,7 +18,7 @@ use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use tch_landscape::models::Mlp;
-use tch_landscape::{Durability, Recorder};
+use tch_landscape::{Durability, Recorder, StorageDtype};
 
 #[path = "common/results.rs"]
 mod results;
@@ -109,6 +109,7 @@ enum Mode {
     Written,
     Synced,
     Queued,
+    WrittenBf16,
 }
 
 impl Mode {
@@ -118,6 +119,7 @@ impl Mode {
             Mode::Written => "hook, Durability::Written",
             Mode::Synced => "hook, Durability::Synced",
             Mode::Queued => "hook, Durability::Queued",
+            Mode::WrittenBf16 => "hook, Written, bfloat16 storage",
         }
     }
 
@@ -128,6 +130,7 @@ impl Mode {
             Mode::Written => "written",
             Mode::Synced => "synced",
             Mode::Queued => "queued",
+            Mode::WrittenBf16 => "written_bf16",
         }
     }
 }
@@ -182,7 +185,17 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
         .build(&t.vs)
         .unwrap();
     queued.flush().unwrap();
-    let modes = [Mode::NoHook, Mode::Written, Mode::Synced, Mode::Queued];
+    let mut bf16 = Recorder::builder(tmp.join("epoch-bf16"))
+        .storage(StorageDtype::BFloat16)
+        .build(&t.vs)
+        .unwrap();
+    let modes = [
+        Mode::NoHook,
+        Mode::Written,
+        Mode::Synced,
+        Mode::Queued,
+        Mode::WrittenBf16,
+    ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     // Seconds the training thread spent inside the hook call.
     let mut blocked: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
@@ -199,6 +212,7 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
                 Mode::Written => written.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
                 Mode::Synced => synced.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
                 Mode::Queued => queued.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
+                Mode::WrittenBf16 => bf16.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap(),
             }
             blocked[m].push(c0.elapsed().as_secs_f64());
             times[m].push(t0.elapsed().as_secs_f64());
@@ -209,10 +223,12 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
         Some(written.finish().unwrap()),
         Some(synced.finish().unwrap()),
         Some(queued.finish().unwrap()),
+        Some(bf16.finish().unwrap()),
     ];
     std::fs::remove_dir_all(tmp.join("epoch-written")).unwrap();
     std::fs::remove_dir_all(tmp.join("epoch-synced")).unwrap();
     std::fs::remove_dir_all(tmp.join("epoch-queued")).unwrap();
+    std::fs::remove_dir_all(tmp.join("epoch-bf16")).unwrap();
     // Paired by round: each hooked epoch against the no-hook epoch of the
     // same round (the machine's drift cancels; what is left is the noise).
     let paired: Vec<Vec<f64>> = times
