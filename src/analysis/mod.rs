@@ -2,6 +2,7 @@
 //! evaluation and sharpness figures.
 
 pub mod bn;
+pub mod connect;
 pub mod directions;
 pub mod evaluator;
 pub mod grid;
