@@ -14,7 +14,7 @@ use crate::store::run::{CURVATURE_DIR, PCA_DIR, SURFACES_DIR};
 
 /// The sub-directories of `dir` holding `marker`, sorted by name, each
 /// loaded by `load`. A missing `dir` holds none.
-fn load_subdirs<T>(
+pub(crate) fn load_subdirs<T>(
     dir: &Path,
     marker: &str,
     load: impl Fn(&Path) -> Result<T>,

@@ -20,7 +20,7 @@ use tch::Tensor;
 use crate::analysis::connect::{EpochLog, PathRow};
 use crate::analysis::params::{NamedTensor, ParamSet};
 use crate::error::{Error, Result};
-use crate::store::table::{column, read_ipc, write_ipc_with, write_parquet};
+use crate::store::table::{column, read_ipc, read_parquet, write_ipc_with, write_parquet};
 
 /// The state file's name in a curve directory.
 pub const STATE_FILE: &str = "curve-state.arrow";
@@ -208,4 +208,52 @@ pub(crate) fn write_curve<T: Serialize>(path: &Path, rows: &[PathRow], summary: 
     ];
     let batch = RecordBatch::try_new(curve_schema(), cols).map_err(|e| Error::arrow(path, e))?;
     write_parquet(path, curve_schema(), &meta, |sink| sink.write(&batch)).map(|_| ())
+}
+
+/// One row of `curve.parquet` as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveRow {
+    /// `curve` or `line`.
+    pub path: String,
+    /// Position on the path, 0 to 1.
+    pub t: f64,
+    /// Data split.
+    pub split: String,
+    /// Loss.
+    pub loss: f64,
+    /// Accuracy in percent, when the loss has one.
+    pub accuracy: Option<f64>,
+}
+
+/// Reads `curve.parquet` (checked against its schema and checksums): the
+/// rows and the summary of its metadata (`connect.json`'s content).
+pub fn read_curve(path: &Path) -> Result<(Vec<CurveRow>, serde_json::Value)> {
+    use arrow::array::Array;
+    let table = read_parquet(path, &curve_schema(), "a curve table")?;
+    let summary = table.json_meta(path, CURVE_META_KEY, "a curve table")?;
+    let mut rows = Vec::new();
+    for b in &table.batches {
+        let paths: &StringArray = column(b, 0, path)?;
+        let ts: &Float64Array = column(b, 1, path)?;
+        let splits: &StringArray = column(b, 2, path)?;
+        let losses: &Float64Array = column(b, 3, path)?;
+        let accs: &Float64Array = column(b, 4, path)?;
+        for i in 0..b.num_rows() {
+            let p = paths.value(i);
+            if p != "curve" && p != "line" {
+                return Err(Error::corrupt(
+                    path,
+                    format!("row {i}: path '{p}' is neither curve nor line"),
+                ));
+            }
+            rows.push(CurveRow {
+                path: p.to_string(),
+                t: ts.value(i),
+                split: splits.value(i).to_string(),
+                loss: losses.value(i),
+                accuracy: accs.is_valid(i).then(|| accs.value(i)),
+            });
+        }
+    }
+    Ok((rows, summary))
 }

@@ -27,12 +27,17 @@ pub struct Args {
     /// Replace the run an earlier demo recorded in OUT (refused otherwise).
     #[arg(long)]
     overwrite: bool,
+    /// Seed of the initialization and the batch order (two demos of
+    /// different seeds give two minima for `landscape connect`).
+    #[arg(long, default_value_t = 0)]
+    seed: i64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = DemoConfig {
         train: TrainConfig {
             epochs: args.epochs,
+            seed: args.seed,
             ..TrainConfig::default()
         },
         grid_2d: args.grid,

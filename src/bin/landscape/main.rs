@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 
 mod compare;
+mod connect;
 mod curvature;
 mod demo;
 mod export;
@@ -49,6 +50,7 @@ enum Command {
     Export(export::Args),
     Surface(surface::Args),
     Interpolate(interpolate::Args),
+    Connect(connect::Args),
     Curvature(curvature::Args),
     Merge(merge::Args),
     Pca(pca::Args),
@@ -68,6 +70,7 @@ fn main() {
         Command::Export(a) => export::run(a),
         Command::Surface(a) => surface::run(a),
         Command::Interpolate(a) => interpolate::run(a),
+        Command::Connect(a) => connect::run(a),
         Command::Curvature(a) => curvature::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Pca(a) => pca::run(a),

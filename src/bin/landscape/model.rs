@@ -457,6 +457,11 @@ impl Session {
         Ok(self.matched.load(&self.run, i, &self.vs)?)
     }
 
+    /// The model, as the module its variables belong to.
+    pub fn module(&self) -> &dyn tch::nn::ModuleT {
+        self.model.module()
+    }
+
     /// The evaluator of every split (and BN recalibration when asked).
     pub fn evaluator(&self) -> anyhow::Result<ClassifierEvaluator<'_>> {
         let mut eval = ClassifierEvaluator::new(self.model.module())

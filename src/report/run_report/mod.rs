@@ -2,7 +2,8 @@
 //!
 //! Reads the run directory and the analyses stored beside it by convention:
 //! `RUN_DIR/surfaces/NAME/` (1-D and 2-D surfaces, interpolations, PCA-plane
-//! surfaces), `RUN_DIR/pca/` and `RUN_DIR/curvature/NAME/`, each through the
+//! surfaces), `RUN_DIR/pca/`, `RUN_DIR/curvature/NAME/` and
+//! `RUN_DIR/connect/NAME/`, each through the
 //! loader of the module that wrote it. A section whose data is absent says
 //! so and how to compute it. One file per section:
 //!
@@ -15,7 +16,9 @@
 //! | optimizer path and explained variance | `pca.rs` | Fig. 9 |
 //! | curvature maps, Hessian at a point | `curvature.rs` | Fig. 7 |
 //! | sharpness table | `sharpness.rs` | |
+//! | curve vs line between two models | `connect.rs` | (Garipov et al. 2018) |
 
+mod connect;
 mod curvature;
 mod overview;
 mod pca;
@@ -74,5 +77,6 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
         opts,
     )?;
     sharpness::section(&mut out, &surfaces);
+    connect::section(&mut out, run_dir)?;
     out.finish()
 }
