@@ -299,6 +299,44 @@ fn every_subcommand_runs_on_a_torchscript_model() {
         .map(|s| (s.split.clone(), s.loss, s.accuracy))
         .collect();
     assert!(close(&got2, &want2), "{got2:?} vs {want2:?}");
+    // A trained curve between the two runs' final models (mode
+    // connectivity): the ends of both paths are the two models bit for bit;
+    // run again, it resumes the finished training (same curve).
+    let (printed, _) = call(with(&[
+        "connect",
+        &run_s,
+        &s(run2.clone()),
+        "--epochs",
+        "2",
+        "--points",
+        "5",
+    ]));
+    assert!(printed.contains("line  barrier on train"), "{printed}");
+    let curve_file = run.join("connect/bezier-run2/curve.parquet");
+    let (rows, summary) = tch_landscape::store::connect::read_curve(&curve_file).unwrap();
+    assert_eq!(rows.len(), 2 * 5 * 2);
+    assert_eq!(summary["log"].as_array().unwrap().len(), 2);
+    for path in ["curve", "line"] {
+        for (t, want) in [(0.0, &want), (1.0, &want2)] {
+            let got: Vec<(String, f64, Option<f64>)> = rows
+                .iter()
+                .filter(|r| r.path == path && r.t == t)
+                .map(|r| (r.split.clone(), r.loss, r.accuracy))
+                .collect();
+            assert_eq!(&got, want, "{path} at t = {t}");
+        }
+    }
+    call(with(&[
+        "connect",
+        &run_s,
+        &s(run2.clone()),
+        "--epochs",
+        "2",
+        "--points",
+        "5",
+    ]));
+    let (again, _) = tch_landscape::store::connect::read_curve(&curve_file).unwrap();
+    assert_eq!(again, rows);
     // Curvature at a point and as a small map.
     let (printed, _) = call(with(&[
         "curvature",
@@ -335,6 +373,7 @@ fn every_subcommand_runs_on_a_torchscript_model() {
         "pca-2d",
         "interp-0-3",
         "interp-run2",
+        "bezier-run2",
         "ratio-filter-2d",
         "hessian-3",
     ] {
