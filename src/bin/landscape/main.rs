@@ -26,6 +26,7 @@ mod surface;
 mod term;
 mod verify;
 mod vtk;
+mod watch;
 
 use std::io::Write as _;
 
@@ -58,6 +59,7 @@ enum Command {
     Compare(compare::Args),
     Vtk(vtk::Args),
     Verify(verify::Args),
+    Watch(watch::Args),
 }
 
 fn main() {
@@ -78,6 +80,7 @@ fn main() {
         Command::Compare(a) => compare::run(a),
         Command::Vtk(a) => vtk::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Watch(a) => watch::run(a),
     };
     if let Err(e) = result {
         if is_broken_pipe(&e) {

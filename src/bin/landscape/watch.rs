@@ -1,0 +1,93 @@
+//! `landscape watch`: keeps the report of a run that is still being
+//! recorded up to date.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tch_landscape::analysis::pca::TrajectoryPca;
+use tch_landscape::report::{write_report, ReportOptions};
+use tch_landscape::Run;
+
+/// Watches a run directory while the recorder writes it: whenever a new
+/// snapshot is in place (only complete, renamed files are read; the
+/// recorder is never waited for or locked out), refits the trajectory PCA
+/// (from 3 snapshots on; RUN/pca, without directions) and rewrites the
+/// report (RUN/report: training curves, weight norms, the path so far).
+/// Stops once the recorder has finished the run and the last update is
+/// written.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  \
+    landscape watch runs/long-run            (open runs/long-run/report/index.html, reload now and then)")]
+pub struct Args {
+    /// The run directory (being recorded).
+    run: PathBuf,
+    /// Seconds between looks at the directory.
+    #[arg(long, default_value_t = 2.0)]
+    interval: f64,
+    /// Give up after this many seconds without a new snapshot (default:
+    /// wait until the run is finished).
+    #[arg(long)]
+    idle_timeout: Option<f64>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.interval > 0.0 && args.interval.is_finite()) {
+        anyhow::bail!(
+            "--interval {}: expected a positive number of seconds",
+            args.interval
+        );
+    }
+    let interval = Duration::from_secs_f64(args.interval);
+    let mut seen: Option<(usize, bool)> = None;
+    let mut last_change = Instant::now();
+    loop {
+        // A run being written can be caught between two files (e.g. the
+        // metrics journal mid-append): such a look is retried, not fatal.
+        match look(&args, &mut seen) {
+            Ok(Some(true)) => return Ok(()),
+            Ok(Some(false)) => last_change = Instant::now(),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "watch: will look again"),
+        }
+        if let Some(limit) = args.idle_timeout {
+            if last_change.elapsed().as_secs_f64() > limit {
+                anyhow::bail!(
+                    "{}: no new snapshot for {limit} s (--idle-timeout) and the run is not finished",
+                    args.run.display()
+                );
+            }
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// One look: `Some(done)` after an update (done: the run is finished),
+/// `None` when nothing changed.
+fn look(args: &Args, seen: &mut Option<(usize, bool)>) -> anyhow::Result<Option<bool>> {
+    let run = Run::open(&args.run)?;
+    let now = (run.len(), run.manifest().finished);
+    if *seen == Some(now) {
+        return Ok(None);
+    }
+    let t0 = Instant::now();
+    let mut pca_note = String::new();
+    if run.len() >= 3 {
+        match TrajectoryPca::builder().build()?.fit(&run) {
+            Ok(pca) => {
+                pca.save_joint_with(&[&run], &args.run.join("pca"), false)?;
+                pca_note = format!(", PC1+PC2 {:.1} %", 100.0 * pca.plane_ratio());
+            }
+            // E.g. no variation yet: the report says the PCA is missing.
+            Err(e) => pca_note = format!(", no PCA yet ({e})"),
+        }
+    }
+    write_report(&args.run, &ReportOptions::default())?;
+    *seen = Some(now);
+    outln!(
+        "updated: {} snapshots{pca_note}{} ({:.2} s)",
+        now.0,
+        if now.1 { ", run finished" } else { "" },
+        t0.elapsed().as_secs_f64()
+    )?;
+    Ok(Some(now.1))
+}
