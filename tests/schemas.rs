@@ -1,5 +1,5 @@
 //! `schemas/*.json` document every on-disk table and the manifest, and the
-//! layout documents (`run`, `export`, `surface`, `curvature_dir`, `pca`,
+//! layout documents (`run`, `export`, `surface`, `curvature_dir`, `connect_dir`, `pca`,
 //! `report`) every output directory. These tests check that what the code
 //! declares and what it actually writes match the documents field by field
 //! (names, types, nullability, JSON types, enums), and that every file of a
@@ -51,7 +51,15 @@ const DOCS: [&str; 14] = [
 const EXPORT_DOCS: [&str; 4] = ["trajectory", "summary", "export_metrics", "epochs"];
 
 /// The layout documents: one per kind of output directory.
-const LAYOUTS: [&str; 6] = ["run", "export", "surface", "curvature_dir", "pca", "report"];
+const LAYOUTS: [&str; 7] = [
+    "run",
+    "export",
+    "surface",
+    "curvature_dir",
+    "pca",
+    "report",
+    "connect_dir",
+];
 
 fn doc(name: &str) -> Value {
     let path = repo_root().join("schemas").join(format!("{name}.json"));
@@ -273,6 +281,11 @@ fn declared_arrow_schemas_match_the_documents() {
         &tch_landscape::store::hessian::hessian_schema(),
         "hessian",
         "hessian_schema()",
+    );
+    assert_schema_matches(
+        &tch_landscape::store::connect::curve_schema(),
+        "curve",
+        "curve_schema()",
     );
     assert_schema_matches(&pca::variance_schema(), "pca_variance", "variance_schema()");
     assert_schema_matches(&pca::path_schema(), "pca_path", "path_schema()");
@@ -726,7 +739,7 @@ fn check_documented_file(path: &Path, e: &Value) {
 #[test]
 fn layout_documents_are_complete() {
     // hessian.json is checked on its own (declared_arrow_schemas_match_the_documents).
-    let tables: BTreeSet<&str> = DOCS.iter().copied().chain(["hessian"]).collect();
+    let tables: BTreeSet<&str> = DOCS.iter().copied().chain(["hessian", "curve"]).collect();
     for name in LAYOUTS {
         let d = doc(name);
         let what = format!("schemas/{name}.json");
