@@ -302,15 +302,9 @@ fn every_subcommand_runs_on_a_torchscript_model() {
     // A trained curve between the two runs' final models (mode
     // connectivity): the ends of both paths are the two models bit for bit;
     // run again, it resumes the finished training (same curve).
-    let (printed, _) = call(with(&[
-        "connect",
-        &run_s,
-        &s(run2.clone()),
-        "--epochs",
-        "2",
-        "--points",
-        "5",
-    ]));
+    let run2_s = s(run2.clone());
+    let connect = with(&["connect", &run_s, &run2_s, "--epochs", "2", "--points", "5"]);
+    let (printed, _) = call(connect.clone());
     assert!(printed.contains("line  barrier on train"), "{printed}");
     let curve_file = run.join("connect/bezier-run2/curve.parquet");
     let (rows, summary) = tch_landscape::store::connect::read_curve(&curve_file).unwrap();
@@ -326,15 +320,7 @@ fn every_subcommand_runs_on_a_torchscript_model() {
             assert_eq!(&got, want, "{path} at t = {t}");
         }
     }
-    call(with(&[
-        "connect",
-        &run_s,
-        &s(run2.clone()),
-        "--epochs",
-        "2",
-        "--points",
-        "5",
-    ]));
+    call(connect);
     let (again, _) = tch_landscape::store::connect::read_curve(&curve_file).unwrap();
     assert_eq!(again, rows);
     // Curvature at a point and as a small map.
