@@ -30,6 +30,8 @@ const BATCH: i64 = 128;
 /// Target duration of one epoch without the hook.
 const TARGET_EPOCH: Duration = Duration::from_millis(1300);
 const ROUNDS: usize = 9;
+/// Epochs of each block of (d).
+const WATCH_EPOCHS: usize = 6;
 const THROUGHPUT_SNAPSHOTS: u32 = 8;
 const THROUGHPUT_REPS: usize = 3;
 
@@ -135,7 +137,7 @@ impl Mode {
     }
 }
 
-fn epoch_overhead(tmp: &Path, results: &mut Results) {
+fn epoch_overhead(tmp: &Path, results: &mut Results) -> Trainer {
     // Calibrate the number of batches so one epoch takes >= TARGET_EPOCH
     // (fastest of several steps, so a busy machine does not shorten epochs).
     let mut t = Trainer::new(6);
@@ -286,6 +288,77 @@ fn epoch_overhead(tmp: &Path, results: &mut Results) {
          the training thread spent in on_epoch_end; writer CPU = the writer thread's CPU time \
          per snapshot; all as % of the no-hook median)"
     );
+    t
+}
+
+/// CPU seconds (user + system) of the child processes waited for so far.
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage only writes into it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is valid and writable for the call.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    s(u.ru_utime) + s(u.ru_stime)
+}
+
+/// (d) The default recorder with `landscape watch` following the run: the
+/// time the training thread spends in the call with and without the
+/// watcher (blocks of epochs, not interleaved: the watcher's work spills
+/// into the next epoch), and the watcher's CPU per snapshot.
+fn watched(tmp: &Path, results: &mut Results, t: &mut Trainer) {
+    let Some(exe) = option_env!("CARGO_BIN_EXE_landscape") else {
+        println!("(d) with a watcher: not run (build the bench with --features cli)");
+        return;
+    };
+    println!();
+    println!("(d) Durability::Written without, then with `landscape watch` on the run ({WATCH_EPOCHS} epochs each)");
+    let mut block = |name: &str, watch: bool| -> (f64, f64, Option<f64>) {
+        let dir = tmp.join(format!("watch-{name}"));
+        let mut rec = Recorder::builder(&dir).build(&t.vs).unwrap();
+        let mut child = watch.then(|| {
+            std::process::Command::new(exe)
+                .args(["watch", dir.to_str().unwrap(), "--interval", "0.5"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        });
+        let (mut epochs, mut calls) = (Vec::new(), Vec::new());
+        for epoch in 1..=WATCH_EPOCHS as u64 {
+            let t0 = Instant::now();
+            t.epoch();
+            let c0 = Instant::now();
+            rec.on_epoch_end(epoch, &[("loss", 0.0)]).unwrap();
+            calls.push(c0.elapsed().as_secs_f64());
+            epochs.push(t0.elapsed().as_secs_f64());
+        }
+        rec.finish().unwrap();
+        let cpu = child.as_mut().map(|c| {
+            let before = children_cpu_seconds();
+            // The watcher stops once it has seen the finished run.
+            let _ = c.wait();
+            children_cpu_seconds() - before
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        (median(&mut epochs), median(&mut calls), cpu)
+    };
+    let (e0, c0, _) = block("off", false);
+    let (e1, c1, cpu) = block("on", true);
+    println!("  {:<24} {:>12} {:>12}", "", "median epoch", "in the call");
+    println!("  {:<24} {:>10.3} s {:>9.1} ms", "without watcher", e0, c0 * 1e3);
+    println!("  {:<24} {:>10.3} s {:>9.1} ms", "with watcher", e1, c1 * 1e3);
+    results.add("recorder_watch_epoch_pct", (e1 - e0) / e0 * 100.0, "%");
+    results.add("recorder_watch_blocked_ms", c1 * 1e3, "ms");
+    results.add("recorder_nowatch_blocked_ms", c0 * 1e3, "ms");
+    if let Some(cpu) = cpu {
+        // The watcher saw the snapshots 0..=WATCH_EPOCHS.
+        let per = cpu / (WATCH_EPOCHS + 1) as f64;
+        println!(
+            "  the watcher used {cpu:.2} s of CPU in all (a PCA refit and a report per new snapshot): {per:.3} s per snapshot ({:.1} % of an epoch)",
+            per / e0 * 100.0
+        );
+        results.add("recorder_watch_cpu_per_snapshot_s", per, "s");
+    }
 }
 
 /// (max − min) / median of `v`, in percent.
@@ -521,7 +594,10 @@ fn main() {
         tmp.path().display()
     );
     let mut results = Results::default();
-    epoch_overhead(tmp.path(), &mut results);
+    let mut trainer = epoch_overhead(tmp.path(), &mut results);
+    settle_disk();
+    watched(tmp.path(), &mut results, &mut trainer);
+    drop(trainer);
     settle_disk();
     throughput(tmp.path(), &mut results);
     settle_disk();

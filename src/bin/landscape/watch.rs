@@ -28,6 +28,11 @@ pub struct Args {
     /// wait until the run is finished).
     #[arg(long)]
     idle_timeout: Option<f64>,
+    /// Scheduling priority of the watcher (nice value, 0 to 19): by default
+    /// the lowest, so that on a busy machine the training gets the cores
+    /// first and the report waits.
+    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
+    nice: i32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -38,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let interval = Duration::from_secs_f64(args.interval);
+    lower_priority(args.nice);
     let mut seen: Option<(usize, bool)> = None;
     let mut last_change = Instant::now();
     loop {
@@ -91,3 +97,18 @@ fn look(args: &Args, seen: &mut Option<(usize, bool)>) -> anyhow::Result<Option<
     )?;
     Ok(Some(now.1))
 }
+
+/// Lowers this process's scheduling priority to `nice` (a failure only
+/// logged: the watcher works at any priority).
+#[cfg(unix)]
+fn lower_priority(nice: i32) {
+    // SAFETY: plain system call on this process (who = 0).
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc != 0 {
+        tracing::warn!(nice, "watch: could not lower the priority");
+    }
+}
+
+/// Lowers this process's scheduling priority (not on this platform).
+#[cfg(not(unix))]
+fn lower_priority(_nice: i32) {}
