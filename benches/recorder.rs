@@ -345,8 +345,9 @@ fn watched(tmp: &Path, results: &mut Results, t: &mut Trainer) {
     let (e0, c0, _) = block("off", false);
     let (e1, c1, cpu) = block("on", true);
     println!("  {:<24} {:>12} {:>12}", "", "median epoch", "in the call");
-    println!("  {:<24} {:>10.3} s {:>9.1} ms", "without watcher", e0, c0 * 1e3);
-    println!("  {:<24} {:>10.3} s {:>9.1} ms", "with watcher", e1, c1 * 1e3);
+    for (name, e, c) in [("without watcher", e0, c0), ("with watcher", e1, c1)] {
+        println!("  {name:<24} {e:>10.3} s {:>9.1} ms", c * 1e3);
+    }
     results.add("recorder_watch_epoch_pct", (e1 - e0) / e0 * 100.0, "%");
     results.add("recorder_watch_blocked_ms", c1 * 1e3, "ms");
     results.add("recorder_nowatch_blocked_ms", c0 * 1e3, "ms");
