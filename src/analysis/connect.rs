@@ -302,6 +302,8 @@ impl<'a> CurveTrainer<'a> {
     /// same ends, curve and settings is resumed from (also to train a
     /// finished curve for more epochs: the result is the same as training
     /// that many epochs at once); one for other settings is an error.
+    /// libtorch's (process-wide) generator is seeded at every epoch, for the
+    /// model's own randomness (dropout): train one curve at a time.
     pub fn train(&self, curve: &mut Curve, state: Option<&Path>) -> Result<Vec<EpochLog>> {
         let s = &self.settings;
         if s.epochs == 0 || !(s.lr > 0.0 && s.lr.is_finite()) {
