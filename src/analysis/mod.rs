@@ -1,6 +1,7 @@
 //! Analyses of a recorded run or a live model: directions, loss surfaces,
 //! evaluation and sharpness figures.
 
+pub mod animate;
 pub mod bn;
 pub mod connect;
 pub mod directions;

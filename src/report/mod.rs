@@ -4,6 +4,7 @@
 //! Every output file (the page, each figure, a VTK file) is written
 //! atomically: a final name never holds a truncated file.
 
+pub mod animation;
 pub mod compare;
 pub(crate) mod figures;
 pub(crate) mod html;

@@ -16,6 +16,7 @@
 //! Result directories of the analyses: [`surface`] (loss surfaces and the
 //! curvature maps computed on them).
 
+pub mod animation;
 pub mod connect;
 pub mod curvature;
 pub mod dataset;

@@ -262,6 +262,72 @@ impl Directions {
         self
     }
 
+    /// The same directions laid through another point: the grid point
+    /// `at` = (a, b) of the result is `theta` (θ* = θ − aδ − bη), so grids
+    /// of several snapshots share coordinates — `[0, 0]` centres the grid
+    /// on `theta` itself (exactly, without arithmetic), the plane's own
+    /// coordinates of `theta` keep a PCA plane's axes. Only the centre's
+    /// tensors are taken from `theta` (by name); the settings (kind, seed,
+    /// normalization) are kept, the id is recomputed, and the reference
+    /// point becomes `at`, labelled `label`.
+    pub fn recentred(&self, theta: &ParamSet, at: [f64; 2], label: &str) -> Result<Directions> {
+        let mut tensors = Vec::with_capacity(self.centre.tensors.len());
+        for (k, c) in self.centre.tensors.iter().enumerate() {
+            let t = theta
+                .tensors
+                .iter()
+                .find(|t| t.name == c.name)
+                .ok_or_else(|| Error::UnknownTensor {
+                    tensor: c.name.clone(),
+                    place: "the new centre of the directions".into(),
+                })?;
+            if t.tensor.size() != c.tensor.size() {
+                return Err(Error::invalid(
+                    "directions",
+                    format!(
+                        "'{}' has shape {:?} at the new centre, {:?} in the directions",
+                        c.name,
+                        t.tensor.size(),
+                        c.tensor.size()
+                    ),
+                ));
+            }
+            let tensor = if at == [0.0, 0.0] {
+                t.tensor.copy()
+            } else {
+                let mut d = Vec::with_capacity(self.dirs.len());
+                for dir in &self.dirs {
+                    let t = dir.tensors.get(k).filter(|t| t.name == c.name);
+                    d.push(
+                        &t.ok_or_else(|| Error::UnknownTensor {
+                            tensor: c.name.clone(),
+                            place: "a direction".into(),
+                        })?
+                        .tensor,
+                    );
+                }
+                tch::no_grad(|| combine(&t.tensor, &d, -at[0], -at[1])).map_err(|e| {
+                    Error::torch(format!("moving '{}' to the new centre", c.name), e)
+                })?
+            };
+            tensors.push(NamedTensor {
+                name: c.name.clone(),
+                role: c.role,
+                tensor,
+            });
+        }
+        let mut meta = self.meta.clone();
+        meta.extra.remove(REFERENCE_KEY);
+        meta.extra.remove(REFERENCE_LABEL_KEY);
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|d| d.map(|t| Ok(t.tensor.shallow_clone())))
+            .collect::<Result<Vec<_>>>()?;
+        let moved = Self::assemble(meta, ParamSet { tensors }, dirs);
+        Ok(moved.with_reference(at, label))
+    }
+
     /// Number of directions.
     pub fn len(&self) -> usize {
         self.dirs.len()

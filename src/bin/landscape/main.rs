@@ -10,6 +10,7 @@ macro_rules! outln {
     }};
 }
 
+mod animate;
 mod compare;
 mod connect;
 mod curvature;
@@ -52,6 +53,7 @@ enum Command {
     Surface(surface::Args),
     Interpolate(interpolate::Args),
     Connect(connect::Args),
+    Animate(animate::Args),
     Curvature(curvature::Args),
     Merge(merge::Args),
     Pca(pca::Args),
@@ -73,6 +75,7 @@ fn main() {
         Command::Surface(a) => surface::run(a),
         Command::Interpolate(a) => interpolate::run(a),
         Command::Connect(a) => connect::run(a),
+        Command::Animate(a) => animate::run(a),
         Command::Curvature(a) => curvature::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Pca(a) => pca::run(a),

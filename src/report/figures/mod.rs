@@ -101,6 +101,33 @@ fn e<T: std::fmt::Debug>(err: T) -> String {
 /// Figure size in pixels at scale 1 (the SVG's size).
 pub(crate) const SIZE: (u32, u32) = (720, 480);
 
+/// Renders `fig` into an RGB buffer of `scale` × 720 × 480 pixels (scale 1
+/// to 3, clamped); `path` names the file it is for in errors.
+pub(crate) fn render_rgb(
+    fig: &impl Figure,
+    scale: u32,
+    path: &Path,
+) -> Result<(Vec<u8>, (u32, u32))> {
+    ensure_font();
+    let scale = scale.clamp(*SCALES.start(), *SCALES.end());
+    let drawing = |msg: String| Error::io("drawing", path, std::io::Error::other(msg));
+    let (w, h) = (SIZE.0 * scale, SIZE.1 * scale);
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        fig.draw(&root, Px(scale as f64)).map_err(drawing)?;
+        root.present().map_err(|m| drawing(e(m)))?;
+    }
+    Ok((rgb, (w, h)))
+}
+
+/// Renders `fig` to the PNG file `path` at `scale` (see [`render_rgb`]).
+pub(crate) fn render_png(fig: &impl Figure, scale: u32, path: &Path) -> Result<()> {
+    let (rgb, size) = render_rgb(fig, scale, path)?;
+    let png = png::encode_rgb(&rgb, size).map_err(|err| Error::io("encoding", path, err))?;
+    write_file(path, png.as_slice())
+}
+
 /// Renders `fig` to `dir/name.png`, `scale` × 720 × 480 pixels (scale 1 to
 /// 3, clamped), and `dir/name.svg` (720 × 480 user units); returns the SVG
 /// text.
@@ -110,26 +137,16 @@ pub(crate) fn render_scaled(
     name: &str,
     scale: u32,
 ) -> Result<String> {
-    ensure_font();
-    let scale = scale.clamp(*SCALES.start(), *SCALES.end());
     let png_path = dir.join(format!("{name}.png"));
     let svg_path = dir.join(format!("{name}.svg"));
-    let drawing = |path: &Path, msg: String| Error::io("drawing", path, std::io::Error::other(msg));
-    let (w, h) = (SIZE.0 * scale, SIZE.1 * scale);
-    let mut rgb = vec![0u8; w as usize * h as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        fig.draw(&root, Px(scale as f64))
-            .map_err(|m| drawing(&png_path, m))?;
-        root.present().map_err(|m| drawing(&png_path, e(m)))?;
-    }
-    let png = png::encode_rgb(&rgb, (w, h)).map_err(|err| Error::io("encoding", &png_path, err))?;
+    let (rgb, size) = render_rgb(fig, scale, &png_path)?;
+    let png = png::encode_rgb(&rgb, size).map_err(|err| Error::io("encoding", &png_path, err))?;
+    let drawing = |msg: String| Error::io("drawing", &svg_path, std::io::Error::other(msg));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        fig.draw(&root, Px(1.0))
-            .map_err(|m| drawing(&svg_path, m))?;
-        root.present().map_err(|m| drawing(&svg_path, e(m)))?;
+        fig.draw(&root, Px(1.0)).map_err(drawing)?;
+        root.present().map_err(|m| drawing(e(m)))?;
     }
     write_file(&png_path, png.as_slice())?;
     write_file(&svg_path, svg.as_bytes())?;

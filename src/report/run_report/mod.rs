@@ -24,7 +24,7 @@ mod overview;
 mod pca;
 mod sharpness;
 pub(crate) use sharpness::reference_cell;
-mod surfaces;
+pub(crate) mod surfaces;
 mod training;
 mod weights;
 
