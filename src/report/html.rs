@@ -19,6 +19,104 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
+/// One frame of [`Page::animation_3d`].
+#[derive(Debug, Clone)]
+pub(crate) struct Frame3d {
+    /// The slider's label (and the frame's name).
+    pub(crate) label: String,
+    /// Values, row-major over the lattice; non-finite ones are gaps.
+    pub(crate) z: Vec<f64>,
+    /// The path so far, `[x, y, z]`.
+    pub(crate) path: Vec<[f64; 3]>,
+    /// The frame's own point, `[x, y, z]`.
+    pub(crate) point: [f64; 3],
+}
+
+/// The finite range of `values`, when there is a finite value.
+fn finite_range(
+    values: impl IntoIterator<Item = impl std::borrow::Borrow<f64>>,
+) -> Option<(f64, f64)> {
+    let mut r: Option<(f64, f64)> = None;
+    for v in values {
+        let v = *v.borrow();
+        if v.is_finite() {
+            r = Some(r.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+        }
+    }
+    r
+}
+
+/// JSON embedded in a script element: `<` escaped so no string can close it.
+fn js(v: &serde_json::Value) -> String {
+    v.to_string().replace('<', "\\u003c")
+}
+
+/// A plotly surface trace of `z` (row-major over `ys` × `xs`, non-finite
+/// values as gaps), its colours over `range` when given.
+fn surface_trace(
+    xs: &[f64],
+    ys: &[f64],
+    z: &[f64],
+    z_label: &str,
+    range: Option<(f64, f64)>,
+) -> serde_json::Value {
+    let rows: Vec<Vec<Option<f64>>> = z
+        .chunks(xs.len().max(1))
+        .map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect())
+        .collect();
+    let mut t = serde_json::json!({ "type": "surface", "x": xs, "y": ys, "z": rows, "colorscale": "Viridis",
+        "colorbar": { "title": { "text": z_label }, "len": 0.75, "thickness": 16 },
+        "contours": { "z": { "show": true, "usecolormap": true, "project": { "z": true } } } });
+    if let Some((lo, hi)) = range {
+        t["cmin"] = serde_json::json!(lo);
+        t["cmax"] = serde_json::json!(hi);
+    }
+    t
+}
+
+/// The layout of a 3-D scene showing the whole surface: the z axis spans
+/// `z_range` (plus 5 %), x and y in proportion to their spans (within
+/// 1:3), z 0.7 of the larger, the camera from above at the box's middle,
+/// margins that keep the axis titles inside the figure.
+fn scene_layout(
+    title: &str,
+    (xs, ys): (&[f64], &[f64]),
+    z_range: Option<(f64, f64)>,
+    (x_label, y_label, z_label): (&str, &str, &str),
+) -> serde_json::Value {
+    let z_range = match z_range {
+        Some((lo, hi)) if lo < hi => {
+            let d = (hi - lo) * 0.05;
+            serde_json::json!([lo - d, hi + d])
+        }
+        Some((lo, hi)) => serde_json::json!([lo - 0.5, hi + 0.5]),
+        None => serde_json::Value::Null,
+    };
+    let span = |v: &[f64]| finite_range(v.iter().copied()).map_or(f64::NAN, |(lo, hi)| hi - lo);
+    let (sx, sy) = (span(xs), span(ys));
+    let (ax, ay) = if sx > 0.0 && sy > 0.0 && sx.is_finite() && sy.is_finite() {
+        let r = (sx / sy).clamp(1.0 / 3.0, 3.0);
+        if r >= 1.0 {
+            (1.0, 1.0 / r)
+        } else {
+            (r, 1.0)
+        }
+    } else {
+        (1.0, 1.0)
+    };
+    serde_json::json!({ "title": { "text": title }, "width": 720, "height": 560, "autosize": false,
+        "margin": { "l": 10, "r": 10, "t": 50, "b": 10 },
+        "scene": {
+            "xaxis": { "title": { "text": x_label } },
+            "yaxis": { "title": { "text": y_label } },
+            "zaxis": { "title": { "text": z_label }, "range": z_range },
+            "aspectmode": "manual",
+            "aspectratio": { "x": ax, "y": ay, "z": 0.7 },
+            "camera": { "eye": { "x": 1.45, "y": -1.45, "z": 0.95 }, "center": { "x": 0, "y": 0, "z": -0.12 } },
+            "domain": { "x": [0.0, 0.92], "y": [0.0, 1.0] }
+        } })
+}
+
 /// A page being assembled.
 #[derive(Debug, Default)]
 pub(crate) struct Page {
@@ -47,7 +145,8 @@ const SELF_CHECK: &str = "window.addEventListener('load',function(){var f=docume
 f.forEach(function(d){var s=d.querySelector('svg');var r=s?s.getBoundingClientRect():null;if(!r||r.width<50||r.height<50)bad.push(d.dataset.figure);});\
 document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0)bad.push(i.src);});\
 var g=document.querySelectorAll('[data-figure3d]');g.forEach(function(d){if(!d.querySelector('.js-plotly-plot canvas'))bad.push(d.dataset.figure3d);});\
-document.documentElement.dataset.selfcheck=(bad.length?'fail '+bad.join(','):'ok')+' figures='+f.length+' surfaces3d='+g.length;});";
+var a=document.querySelectorAll('[data-animation]'),fr=0;a.forEach(function(d){var p=document.getElementById(d.dataset.animation),t=p&&p._transitionData,n=t&&t._frames?t._frames.length:0;if(String(n)!==d.dataset.frames)bad.push(d.dataset.animation+' has '+n+' of '+d.dataset.frames+' frames');fr+=n;});\
+document.documentElement.dataset.selfcheck=(bad.length?'fail '+bad.join(','):'ok')+' figures='+f.length+' surfaces3d='+g.length+' animations='+a.length+' frames='+fr;});";
 
 impl Page {
     /// A page with the given title (escaped).
@@ -107,73 +206,98 @@ impl Page {
 
     /// An interactive 3-D surface (plotly.js, inlined once per page): `z` is
     /// row-major over `ys` × `xs`; non-finite values are left as gaps. The
-    /// scene is framed to show the whole surface: the z axis spans the
-    /// finite values (plus 5 %), the box is flatter than a cube, the camera
-    /// looks from above at the box's middle, and the margins keep the axis
-    /// titles inside the figure.
+    /// scene is framed to show the whole surface (see [`scene_layout`]).
     pub(crate) fn surface_3d(
         &mut self,
         title: &str,
         (xs, ys, z): (&[f64], &[f64], &[f64]),
-        (x_label, y_label, z_label): (&str, &str, &str),
+        labels: (&str, &str, &str),
     ) {
         let id = format!("surface3d-{}", self.plots_3d);
         self.plots_3d += 1;
-        let rows: Vec<Vec<Option<f64>>> = z
-            .chunks(xs.len().max(1))
-            .map(|r| r.iter().map(|v| v.is_finite().then_some(*v)).collect())
-            .collect();
-        let finite = || z.iter().copied().filter(|v| v.is_finite());
-        let (lo, hi) = (
-            finite().fold(f64::INFINITY, f64::min),
-            finite().fold(f64::NEG_INFINITY, f64::max),
-        );
-        let z_range = if lo < hi {
-            let d = (hi - lo) * 0.05;
-            serde_json::json!([lo - d, hi + d])
-        } else if lo == hi {
-            serde_json::json!([lo - 0.5, hi + 0.5])
-        } else {
-            serde_json::Value::Null
-        };
-        let span = |v: &[f64]| {
-            let f = || v.iter().copied().filter(|x| x.is_finite());
-            f().fold(f64::NEG_INFINITY, f64::max) - f().fold(f64::INFINITY, f64::min)
-        };
-        // x and y in proportion to their spans (within 1:3), z 0.7 of the larger.
-        let (sx, sy) = (span(xs), span(ys));
-        let (ax, ay) = if sx > 0.0 && sy > 0.0 && sx.is_finite() && sy.is_finite() {
-            let r = (sx / sy).clamp(1.0 / 3.0, 3.0);
-            if r >= 1.0 {
-                (1.0, 1.0 / r)
-            } else {
-                (r, 1.0)
-            }
-        } else {
-            (1.0, 1.0)
-        };
-        let data = serde_json::json!([{ "type": "surface", "x": xs, "y": ys, "z": rows, "colorscale": "Viridis",
-            "colorbar": { "title": { "text": z_label }, "len": 0.75, "thickness": 16 },
-            "contours": { "z": { "show": true, "usecolormap": true, "project": { "z": true } } } }]);
-        let layout = serde_json::json!({ "title": { "text": title }, "width": 720, "height": 560, "autosize": false,
-            "margin": { "l": 10, "r": 10, "t": 50, "b": 10 },
-            "scene": {
-                "xaxis": { "title": { "text": x_label } },
-                "yaxis": { "title": { "text": y_label } },
-                "zaxis": { "title": { "text": z_label }, "range": z_range },
-                "aspectmode": "manual",
-                "aspectratio": { "x": ax, "y": ay, "z": 0.7 },
-                "camera": { "eye": { "x": 1.45, "y": -1.45, "z": 0.95 }, "center": { "x": 0, "y": 0, "z": -0.12 } },
-                "domain": { "x": [0.0, 0.92], "y": [0.0, 1.0] }
-            } });
-        // JSON is embedded in a script element: escape '<' so no string can close it.
-        let js = |v: &serde_json::Value| v.to_string().replace('<', "\\u003c");
+        let data = serde_json::json!([surface_trace(xs, ys, z, labels.2, None)]);
+        let layout = scene_layout(title, (xs, ys), finite_range(z), labels);
         let _ = writeln!(
             self.body,
             "<div class=\"fig\" data-figure3d=\"{id}\"><div id=\"{id}\" style=\"width:720px;height:560px\"></div><div class=\"cap\">{} — drag to rotate</div><script>window.__surfaces3d=(window.__surfaces3d||[]).concat([[\"{id}\",{},{}]]);</script></div>",
             escape(title),
             js(&data),
             js(&layout)
+        );
+    }
+
+    /// An animated 3-D surface (plotly frames with a slider and play and
+    /// pause buttons): one frame per entry of `frames`, every frame on the
+    /// lattice `xs` × `ys`, on one z range and colour scale, with a path
+    /// and a current point drawn over the surface. The self-check counts
+    /// the frames plotly registered.
+    pub(crate) fn animation_3d(
+        &mut self,
+        title: &str,
+        (xs, ys): (&[f64], &[f64]),
+        frames: &[Frame3d],
+        labels: (&str, &str, &str),
+    ) {
+        let Some(first) = frames.first() else {
+            return;
+        };
+        let id = format!("surface3d-{}", self.plots_3d);
+        self.plots_3d += 1;
+        let range = finite_range(frames.iter().flat_map(|f| f.z.iter()).copied());
+        let traces = |f: &Frame3d| {
+            let (px, (py, pz)): (Vec<f64>, (Vec<f64>, Vec<f64>)) =
+                f.path.iter().map(|p| (p[0], (p[1], p[2]))).unzip();
+            serde_json::json!([
+                surface_trace(xs, ys, &f.z, labels.2, range),
+                { "type": "scatter3d", "mode": "lines+markers", "x": px, "y": py, "z": pz,
+                  "name": "path so far", "line": { "color": "black", "width": 5 },
+                  "marker": { "size": 3, "color": "black" } },
+                { "type": "scatter3d", "mode": "markers", "x": [f.point[0]], "y": [f.point[1]],
+                  "z": [f.point[2]], "name": "this frame's model",
+                  "marker": { "size": 7, "color": "#d62728", "line": { "color": "white", "width": 2 } } }
+            ])
+        };
+        let data = traces(first);
+        let plotly_frames: Vec<serde_json::Value> = frames
+            .iter()
+            .map(|f| serde_json::json!({ "name": f.label, "data": traces(f), "traces": [0, 1, 2] }))
+            .collect();
+        let step = |f: &Frame3d| {
+            serde_json::json!({ "label": f.label, "method": "animate",
+                "args": [[f.label], { "mode": "immediate", "frame": { "duration": 0, "redraw": true }, "transition": { "duration": 0 } }] })
+        };
+        let mut layout = scene_layout(title, (xs, ys), range, labels);
+        layout["height"] = serde_json::json!(660);
+        layout["showlegend"] = serde_json::json!(false);
+        layout["scene"]["domain"] = serde_json::json!({ "x": [0.0, 0.92], "y": [0.16, 1.0] });
+        layout["sliders"] = serde_json::json!([{ "active": 0, "x": 0.12, "len": 0.86, "y": 0.0,
+            "currentvalue": { "prefix": "", "font": { "size": 14 } },
+            "steps": frames.iter().map(step).collect::<Vec<_>>() }]);
+        layout["updatemenus"] = serde_json::json!([{ "type": "buttons", "showactive": false,
+            "x": 0.0, "y": 0.0, "xanchor": "left", "yanchor": "top", "direction": "left",
+            "buttons": [
+                { "label": "Play", "method": "animate", "args": [null, { "fromcurrent": true, "frame": { "duration": 700, "redraw": true }, "transition": { "duration": 0 } }] },
+                { "label": "Pause", "method": "animate", "args": [[null], { "mode": "immediate", "frame": { "duration": 0, "redraw": false }, "transition": { "duration": 0 } }] }
+            ] }]);
+        let _ = writeln!(
+            self.body,
+            "<div class=\"fig\" data-figure3d=\"{id}\" data-animation=\"{id}\" data-frames=\"{n}\"><div id=\"{id}\" style=\"width:720px;height:660px\"></div><div class=\"cap\">{} — drag to rotate; the slider or Play moves through the snapshots</div><script>window.__surfaces3d=(window.__surfaces3d||[]).concat([[\"{id}\",{},{},{}]]);</script></div>",
+            escape(title),
+            js(&data),
+            js(&layout),
+            js(&serde_json::Value::Array(plotly_frames)),
+            n = frames.len()
+        );
+    }
+
+    /// An image file beside the page (a GIF, say) with a caption (escaped).
+    pub(crate) fn image(&mut self, file: &str, alt: &str, caption: &str) {
+        let file = escape(file);
+        let _ = writeln!(
+            self.body,
+            "<div class=\"fig\"><img src=\"{file}\" alt=\"{}\" style=\"max-width:100%\"><div class=\"cap\">{} — <a href=\"{file}\">{file}</a></div></div>",
+            escape(alt),
+            escape(caption)
         );
     }
 
@@ -211,7 +335,7 @@ impl Page {
             let _ = write!(nav, "<a href=\"#{}\">{}</a>", escape(id), escape(t));
         }
         let plotly = if self.plots_3d > 0 {
-            format!("<script>{PLOTLY_JS}</script><script>(window.__surfaces3d||[]).forEach(function(s){{try{{Plotly.newPlot(s[0],s[1],s[2],{{staticPlot:false}});}}catch(e){{document.getElementById(s[0]).dataset.error=String(e);}}}});</script>")
+            format!("<script>{PLOTLY_JS}</script><script>(window.__surfaces3d||[]).forEach(function(s){{try{{Plotly.newPlot(s[0],s[1],s[2],{{staticPlot:false}});if(s[3])Plotly.addFrames(s[0],s[3]);}}catch(e){{document.getElementById(s[0]).dataset.error=String(e);}}}});</script>")
         } else {
             String::new()
         };

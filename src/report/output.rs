@@ -46,6 +46,11 @@ impl Output {
         Ok(())
     }
 
+    /// The directory the page and its figures are written to.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Writes `index.html`; returns its path.
     pub(crate) fn finish(self) -> Result<PathBuf> {
         let index = self.dir.join("index.html");

@@ -20,6 +20,7 @@
 
 mod connect;
 mod curvature;
+mod over_training;
 mod overview;
 mod pca;
 mod sharpness;
@@ -78,5 +79,6 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
     )?;
     sharpness::section(&mut out, &surfaces);
     connect::section(&mut out, run_dir)?;
+    over_training::section(&mut out, run_dir)?;
     out.finish()
 }
