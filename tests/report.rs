@@ -2,8 +2,12 @@
 //! → HTML opened in headless Chromium (Debian's `chromium`, installed by
 //! `.ci/run`), plus the CLI's other subcommands and its error handling.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::chromium;
 
 use tch::nn::{self, Module, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -111,53 +115,6 @@ fn report_is_complete_and_escapes_user_strings() {
             "figure {stem} not in the page"
         );
     }
-}
-
-/// Loads `page` in headless Chromium; returns (dumped DOM, console errors).
-fn chromium(page: &Path, screenshot: Option<&Path>) -> (String, Vec<String>) {
-    let bin = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("headless Chromium is needed for the report tests: apt-get install chromium (./landscape-dev test does it)");
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", page.display());
-    let mut base = vec![
-        "--headless".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--no-first-run".into(),
-        format!("--user-data-dir={}", profile.path().display()),
-        "--enable-logging=stderr".into(),
-        "--v=0".into(),
-        "--virtual-time-budget=8000".into(),
-        // WebGL (the 3-D surfaces) in headless mode.
-        "--enable-unsafe-swiftshader".into(),
-        "--use-angle=swiftshader".into(),
-    ];
-    if let Some(shot) = screenshot {
-        let mut a = base.clone();
-        a.push(format!("--screenshot={}", shot.display()));
-        a.push("--window-size=1400,5000".into());
-        a.push(url.clone());
-        let o = Command::new(bin).args(&a).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    base.push("--dump-dom".into());
-    base.push(url);
-    let o = Command::new(bin).args(&base).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let errors = String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter(|l| {
-            l.contains("CONSOLE")
-                && (l.contains("Uncaught") || l.contains("ERROR") || l.contains("error"))
-        })
-        .map(str::to_string)
-        .collect();
-    (String::from_utf8_lossy(&o.stdout).into_owned(), errors)
 }
 
 #[test]
