@@ -67,7 +67,11 @@ fn frames_follow_the_snapshots_and_the_report_animates_them() {
     assert_eq!(pca.spec.plane, AnimationPlane::Pca);
     let snaps: Vec<usize> = pca.spec.frames.iter().map(|f| f.snapshot).collect();
     assert_eq!(snaps, [0, 2, 4]);
-    assert_eq!(pca.spec.path.len(), 5, "every snapshot is on the drawn path");
+    assert_eq!(
+        pca.spec.path.len(),
+        5,
+        "every snapshot is on the drawn path"
+    );
     // Each frame's reference point is its snapshot's place on the path...
     for f in &pca.spec.frames {
         let p = &pca.spec.path[f.snapshot];
@@ -126,7 +130,10 @@ fn frames_follow_the_snapshots_and_the_report_animates_them() {
     // included when off the lattice.
     let dir = run.join("animations/pca");
     let expected: usize = pca.frames.iter().map(|f| f.points.len() * 2).sum();
-    assert_eq!(parquet_rows(&dir.join("animation.parquet")), expected as i64);
+    assert_eq!(
+        parquet_rows(&dir.join("animation.parquet")),
+        expected as i64
+    );
     assert_eq!(pca.rows().len(), expected);
 
     // The GIF: three frames of 720 × 480, looping; a PNG per frame.

@@ -51,7 +51,7 @@ const DOCS: [&str; 14] = [
 const EXPORT_DOCS: [&str; 4] = ["trajectory", "summary", "export_metrics", "epochs"];
 
 /// The layout documents: one per kind of output directory.
-const LAYOUTS: [&str; 7] = [
+const LAYOUTS: [&str; 8] = [
     "run",
     "export",
     "surface",
@@ -59,6 +59,7 @@ const LAYOUTS: [&str; 7] = [
     "pca",
     "report",
     "connect_dir",
+    "animation_dir",
 ];
 
 fn doc(name: &str) -> Value {
@@ -286,6 +287,11 @@ fn declared_arrow_schemas_match_the_documents() {
         &tch_landscape::store::connect::curve_schema(),
         "curve",
         "curve_schema()",
+    );
+    assert_schema_matches(
+        &tch_landscape::store::animation::animation_schema(),
+        "animation",
+        "animation_schema()",
     );
     assert_schema_matches(&pca::variance_schema(), "pca_variance", "variance_schema()");
     assert_schema_matches(&pca::path_schema(), "pca_path", "path_schema()");
@@ -739,7 +745,11 @@ fn check_documented_file(path: &Path, e: &Value) {
 #[test]
 fn layout_documents_are_complete() {
     // hessian.json is checked on its own (declared_arrow_schemas_match_the_documents).
-    let tables: BTreeSet<&str> = DOCS.iter().copied().chain(["hessian", "curve"]).collect();
+    let tables: BTreeSet<&str> = DOCS
+        .iter()
+        .copied()
+        .chain(["hessian", "curve", "animation"])
+        .collect();
     for name in LAYOUTS {
         let d = doc(name);
         let what = format!("schemas/{name}.json");

@@ -408,7 +408,10 @@ pub fn chromium(page: &Path, screenshot: Option<&Path>) -> (String, Vec<String>)
     }
     base.push("--dump-dom".into());
     base.push(url);
-    let o = std::process::Command::new(bin).args(&base).output().unwrap();
+    let o = std::process::Command::new(bin)
+        .args(&base)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let errors = String::from_utf8_lossy(&o.stderr)
         .lines()

@@ -173,11 +173,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         frames.push(FrameSpec::new(s, epoch(s)?, at));
     }
     let (x, y) = axes(&args, plane, &path)?;
-    let grid = Surface::builder(&base)
+    let grid = *Surface::builder(&base)
         .grid(x.from..=x.to, x.points, y.from..=y.to, y.points)
         .build()?
-        .grid()
-        .clone();
+        .grid();
     let name = args.name.clone().unwrap_or(name);
     let out = session.output(args.out.as_deref(), "animations", &name)?;
     let _lock = session
