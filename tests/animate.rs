@@ -162,6 +162,41 @@ fn frames_follow_the_snapshots_and_the_report_animates_them() {
     let (_, err, success) = landscape(&["animate", run_s, "--snapshots", "3:9"]);
     assert!(!success && err.contains("--snapshots"), "{err}");
 
+    // Shards (each process every other point of every frame), merged,
+    // give the whole animation value for value.
+    let part = |i: usize| tmp.path().join(format!("part-{i}"));
+    for i in 0..2 {
+        let shard = format!("{i}/2");
+        let out = part(i);
+        let printed = ok(&[
+            &[
+                "animate",
+                run_s,
+                "--shard",
+                &shard,
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            &frames,
+        ]
+        .concat());
+        assert!(printed.contains("landscape merge"), "{printed}");
+    }
+    let merged = tmp.path().join("merged");
+    ok(&[
+        "merge",
+        part(0).to_str().unwrap(),
+        part(1).to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    let m = AnimationResult::load(&merged).unwrap();
+    assert_eq!(m.spec.shard, None);
+    for (a, b) in m.frames.iter().zip(&pca.frames) {
+        assert_eq!(a.loss("train"), b.loss("train"));
+    }
+    assert!(merged.join("animation.gif").is_file());
+
     // The report animates both, and Chromium's self-check counts the frames.
     ok(&["report", run_s]);
     let index = run.join("report/index.html");

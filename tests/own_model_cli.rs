@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
+use tch_landscape::analysis::animate::AnimationResult;
 use tch_landscape::analysis::evaluator::{ClassifierEvaluator, Evaluator};
 use tch_landscape::analysis::model_check::ModelMatch;
 use tch_landscape::analysis::surface::SurfaceResult;
@@ -323,6 +324,31 @@ fn every_subcommand_runs_on_a_torchscript_model() {
     call(connect);
     let (again, _) = tch_landscape::store::connect::read_curve(&curve_file).unwrap();
     assert_eq!(again, rows);
+    // The landscape over training: on fixed random directions each frame
+    // is centred on its snapshot exactly, so the final frame's own point
+    // is the final model, bit for bit; on the PCA plane it runs through
+    // the same TorchScript model and BatchNorm policy.
+    call(with(&[
+        "animate",
+        &run_s,
+        "--directions",
+        "random",
+        "--snapshots",
+        "1:3:2",
+        "--grid",
+        "3",
+    ]));
+    let anim = AnimationResult::load(run.join("animations/random")).unwrap();
+    assert_eq!(anim.frames.len(), 2);
+    let own: Vec<(String, f64, Option<f64>)> = anim.frames[1]
+        .reference_value("train")
+        .into_iter()
+        .chain(anim.frames[1].reference_value("test"))
+        .map(|s| (s.split.clone(), s.loss, s.accuracy))
+        .collect();
+    assert_eq!(own, want);
+    call(with(&["animate", &run_s, "--grid", "3"]));
+    assert!(run.join("animations/pca/animation.gif").is_file());
     // Curvature at a point and as a small map.
     let (printed, _) = call(with(&[
         "curvature",

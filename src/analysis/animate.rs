@@ -27,7 +27,7 @@ use crate::analysis::directions::{Directions, DirectionsMeta};
 use crate::analysis::grid::Grid;
 use crate::analysis::params::ParamSet;
 use crate::analysis::shard::Shard;
-use crate::analysis::surface::SurfaceResult;
+use crate::analysis::surface::{merge_shards, SurfaceResult};
 use crate::error::{Error, Result};
 use crate::store::animation::{read_spec, write_spec, write_table, AnimationRow, TABLE_FILE};
 use crate::store::manifest::rfc3339_utc;
@@ -325,4 +325,78 @@ impl AnimationResult {
         write_table(&path, &self.rows(), &self.spec)?;
         Ok(path)
     }
+}
+
+/// Combines the shard directories of an animation (`landscape animate
+/// --shard i/n`, every frame holding shard i) into `out`: each frame's
+/// shards are merged as surfaces are ([`merge_shards`]: incomplete,
+/// missing, repeated or mismatched shards are refused), then the
+/// animation's settings without the shard and its table are written.
+pub fn merge_animation_shards(
+    shards: &[impl AsRef<Path>],
+    out: impl AsRef<Path>,
+) -> Result<AnimationResult> {
+    let out = out.as_ref();
+    let Some(first_dir) = shards.first() else {
+        return Err(Error::invalid("shards", "no shard directory given"));
+    };
+    let mut specs = Vec::with_capacity(shards.len());
+    for d in shards {
+        let d = d.as_ref();
+        let spec = read_spec(d)?.ok_or_else(|| {
+            Error::invalid(
+                "shards",
+                format!(
+                    "{} has no animation.json: not an animation shard",
+                    d.display()
+                ),
+            )
+        })?;
+        if spec.shard.is_none() {
+            return Err(Error::invalid(
+                "shards",
+                format!("{} holds a whole animation, not a shard", d.display()),
+            ));
+        }
+        specs.push(spec);
+    }
+    let first = &specs[0];
+    for (d, s) in shards.iter().zip(&specs).skip(1) {
+        let whole = |s: &AnimationSpec| AnimationSpec {
+            shard: None,
+            created_utc: String::new(),
+            ..s.clone()
+        };
+        if !whole(s).same_work(&whole(first)) {
+            return Err(Error::invalid(
+                "shards",
+                format!(
+                    "{} is a shard of another animation than {} (directions, grid, snapshots or model differ)",
+                    d.as_ref().display(),
+                    first_dir.as_ref().display()
+                ),
+            ));
+        }
+    }
+    let spec = AnimationSpec {
+        shard: None,
+        created_utc: specs
+            .iter()
+            .map(|s| s.created_utc.clone())
+            .min()
+            .unwrap_or_default(),
+        ..first.clone()
+    };
+    crate::store::fsutil::create_output_dir(out)?;
+    let _lock = crate::store::fsutil::DirLock::create(out)?;
+    let spec = spec.resume_in(out)?;
+    crate::store::fsutil::create_dir_in(out, &out.join("frames"))?;
+    for f in &spec.frames {
+        let parts: Vec<PathBuf> = shards.iter().map(|d| d.as_ref().join(&f.dir)).collect();
+        merge_shards(&parts, out.join(&f.dir))?;
+    }
+    write_spec(out, &spec)?;
+    let merged = AnimationResult::with_frames(out, spec)?;
+    merged.save_table()?;
+    Ok(merged)
 }

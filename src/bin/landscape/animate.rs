@@ -282,7 +282,10 @@ fn plane(
     let run_id = session.run.manifest().run_id.clone();
     match args.directions.as_str() {
         "pca" => {
-            let (dirs, path) = pca_plane(session)?;
+            let (mut dirs, path) = pca_plane(session)?;
+            if dirs.meta.run_id().is_none() {
+                dirs = dirs.with_run_id(&run_id);
+            }
             Ok((AnimationPlane::Pca, dirs, path, "pca".into()))
         }
         "random" => {

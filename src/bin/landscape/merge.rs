@@ -1,12 +1,16 @@
-//! `landscape merge`: combine the shards of a surface or curvature map.
+//! `landscape merge`: combine the shards of a surface, a curvature map or
+//! an animation.
 
 use std::path::PathBuf;
 
+use tch_landscape::analysis::animate::merge_animation_shards;
 use tch_landscape::analysis::hessian::{merge_curvature_shards, CURVATURE_FILE};
 use tch_landscape::analysis::surface::merge_shards;
+use tch_landscape::store::animation::SPEC_FILE as ANIMATION_SPEC;
 
 /// Combine shard directories (from `--shard i/n` / `SurfaceBuilder::shard`) into
-/// the result one process computing the whole grid writes. Refuses
+/// the result one process computing the whole grid writes (for an
+/// animation: every frame, then its table, GIF and PNG frames). Refuses
 /// incomplete, missing, repeated or mismatched shards.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -22,6 +26,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.shards.iter().any(|s| s.join(ANIMATION_SPEC).exists()) {
+        let t0 = std::time::Instant::now();
+        let anim = merge_animation_shards(&args.shards, &args.out)?;
+        let splits = anim.splits();
+        let split = splits
+            .iter()
+            .find(|s| s.as_str() == "train")
+            .or(splits.first())
+            .cloned()
+            .unwrap_or_default();
+        return crate::animate::finish(&anim, &split, 0.6, 0, t0);
+    }
     if args.shards.iter().any(|s| s.join(CURVATURE_FILE).exists()) {
         let m = merge_curvature_shards(&args.shards, &args.out)?;
         outln!(
