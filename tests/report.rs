@@ -142,7 +142,10 @@ fn report_renders_in_a_real_browser() {
         .parse()
         .unwrap();
     assert!(n >= 6, "only {n} figures rendered");
-    assert!(dom.contains("surfaces3d=1\""), "the 3-D surface is missing");
+    assert!(
+        dom.contains("surfaces3d=1 animations=0 frames=0\""),
+        "the 3-D surface is missing"
+    );
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "screenshot too small"
