@@ -295,17 +295,7 @@ impl Directions {
             let tensor = if at == [0.0, 0.0] {
                 t.tensor.copy()
             } else {
-                let mut d = Vec::with_capacity(self.dirs.len());
-                for dir in &self.dirs {
-                    let t = dir.tensors.get(k).filter(|t| t.name == c.name);
-                    d.push(
-                        &t.ok_or_else(|| Error::UnknownTensor {
-                            tensor: c.name.clone(),
-                            place: "a direction".into(),
-                        })?
-                        .tensor,
-                    );
-                }
+                let d = self.direction_tensors(k, &c.name)?;
                 tch::no_grad(|| combine(&t.tensor, &d, -at[0], -at[1])).map_err(|e| {
                     Error::torch(format!("moving '{}' to the new centre", c.name), e)
                 })?
@@ -338,22 +328,30 @@ impl Directions {
         self.dirs.is_empty()
     }
 
+    /// Tensor `k` (named `name`, as the centre's) of every direction; an
+    /// error when a direction does not have it there.
+    fn direction_tensors(&self, k: usize, name: &str) -> Result<Vec<&Tensor>> {
+        self.dirs
+            .iter()
+            .map(|dir| {
+                dir.tensors
+                    .get(k)
+                    .filter(|t| t.name == name)
+                    .map(|t| &t.tensor)
+                    .ok_or_else(|| Error::UnknownTensor {
+                        tensor: name.to_string(),
+                        place: "a direction".into(),
+                    })
+            })
+            .collect()
+    }
+
     /// θ* + αδ (+ βη), tensor by tensor, always from θ*; an error when a
     /// direction does not match the centre (names and shapes).
     pub fn point(&self, alpha: f64, beta: f64) -> Result<ParamSet> {
         let mut tensors = Vec::with_capacity(self.centre.tensors.len());
         for (k, c) in self.centre.tensors.iter().enumerate() {
-            let mut d = Vec::with_capacity(self.dirs.len());
-            for dir in &self.dirs {
-                let t = dir.tensors.get(k).filter(|t| t.name == c.name);
-                d.push(
-                    &t.ok_or_else(|| Error::UnknownTensor {
-                        tensor: c.name.clone(),
-                        place: "a direction".into(),
-                    })?
-                    .tensor,
-                );
-            }
+            let d = self.direction_tensors(k, &c.name)?;
             let tensor = tch::no_grad(|| combine(&c.tensor, &d, alpha, beta)).map_err(|e| {
                 Error::torch(format!("forming '{}' at ({alpha}, {beta})", c.name), e)
             })?;
