@@ -472,6 +472,37 @@ mod tests {
     }
 
     #[test]
+    fn recentred_directions_put_the_new_point_at_the_chosen_grid_point() {
+        let a = set(vec![("w", Role::Weight, from(&[1.0, 2.0]))]);
+        let b = set(vec![("w", Role::Weight, from(&[3.0, -2.0]))]);
+        let c = set(vec![("w", Role::Weight, from(&[0.0, 5.0]))]);
+        let plane = Directions::three_point(&a, &b, &c).unwrap();
+        let theta = set(vec![("w", Role::Weight, from(&[10.0, 20.0]))]);
+        // At (0, 0) the centre is θ itself, bit for bit.
+        let here = plane.recentred(&theta, [0.0, 0.0], "θ").unwrap();
+        assert!(here.centre.tensors[0]
+            .tensor
+            .equal(&theta.tensors[0].tensor));
+        assert_ne!(here.meta.id, plane.meta.id);
+        assert_eq!(here.meta.kind, plane.meta.kind);
+        assert_eq!(here.meta.reference(), [0.0, 0.0]);
+        // At (2, −1) the grid point (2, −1) is θ; the directions are the same.
+        let moved = plane.recentred(&theta, [2.0, -1.0], "θ").unwrap();
+        let p = moved.point(2.0, -1.0).unwrap();
+        assert!(p.tensors[0].tensor.equal(&theta.tensors[0].tensor));
+        // θ − 2δ + η with δ = b − a = (2, −4), η = c − a = (−1, 3).
+        let want = from(&[5.0, 31.0]);
+        assert!(moved.centre.tensors[0].tensor.equal(&want));
+        assert_eq!(moved.meta.reference(), [2.0, -1.0]);
+        assert_eq!(moved.meta.reference_label(), "θ");
+        // θ without the directions' tensor, or of another shape: refused.
+        let other = set(vec![("v", Role::Weight, from(&[0.0, 0.0]))]);
+        assert!(plane.recentred(&other, [0.0, 0.0], "").is_err());
+        let wide = set(vec![("w", Role::Weight, from(&[0.0, 0.0, 0.0]))]);
+        assert!(plane.recentred(&wide, [1.0, 1.0], "").is_err());
+    }
+
+    #[test]
     fn bn_stats_are_written_as_before() {
         for (b, s) in [
             (BnStats::Fixed, "fixed"),
