@@ -1,6 +1,7 @@
 //! `landscape watch` on a run while it is being recorded: it reads only
 //! complete snapshots, picks up one written after it started, refits the
-//! PCA and rewrites the report each time, and stops when the run finishes.
+//! PCA (one new Gram row per new snapshot) and rewrites the report each
+//! time, and stops when the run finishes.
 
 mod common;
 
@@ -10,6 +11,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tch::nn;
+use tch_landscape::analysis::pca::{
+    PcaSummary, DIRECTIONS_RAW_FILE, PATH_FILE, TENSORS_FILE, VARIANCE_FILE,
+};
 use tch_landscape::models::Mlp;
 use tch_landscape::Recorder;
 
@@ -57,7 +61,7 @@ fn the_watcher_follows_a_run_being_recorded_and_stops_when_it_finishes() {
     // The three snapshots recorded before it started (θ₀, epochs 1, 2).
     let first = next("the first look");
     assert!(
-        first.starts_with("updated: 3 snapshots, PC1+PC2"),
+        first.starts_with("updated: 3 snapshots, PC1+PC2") && first.contains(", 3 new Gram rows"),
         "{first}"
     );
     let html = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
@@ -68,16 +72,31 @@ fn the_watcher_follows_a_run_being_recorded_and_stops_when_it_finishes() {
     // One snapshot written after it started.
     step(&mut rec, 3);
     let second = next("the snapshot written after the start");
-    assert!(second.starts_with("updated: 4 snapshots"), "{second}");
+    assert!(
+        second.starts_with("updated: 4 snapshots") && second.contains(", 1 new Gram row ("),
+        "{second}"
+    );
     assert!(!second.contains("finished"), "{second}");
     // The recorder is never blocked: this snapshot went through at once.
     rec.finish().unwrap();
     let last = next("the finished run");
     assert!(
-        last.starts_with("updated: 4 snapshots") && last.contains("run finished"),
+        last.starts_with("updated: 4 snapshots")
+            && last.contains("0 new Gram rows")
+            && last.contains("run finished"),
         "{last}"
     );
     let status = child.wait().unwrap();
     assert!(status.success(), "the watcher failed: {status}");
-    assert!(dir.join("pca/pca.json").is_file());
+    // The PCA of the 4 snapshots, as `landscape pca` writes it.
+    let pca = PcaSummary::load_dir(&dir.join("pca")).unwrap();
+    assert_eq!((pca.snapshots, pca.path.len(), pca.passes), (4, 4, 1));
+    assert_eq!(
+        (pca.signs.as_str(), pca.gram_precision.as_str()),
+        ("path", "f64")
+    );
+    for f in [TENSORS_FILE, PATH_FILE, VARIANCE_FILE] {
+        assert!(dir.join("pca").join(f).is_file(), "{f}");
+    }
+    assert!(!dir.join("pca").join(DIRECTIONS_RAW_FILE).exists());
 }

@@ -1,5 +1,5 @@
 //! The PCA itself, over any re-streamable source of chunks ([`Chunks`]):
-//! one pass accumulates the Gram matrices, from which the spectrum, the
+//! one pass accumulates the Gram matrices (`pass`), from which the spectrum, the
 //! path coordinates, the residuals and the per-tensor shares follow; a
 //! second pass only when the signs are fixed by the components
 //! ([`SignRule::Components`]) or the per-tensor Gram matrices would not fit
@@ -7,24 +7,20 @@
 //! (snapshot indices, tensor names) are added by
 //! [`PcaResult`](super::PcaResult).
 
-use nalgebra::DMatrix;
-
-use super::gram::{add_chunk, centre, own_ratios, GramPrecision, GramValue, Spectrum};
+use super::gram::{centre, GramPrecision, Spectrum};
+use super::pass::{gram_pass, keeps_tensor_grams, Pass1, TensorFit};
 use super::project::project_pass;
-use super::stream::{Chunks, Deltas, Trajectory};
+use super::stream::{Chunks, Trajectory};
 use crate::error::{Error, Result};
-
-/// Memory the per-tensor Gram matrices may take (kept for the per-tensor
-/// shares, ‖pc_k|tensor‖² = u_kᵀ G_tensor u_k); above it the shares come
-/// from a second pass.
-const TENSOR_GRAMS_BUDGET: usize = 256 << 20;
 
 /// How the sign of each principal component is fixed (the eigenvectors are
 /// defined up to sign).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignRule {
     /// The matrix row (snapshot) with the largest |centred coordinate| has a
-    /// positive coordinate: scikit-learn's `svd_flip(u_based_decision=True)`,
+    /// positive coordinate (the first of those within 1e-9 relative of the
+    /// largest: ties are not left to the rounding): scikit-learn's
+    /// `svd_flip(u_based_decision=True)`,
     /// its PCA's rule before version 1.5 and so the rule of the paper's
     /// reference code. Follows from the Gram matrix: one pass.
     #[default]
@@ -67,19 +63,6 @@ impl std::str::FromStr for SignRule {
     }
 }
 
-/// Pass-1 figures of one selected tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TensorFit {
-    /// Manifest index.
-    pub(crate) tensor: usize,
-    /// Trace of its own centred Gram matrix.
-    pub(crate) trace: f64,
-    /// Explained variance ratios of its own first two components.
-    pub(crate) own_ratio: [f64; 2],
-    /// ‖pc_k restricted to the tensor‖² per returned component.
-    pub(crate) share: Vec<f64>,
-}
-
 /// A fitted trajectory PCA, before the run's labels are attached.
 #[derive(Debug, Clone)]
 pub(crate) struct Fit {
@@ -112,22 +95,6 @@ pub(crate) struct FitOptions {
     pub(crate) signs: SignRule,
 }
 
-/// A selected tensor's uncentred Gram matrix, while and after it is summed.
-struct TensorGram {
-    tensor: usize,
-    gram: DMatrix<f64>,
-}
-
-/// The results of the Gram pass.
-struct Pass1 {
-    /// The uncentred Gram matrix Δ Δᵀ of all selected tensors.
-    gram: DMatrix<f64>,
-    tensors: Vec<TensorFit>,
-    /// Each tensor's centred Gram matrix (stream order), when within
-    /// [`TENSOR_GRAMS_BUDGET`].
-    tensor_grams: Option<Vec<DMatrix<f64>>>,
-}
-
 /// Fits the PCA of `traj` with up to `components` components (fewer when
 /// the trajectory's rank is lower, with a warning).
 ///
@@ -138,19 +105,8 @@ pub(crate) fn fit<C: Chunks>(
     components: usize,
     opts: FitOptions,
 ) -> Result<Fit> {
-    let m = traj.m;
-    if m < 2 {
-        return Err(Error::invalid(
-            "pca",
-            format!(
-                "needs at least {} snapshots (the final one is the reference, the matrix rows are centred), {} has {}",
-                (traj.n - m) + 2,
-                traj.name,
-                traj.n
-            ),
-        ));
-    }
-    let keep = traj.selected.len().saturating_mul(m * m * 8) <= TENSOR_GRAMS_BUDGET;
+    check_rows(traj)?;
+    let keep = keeps_tensor_grams(traj.selected.len(), traj.m);
     let pass1 = {
         let _s = tracing::debug_span!("pca gram pass").entered();
         match opts.precision {
@@ -158,6 +114,50 @@ pub(crate) fn fit<C: Chunks>(
             GramPrecision::Float64 => gram_pass::<f64, C>(traj, keep)?,
         }
     };
+    fit_grams(traj, pass1, components, opts)
+}
+
+/// An error unless `traj` has at least two matrix rows.
+pub(crate) fn check_rows<C>(traj: &Trajectory<C>) -> Result<()> {
+    if traj.m < 2 {
+        return Err(Error::invalid(
+            "pca",
+            format!(
+                "needs at least {} snapshots (the final one is the reference, the matrix rows are centred), {} has {}",
+                (traj.n - traj.m) + 2,
+                traj.name,
+                traj.n
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The fit from the Gram matrices of `traj` (`pass1`, however they were
+/// obtained): the spectrum, the path coordinates, the residuals and the
+/// per-tensor shares; a projection pass over `traj` only for
+/// [`SignRule::Components`] or when `pass1` holds no per-tensor matrices.
+/// Same errors as [`fit`].
+pub(crate) fn fit_grams<C: Chunks>(
+    traj: &Trajectory<C>,
+    pass1: Pass1,
+    components: usize,
+    opts: FitOptions,
+) -> Result<Fit> {
+    check_rows(traj)?;
+    let m = traj.m;
+    if pass1.gram.nrows() != m || pass1.tensors.len() != traj.selected.len() {
+        return Err(Error::invalid(
+            "pca",
+            format!(
+                "Gram matrices of {} rows and {} tensors given for {} ({m} rows, {} tensors)",
+                pass1.gram.nrows(),
+                pass1.tensors.len(),
+                traj.name,
+                traj.selected.len()
+            ),
+        ));
+    }
     let trace: f64 = pass1.tensors.iter().map(|t| t.trace).sum();
     if trace.is_nan() || trace <= 0.0 {
         return Err(Error::invalid(
@@ -234,83 +234,24 @@ pub(crate) fn fit<C: Chunks>(
     })
 }
 
-/// The one pass: each chunk's Gram product XᵀX (libtorch), summed per
-/// tensor in float64; a tensor's own figures (trace, own ratios) once its
-/// last chunk is in, its matrix then added to the global one.
-fn gram_pass<T: GramValue, C: Chunks>(
-    traj: &Trajectory<C>,
-    keep_tensor_grams: bool,
-) -> Result<Pass1> {
-    let m = traj.m;
-    let mut gram = DMatrix::zeros(m, m);
-    let mut tensors = Vec::with_capacity(traj.selected.len());
-    let mut kept = Vec::new();
-    let mut current: Option<TensorGram> = None;
-    let mut finish = |done: TensorGram, gram: &mut DMatrix<f64>| {
-        let c = centre(&done.gram);
-        let (trace, own_ratio) = own_ratios(&c.gram);
-        tensors.push(TensorFit {
-            tensor: done.tensor,
-            trace,
-            own_ratio,
-            share: Vec::new(),
-        });
-        *gram += &done.gram;
-        if keep_tensor_grams {
-            kept.push((done.tensor, c.gram));
-        }
-    };
-    traj.for_each_prepared(|d: &Deltas<T>| {
-        if current.as_ref().is_none_or(|t| t.tensor != d.tensor) {
-            let fresh = TensorGram {
-                tensor: d.tensor,
-                gram: DMatrix::zeros(m, m),
-            };
-            if let Some(done) = current.replace(fresh) {
-                finish(done, &mut gram);
-            }
-        }
-        if let Some(t) = current.as_mut() {
-            add_chunk(&mut t.gram, &d.xt, d.len)?;
-        }
-        Ok(())
-    })?;
-    if let Some(done) = current.take() {
-        finish(done, &mut gram);
-    }
-    // A selected tensor without elements yields no chunk: list it anyway.
-    for s in &traj.selected {
-        if !tensors.iter().any(|t| t.tensor == s.tensor) {
-            tensors.push(TensorFit {
-                tensor: s.tensor,
-                trace: 0.0,
-                own_ratio: [0.0; 2],
-                share: Vec::new(),
-            });
-            if keep_tensor_grams {
-                kept.push((s.tensor, DMatrix::zeros(m, m)));
-            }
-        }
-    }
-    tensors.sort_by_key(|t| t.tensor);
-    kept.sort_by_key(|(t, _)| *t);
-    Ok(Pass1 {
-        gram,
-        tensors,
-        tensor_grams: keep_tensor_grams.then(|| kept.into_iter().map(|(_, g)| g).collect()),
-    })
-}
+/// Magnitudes within this relative distance of the largest are tied for
+/// [`SignRule::Path`]: the first of them decides, not the rounding (with 3
+/// snapshots the two centred rows are always ±a: an exact tie).
+const SIGN_TIE: f64 = 1e-9;
 
 /// Fixes the sign of each of the first `ncomp` eigenvectors so that its
-/// entry of largest magnitude (the first one on ties) is positive: the
-/// centred path coordinate √λ·v_ki of largest magnitude is positive.
+/// entry of largest magnitude (the first one on ties, within [`SIGN_TIE`])
+/// is positive: the centred path coordinate √λ·v_ki of largest magnitude is
+/// positive.
 fn fix_path_signs(sp: &mut Spectrum, ncomp: usize) {
     for k in 0..ncomp {
         let mut col = sp.vectors.column_mut(k);
+        let most = col.iter().fold(0.0f64, |b, x| b.max(x.abs()));
         let big = col
             .iter()
             .copied()
-            .fold(0.0f64, |b, x| if x.abs() > b.abs() { x } else { b });
+            .find(|x| x.abs() >= most * (1.0 - SIGN_TIE))
+            .unwrap_or(0.0);
         if big < 0.0 {
             col.iter_mut().for_each(|x| *x = -*x);
         }
@@ -635,5 +576,26 @@ mod tests {
         assert_eq!(w, vec![vec![-1.0, 2.0], vec![0.5, 0.5]]);
         assert_eq!(c, vec![vec![-1.0, 2.0], vec![3.0, 4.0]]);
         assert_eq!(residuals(&[1.0, 0.0], &[4.0, 0.0]), vec![0.5, 0.0]);
+    }
+
+    #[test]
+    fn path_signs_leave_ties_to_the_first_entry_not_the_rounding() {
+        // Two centred rows are ±a: the second entry larger by one ulp does
+        // not decide; a clearly larger one does.
+        let a = std::f64::consts::FRAC_1_SQRT_2;
+        for (col, flipped) in [
+            ([-a, a * (1.0 + f64::EPSILON)], true),
+            ([a, -a * (1.0 + f64::EPSILON)], false),
+            ([-0.6, 0.8], false),
+            ([0.6, -0.8], true),
+        ] {
+            let mut sp = Spectrum {
+                lambda: vec![1.0, 0.0],
+                vectors: DMatrix::from_column_slice(2, 2, &[col[0], col[1], 0.0, 1.0]),
+                rank: 1,
+            };
+            fix_path_signs(&mut sp, 1);
+            assert_eq!(sp.vectors[(0, 0)] == -col[0], flipped, "{col:?}");
+        }
     }
 }

@@ -97,6 +97,61 @@ pub(crate) fn add_chunk<T: GramValue>(g: &mut DMatrix<f64>, xt: &[T], len: usize
     Ok(())
 }
 
+/// G += X[:, first..first+k]ᵀ X for the len×m matrix X stored as in
+/// [`add_chunk`] (`g` is k×m): the products of k of the rows (columns of X)
+/// with all m, by one libtorch matrix product in `T`. The live Gram's new
+/// rows ([`LiveGram`](super::LiveGram)): k·m products per value rather than
+/// m².
+pub(crate) fn add_rows_chunk<T: GramValue>(
+    g: &mut DMatrix<f64>,
+    xt: &[T],
+    len: usize,
+    first: usize,
+) -> Result<()> {
+    let (k, m) = (g.nrows(), g.ncols());
+    if len == 0 || k == 0 || m == 0 {
+        return Ok(());
+    }
+    if xt.len() != len * m || first + k > m {
+        return Err(Error::invalid(
+            "pca",
+            format!(
+                "a chunk holds {} values, expected {len} × {m} (rows {first}..{} wanted)",
+                xt.len(),
+                first + k
+            ),
+        ));
+    }
+    let torch = |e| Error::torch("the Gram rows of a trajectory chunk", e);
+    // SAFETY: as in `add_chunk`: `xt` holds len·m initialised values of
+    // `T::KIND` and outlives `x`, which is only read and dropped before this
+    // function returns.
+    let x = unsafe {
+        Tensor::f_from_blob(
+            xt.as_ptr().cast::<u8>(),
+            &[len as i64, m as i64],
+            &[m as i64, 1],
+            T::KIND,
+            Device::Cpu,
+        )
+    }
+    .map_err(torch)?;
+    let prod = x
+        .f_narrow(1, first as i64, k as i64)
+        .and_then(|xk| xk.f_tr())
+        .and_then(|xk| xk.f_mm(&x))
+        .and_then(|p| p.f_to_kind(Kind::Double))
+        .and_then(|p| p.f_contiguous())
+        .map_err(torch)?;
+    drop(x);
+    let values = Vec::<f64>::try_from(&prod.reshape([-1])).map_err(torch)?;
+    // Row-major k×m into nalgebra's column-major storage.
+    for (idx, v) in values.iter().enumerate() {
+        g[(idx / m, idx % m)] += v;
+    }
+    Ok(())
+}
+
 /// An element type the chunk products are computed in.
 pub(crate) trait GramValue: super::stream::DeltaValue {
     /// Its libtorch kind.
@@ -281,6 +336,27 @@ mod tests {
         }
         let mut g = DMatrix::zeros(3, 3);
         assert!(add_chunk(&mut g, &[0f32; 5], 2).is_err());
+    }
+
+    #[test]
+    fn row_products_are_the_rows_of_the_full_product() {
+        for (m, len, first, k) in [(1, 5, 0, 1), (5, 3, 4, 1), (7, 257, 2, 3), (33, 70, 0, 33)] {
+            let r = rows(m, len);
+            let xt = element_major(&r);
+            let xt64: Vec<f64> = xt.iter().map(|&x| f64::from(x)).collect();
+            let mut full = DMatrix::zeros(m, m);
+            add_chunk(&mut full, &xt64, len).unwrap();
+            let (mut g32, mut g64) = (DMatrix::zeros(k, m), DMatrix::zeros(k, m));
+            add_rows_chunk(&mut g32, &xt, len, first).unwrap();
+            add_rows_chunk(&mut g64, &xt64, len, first).unwrap();
+            let want = full.rows(first, k).into_owned();
+            let scale = full.abs().max();
+            assert!((&g64 - &want).abs().max() <= 1e-12 * scale, "m = {m}, f64");
+            assert!((&g32 - &want).abs().max() <= 1e-5 * scale, "m = {m}, f32");
+        }
+        let mut g = DMatrix::zeros(2, 3);
+        assert!(add_rows_chunk(&mut g, &[0f32; 6], 2, 2).is_err());
+        assert!(add_rows_chunk(&mut g, &[0f32; 5], 2, 0).is_err());
     }
 
     #[test]

@@ -40,7 +40,8 @@
 //! - signs follow [`SignRule::Path`] by default
 //!   (`svd_flip(u_based_decision=True)`, scikit-learn's PCA before 1.5 and
 //!   the reference code's): the snapshot with the largest |centred
-//!   coordinate| on a component has a positive one (first on ties);
+//!   coordinate| on a component has a positive one (first on ties, within
+//!   1e-9 relative);
 //!   [`SignRule::Components`] makes the component's largest |entry| positive
 //!   instead (scikit-learn ≥ 1.5), at the cost of a second pass;
 //! - the path coordinates are those of the reference plot, *not*
@@ -57,9 +58,11 @@
 //!
 //! The code: `stream` (the selected tensors as re-streamable chunks,
 //! prepared on a reader thread), `gram` (the chunk products, the centring and
-//! the eigen-decomposition), `fit` (the pass, the figures and the optional
+//! the eigen-decomposition), `pass` (the one pass: per-tensor Gram
+//! matrices), `fit` (the figures from the Gram matrices and the optional
 //! second pass over any chunk source, unit-tested on chunks in memory),
-//! `project` (pass 2 and the components), `result`
+//! `project` (pass 2 and the components), `live` ([`LiveGram`]: the PCA
+//! of a run being recorded, one Gram row per new snapshot), `result`
 //! ([`PcaResult`], the PCA plane as directions, [`PcaResult::save`]) and
 //! `plane_check`. The file formats, and the plain records they hold
 //! ([`PathPoint`], [`TensorPca`], [`PlaneCheckRow`], [`PcaSummary`] with
@@ -78,6 +81,8 @@
 
 mod fit;
 mod gram;
+mod live;
+mod pass;
 mod plane_check;
 mod project;
 mod result;
@@ -96,6 +101,7 @@ pub use crate::store::pca::{
 };
 pub use fit::SignRule;
 pub use gram::GramPrecision;
+pub use live::{LiveGram, LiveUpdate, LIVE_GRAMS_BUDGET};
 pub use plane_check::{plane_check, PlaneCheck};
 pub use result::PcaResult;
 

@@ -168,6 +168,15 @@ impl<C> Trajectory<C> {
         }
     }
 
+    /// The same snapshots with another centre and other matrix rows
+    /// (ascending chunk rows): the live Gram reads its rows relative to θ₀.
+    pub(crate) fn recentred(mut self, centre: usize, rows: Vec<usize>) -> Self {
+        self.m = rows.len();
+        self.centre = centre;
+        self.rows = rows;
+        self
+    }
+
     /// For every chunk row, the matrix row it is (None: only projected).
     pub(crate) fn matrix_row_of(&self) -> Vec<Option<usize>> {
         let mut of = vec![None; self.n];

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tch_landscape::analysis::pca::TrajectoryPca;
+use tch_landscape::analysis::pca::{LiveGram, LiveUpdate, TrajectoryPca};
 use tch_landscape::report::{write_report, ReportOptions};
 use tch_landscape::Run;
 
@@ -15,6 +15,11 @@ use tch_landscape::Run;
 /// report (RUN/report: training curves, weight norms, the path so far).
 /// Stops once the recorder has finished the run and the last update is
 /// written.
+///
+/// The PCA is refitted from Gram rows kept in memory: each new snapshot
+/// costs one row (its products with every snapshot, one read of the run),
+/// not the whole n×n Gram matrix. The first look, and a run that changed
+/// under the watcher (re-recorded, fewer snapshots), computes every row.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  \
     landscape watch runs/long-run            (open runs/long-run/report/index.html, reload now and then)")]
@@ -45,11 +50,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let interval = Duration::from_secs_f64(args.interval);
     lower_priority(args.nice);
     let mut seen: Option<(usize, bool)> = None;
+    let mut live = TrajectoryPca::builder().build()?.live();
     let mut last_change = Instant::now();
     loop {
         // A run being written can be caught between two files (e.g. the
         // metrics journal mid-append): such a look is retried, not fatal.
-        match look(&args, &mut seen) {
+        match look(&args, &mut seen, &mut live) {
             Ok(Some(true)) => return Ok(()),
             Ok(Some(false)) => last_change = Instant::now(),
             Ok(None) => {}
@@ -68,25 +74,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// One look: `Some(done)` after an update (done: the run is finished),
-/// `None` when nothing changed.
-fn look(args: &Args, seen: &mut Option<(usize, bool)>) -> anyhow::Result<Option<bool>> {
+/// `None` when nothing changed. `live` keeps the PCA's Gram rows between
+/// looks.
+fn look(
+    args: &Args,
+    seen: &mut Option<(usize, bool)>,
+    live: &mut LiveGram,
+) -> anyhow::Result<Option<bool>> {
     let run = Run::open(&args.run)?;
     let now = (run.len(), run.manifest().finished);
     if *seen == Some(now) {
         return Ok(None);
     }
     let t0 = Instant::now();
-    let mut pca_note = String::new();
-    if run.len() >= 3 {
-        match TrajectoryPca::builder().build()?.fit(&run) {
-            Ok(pca) => {
-                pca.save_joint_with(&[&run], &args.run.join("pca"), false)?;
-                pca_note = format!(", PC1+PC2 {:.1} %", 100.0 * pca.plane_ratio());
+    let pca_note = match live.refresh(&run) {
+        Ok(update) => {
+            let rows = rows_note(&update);
+            if run.len() < 3 {
+                format!(", {rows}")
+            } else {
+                match live.fit(&run) {
+                    Ok(pca) => {
+                        pca.save_joint_with(&[&run], &args.run.join("pca"), false)?;
+                        format!(", PC1+PC2 {:.1} %, {rows}", 100.0 * pca.plane_ratio())
+                    }
+                    // E.g. no variation yet: the report says the PCA is missing.
+                    Err(e) => format!(", {rows}, no PCA yet ({e})"),
+                }
             }
-            // E.g. no variation yet: the report says the PCA is missing.
-            Err(e) => pca_note = format!(", no PCA yet ({e})"),
         }
-    }
+        // The rows could not be kept (e.g. over their memory bound): the
+        // PCA from scratch, as without them.
+        Err(e) if run.len() >= 3 => {
+            live.clear();
+            tracing::warn!(error = %e, "watch: no live Gram rows, refitting from scratch");
+            match TrajectoryPca::builder().build()?.fit(&run) {
+                Ok(pca) => {
+                    pca.save_joint_with(&[&run], &args.run.join("pca"), false)?;
+                    format!(
+                        ", PC1+PC2 {:.1} %, refitted from scratch ({e})",
+                        100.0 * pca.plane_ratio()
+                    )
+                }
+                Err(e) => format!(", no PCA yet ({e})"),
+            }
+        }
+        Err(e) => {
+            live.clear();
+            format!(", no PCA yet ({e})")
+        }
+    };
     write_report(&args.run, &ReportOptions::default())?;
     *seen = Some(now);
     outln!(
@@ -96,6 +133,19 @@ fn look(args: &Args, seen: &mut Option<(usize, bool)>) -> anyhow::Result<Option<
         t0.elapsed().as_secs_f64()
     )?;
     Ok(Some(now.1))
+}
+
+/// "3 new Gram rows", and why all were rebuilt if they were.
+fn rows_note(u: &LiveUpdate) -> String {
+    let rows = format!(
+        "{} new Gram row{}",
+        u.new_rows,
+        if u.new_rows == 1 { "" } else { "s" }
+    );
+    match &u.rebuilt {
+        Some(why) => format!("{rows} (rebuilt: {why})"),
+        None => rows,
+    }
 }
 
 /// Lowers this process's scheduling priority to `nice` (a failure only
