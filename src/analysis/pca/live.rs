@@ -8,8 +8,9 @@ use std::time::{Instant, SystemTime};
 use nalgebra::DMatrix;
 
 use super::fit::{self, FitOptions};
-use super::gram::{add_rows_chunk, GramPrecision, GramValue};
+use super::gram::{add_rows_chunk, GramPrecision};
 use super::pass::{keeps_tensor_grams, tensor_fit, Pass1};
+use super::rows::{check_snapshot, direct_pass, Blocks, DIRECT_ROWS};
 use super::stream::{selected_tensors, Deltas, Selected, Trajectory};
 use super::{with_torch_threads, PcaResult, TrajectoryPca};
 use crate::error::{Error, Result};
@@ -18,8 +19,9 @@ use crate::store::run::Run;
 use crate::store::snapshot::SnapshotMeta;
 
 /// Memory the rows of a [`LiveGram`] may take: one lower triangle of n²/2
-/// float64 values per selected tensor. Above it [`LiveGram::update`] is an
-/// error (fit from scratch instead).
+/// float64 values per selected tensor (up to twice that while a rebuild
+/// sums them). Above it [`LiveGram::update`] is an error (fit from scratch
+/// instead).
 pub const LIVE_GRAMS_BUDGET: usize = 512 << 20;
 
 /// The Gram rows of a run's snapshots relative to its first snapshot, kept
@@ -264,7 +266,7 @@ impl LiveGram {
                 ),
             ));
         }
-        let rows = self.new_rows::<f64>(run, old)?;
+        let rows = self.new_rows(run, old)?;
         let fingerprints = (old..n)
             .map(|i| Fingerprint::of(run, i))
             .collect::<Result<Vec<_>>>()?;
@@ -305,7 +307,7 @@ impl LiveGram {
     /// The rows of snapshots `old..run.len()` per selected tensor (the
     /// packed triangle rows `G0[s][0..=s]`), by one pass over `run` relative
     /// to θ₀: the new snapshots' products with every snapshot.
-    fn new_rows<T: GramValue>(&self, run: &Run, old: usize) -> Result<Vec<Vec<f64>>> {
+    fn new_rows(&self, run: &Run, old: usize) -> Result<Vec<Vec<f64>>> {
         let n = run.len();
         let base = Trajectory::of_run(run, &self.pca.selection, self.pca.chunk, false)?;
         let nt = base.selected.len();
@@ -320,21 +322,14 @@ impl LiveGram {
         // Matrix rows (columns of a chunk's Δ): snapshots 1..n relative to θ₀.
         let first = old.max(1);
         if first >= n {
+            // θ₀ alone: no product, but checked as a pass would.
+            check_snapshot(run, run.snapshot(0)?, &base.selected)?;
             return Ok(out);
         }
         let mut traj = base.recentred(0, (1..n).collect());
         traj.name = format!("run {} at {}", run.manifest().run_id, run.dir().display());
         traj.progress = self.pca.progress.clone();
         let (k, cols) = (n - first, traj.m);
-        // Appends the finished block of tensor `pos`: row a is snapshot first + a.
-        let flush = |pos: usize, block: &DMatrix<f64>, out: &mut [Vec<f64>]| {
-            for a in 0..k {
-                let s = first + a;
-                out[pos].push(0.0);
-                out[pos].extend((0..s).map(|c| block[(a, c)]));
-            }
-        };
-        let mut current: Option<(usize, DMatrix<f64>)> = None;
         let selected = &traj.selected;
         let position = |tensor: usize| {
             selected
@@ -346,23 +341,27 @@ impl LiveGram {
                     )
                 })
         };
-        with_torch_threads(self.pca.threads, || {
-            traj.for_each_prepared(|d: &Deltas<T>| {
-                let pos = position(d.tensor)?;
-                if current.as_ref().is_none_or(|(p, _)| *p != pos) {
-                    if let Some((p, block)) = current.replace((pos, DMatrix::zeros(k, cols))) {
-                        flush(p, &block, &mut out);
-                    }
-                }
-                if let Some((_, block)) = current.as_mut() {
-                    add_rows_chunk(block, &d.xt, d.len, first - 1)?;
-                }
-                Ok(())
-            })
-        })?;
-        if let Some((p, block)) = current.take() {
-            flush(p, &block, &mut out);
+        let mut blocks = Blocks {
+            current: None,
+            out: &mut out,
+            first,
+            k,
+            cols,
+        };
+        if k <= DIRECT_ROWS {
+            // A few rows: straight from the mapped files, the snapshots
+            // taken in before not checked again.
+            let mut report = traj.reporter("gram");
+            direct_pass(run, selected, self.pca.chunk, old, &mut blocks, &mut report)?;
+        } else {
+            with_torch_threads(self.pca.threads, || {
+                traj.for_each_prepared(|d: &Deltas<f64>| {
+                    let block = blocks.block(position(d.tensor)?);
+                    add_rows_chunk(block, &d.xt, d.len, first - 1)
+                })
+            })?;
         }
+        blocks.finish();
         // Tensors without elements stream no chunk: zero rows.
         for r in out.iter_mut() {
             let want = (first..n).map(|s| s + 1).sum::<usize>() + usize::from(old == 0);

@@ -62,7 +62,8 @@
 //! matrices), `fit` (the figures from the Gram matrices and the optional
 //! second pass over any chunk source, unit-tested on chunks in memory),
 //! `project` (pass 2 and the components), `live` ([`LiveGram`]: the PCA
-//! of a run being recorded, one Gram row per new snapshot), `result`
+//! of a run being recorded, one Gram row per new snapshot) with `rows`
+//! (its new rows straight from the files), `result`
 //! ([`PcaResult`], the PCA plane as directions, [`PcaResult::save`]) and
 //! `plane_check`. The file formats, and the plain records they hold
 //! ([`PathPoint`], [`TensorPca`], [`PlaneCheckRow`], [`PcaSummary`] with
@@ -86,6 +87,7 @@ mod pass;
 mod plane_check;
 mod project;
 mod result;
+mod rows;
 mod stream;
 
 use std::time::Instant;

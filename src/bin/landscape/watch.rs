@@ -124,10 +124,11 @@ fn look(
             format!(", no PCA yet ({e})")
         }
     };
+    let pca_s = t0.elapsed().as_secs_f64();
     write_report(&args.run, &ReportOptions::default())?;
     *seen = Some(now);
     outln!(
-        "updated: {} snapshots{pca_note}{} ({:.2} s)",
+        "updated: {} snapshots{pca_note}{} ({:.2} s, PCA {pca_s:.2} s)",
         now.0,
         if now.1 { ", run finished" } else { "" },
         t0.elapsed().as_secs_f64()
