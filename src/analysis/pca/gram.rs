@@ -69,25 +69,12 @@ pub(crate) fn add_chunk<T: GramValue>(g: &mut DMatrix<f64>, xt: &[T], len: usize
         ));
     }
     let torch = |e| Error::torch("the Gram product of a trajectory chunk", e);
-    // SAFETY: `xt` holds len·m initialised values of `T::KIND` and outlives
-    // `x`, which is only read (by `mm`) and dropped before this function
-    // returns; nothing writes to it or keeps a reference to it.
-    let x = unsafe {
-        Tensor::f_from_blob(
-            xt.as_ptr().cast::<u8>(),
-            &[len as i64, m as i64],
-            &[m as i64, 1],
-            T::KIND,
-            Device::Cpu,
-        )
-    }
+    let prod = chunk_product(xt, (len, m), |x| {
+        x.f_tr()
+            .and_then(|xt| xt.f_mm(x))
+            .and_then(|p| p.f_to_kind(Kind::Double))
+    })
     .map_err(torch)?;
-    let prod = x
-        .f_tr()
-        .and_then(|xt| xt.f_mm(&x))
-        .and_then(|p| p.f_to_kind(Kind::Double))
-        .map_err(torch)?;
-    drop(x);
     let values = Vec::<f64>::try_from(&prod.reshape([-1])).map_err(torch)?;
     // Row-major m×m into nalgebra's column-major storage: G is symmetric,
     // so each entry lands on its mirror, which `centre` averages away.
@@ -123,9 +110,35 @@ pub(crate) fn add_rows_chunk<T: GramValue>(
         ));
     }
     let torch = |e| Error::torch("the Gram rows of a trajectory chunk", e);
-    // SAFETY: as in `add_chunk`: `xt` holds len·m initialised values of
-    // `T::KIND` and outlives `x`, which is only read and dropped before this
-    // function returns.
+    let prod = chunk_product(xt, (len, m), |x| {
+        x.f_narrow(1, first as i64, k as i64)
+            .and_then(|xk| xk.f_tr())
+            .and_then(|xk| xk.f_mm(x))
+            .and_then(|p| p.f_to_kind(Kind::Double))
+            .and_then(|p| p.f_contiguous())
+    })
+    .map_err(torch)?;
+    let values = Vec::<f64>::try_from(&prod.reshape([-1])).map_err(torch)?;
+    // Row-major k×m into nalgebra's column-major storage.
+    for (idx, v) in values.iter().enumerate() {
+        g[(idx / m, idx % m)] += v;
+    }
+    Ok(())
+}
+
+/// `product(X)` for the len×m row-major matrix X whose values `xt` holds,
+/// seen by libtorch in place (no copy); the product must be a new tensor
+/// (not a view of X).
+fn chunk_product<T: GramValue>(
+    xt: &[T],
+    (len, m): (usize, usize),
+    product: impl FnOnce(&Tensor) -> std::result::Result<Tensor, tch::TchError>,
+) -> std::result::Result<Tensor, tch::TchError> {
+    debug_assert_eq!(xt.len(), len * m);
+    // SAFETY: `xt` holds len·m initialised values of `T::KIND` and outlives
+    // `x`, which `product` only reads and which is dropped before this
+    // function returns; the result is a fresh tensor (a matrix product),
+    // so nothing keeps a reference to `xt`.
     let x = unsafe {
         Tensor::f_from_blob(
             xt.as_ptr().cast::<u8>(),
@@ -134,22 +147,10 @@ pub(crate) fn add_rows_chunk<T: GramValue>(
             T::KIND,
             Device::Cpu,
         )
-    }
-    .map_err(torch)?;
-    let prod = x
-        .f_narrow(1, first as i64, k as i64)
-        .and_then(|xk| xk.f_tr())
-        .and_then(|xk| xk.f_mm(&x))
-        .and_then(|p| p.f_to_kind(Kind::Double))
-        .and_then(|p| p.f_contiguous())
-        .map_err(torch)?;
+    }?;
+    let out = product(&x);
     drop(x);
-    let values = Vec::<f64>::try_from(&prod.reshape([-1])).map_err(torch)?;
-    // Row-major k×m into nalgebra's column-major storage.
-    for (idx, v) in values.iter().enumerate() {
-        g[(idx / m, idx % m)] += v;
-    }
-    Ok(())
+    out
 }
 
 /// An element type the chunk products are computed in.
