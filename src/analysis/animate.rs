@@ -284,6 +284,17 @@ impl AnimationResult {
         self.frames.first().map(|f| f.splits()).unwrap_or_default()
     }
 
+    /// The split media and reports draw by default: `train` when the
+    /// animation has it, else its first split (`None` without values).
+    pub fn preferred_split(&self) -> Option<String> {
+        let splits = self.splits();
+        splits
+            .iter()
+            .find(|s| s.as_str() == "train")
+            .or(splits.first())
+            .cloned()
+    }
+
     /// Every value of every frame, one row per (frame, grid point, split),
     /// the frames' reference points (the snapshots themselves) included.
     pub fn rows(&self) -> Vec<AnimationRow> {

@@ -29,13 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.shards.iter().any(|s| s.join(ANIMATION_SPEC).exists()) {
         let t0 = std::time::Instant::now();
         let anim = merge_animation_shards(&args.shards, &args.out)?;
-        let splits = anim.splits();
-        let split = splits
-            .iter()
-            .find(|s| s.as_str() == "train")
-            .or(splits.first())
-            .cloned()
-            .unwrap_or_default();
+        let split = anim.preferred_split().unwrap_or_default();
         return crate::animate::finish(&anim, &split, 0.6, 0, t0);
     }
     if args.shards.iter().any(|s| s.join(CURVATURE_FILE).exists()) {

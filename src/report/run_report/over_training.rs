@@ -19,9 +19,6 @@ use crate::store::animation::SPEC_FILE;
 /// Where `landscape animate` writes under a run.
 pub const ANIMATIONS_DIR: &str = "animations";
 
-/// The split the section draws.
-const SPLIT: &str = "train";
-
 pub(super) fn section(out: &mut Output, run_dir: &Path) -> Result<()> {
     out.section("over-training", "Landscape over training");
     let found =
@@ -42,12 +39,7 @@ pub(super) fn section(out: &mut Output, run_dir: &Path) -> Result<()> {
 }
 
 fn animation(out: &mut Output, name: &str, anim: &AnimationResult) -> Result<()> {
-    let splits = anim.splits();
-    let Some(split) = splits
-        .iter()
-        .find(|s| s.as_str() == SPLIT)
-        .or(splits.first())
-    else {
+    let Some(split) = anim.preferred_split() else {
         out.text(&format!("{name}: the animation has no values."));
         return Ok(());
     };
@@ -73,7 +65,7 @@ fn animation(out: &mut Output, name: &str, anim: &AnimationResult) -> Result<()>
     let xs = first.spec.grid.x.values();
     let ys = first.spec.grid.y.map(|a| a.values()).unwrap_or_default();
     let log_loss = |v: f64| plotted(v, true);
-    let losses: Vec<f64> = anim.snapshot_losses(split);
+    let losses: Vec<f64> = anim.snapshot_losses(&split);
     let mut frames = Vec::with_capacity(n);
     for (i, (f, s)) in spec.frames.iter().zip(&anim.frames).enumerate() {
         let path = spec.frames[..=i]
@@ -83,7 +75,7 @@ fn animation(out: &mut Output, name: &str, anim: &AnimationResult) -> Result<()>
             .collect();
         frames.push(Frame3d {
             label: format!("epoch {}", f.epoch),
-            z: s.loss(split).into_iter().map(log_loss).collect(),
+            z: s.loss(&split).into_iter().map(log_loss).collect(),
             path: if spec.plane == AnimationPlane::Pca {
                 path
             } else {
